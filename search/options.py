@@ -1,0 +1,261 @@
+"""Command-line options of `python -m search.run`, validated before anything starts.
+
+Validation happens here, up front, so a bad flag costs the user one line and
+exit status 2 — never a half-created run directory or a Ray cluster started
+for nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn, Sequence
+
+OBJECTIVES: dict[str, str] = {
+    "val_acc": "maximize",
+    "macs": "minimize",
+    "params": "minimize",
+    "latency_ms": "minimize",
+}
+DEFAULT_OBJECTIVES = ("val_acc", "macs", "latency_ms")
+SAMPLERS = ("nsga2", "tpe", "random")
+BUDGET_NAMES = ("smoke", "cpu", "gpu")
+# Settings that define *what* is searched: fixed at creation, read back on --resume.
+SEARCH_SETTINGS = (
+    "objectives", "sampler", "seed", "budget", "budget_overrides", "max_macs",
+    "baselines", "population_size", "kernel_sets", "ratios", "width",
+)
+
+
+class UsageError(ValueError):
+    """A user error in the flags: one line on stderr, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # argparse's default prints the whole usage
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m search.run",
+        description=(
+            "Search Selective-MCA GhostNets on CIFAR-10: Optuna samples architectures, "
+            "Ray Tune trains each briefly, the Pareto front of accuracy against MACs and "
+            "latency is written to <storage-path>/<name>/report.html."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    s = p.add_argument_group("search")
+    s.add_argument("--trials", type=int, default=None, help="architectures to train (default 200; on --resume: the stored target)")
+    s.add_argument("--objectives", default=None, help=f"comma list of {', '.join(OBJECTIVES)} (default {','.join(DEFAULT_OBJECTIVES)})")
+    s.add_argument("--sampler", default=None, help=f"one of {', '.join(SAMPLERS)} (default nsga2)")
+    s.add_argument("--seed", type=int, default=None, help="seed of the sampler and the trainers (default 0)")
+    s.add_argument("--population-size", type=int, default=None, help="NSGA-II population (default 20)")
+    s.add_argument("--max-macs", type=float, default=None, help="never train architectures above this many MACs (at 32x32); they are recorded as infeasible")
+    s.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=None,
+                   help="evaluate the presets cnn, ghostnet, all_mca, selective_mca first (default on)")
+    s.add_argument("--kernel-sets", default=None, help="MCA kernel-scale menu, e.g. 3-5-7,5-7-11,7-11-21")
+    s.add_argument("--ratios", default=None, help="ghost ratio menu, e.g. 2,3,4")
+    s.add_argument("--width", type=float, default=None, help="width multiplier of every sampled net (default 1.0)")
+
+    t = p.add_argument_group("training")
+    t.add_argument("--budget", default=None, help="trainer preset smoke|cpu|gpu (default gpu with CUDA, else cpu)")
+    t.add_argument("--epochs", type=int, default=None, help="override the budget's epochs")
+    t.add_argument("--train-size", type=int, default=None, help="override the budget's training-subset size")
+    t.add_argument("--batch-size", type=int, default=None, help="override the budget's batch size")
+    t.add_argument("--lr", type=float, default=None, help="override the budget's peak learning rate")
+    t.add_argument("--data-dir", default=None, help="CIFAR-10 python batches (default $CIFAR10_DIR, else ./data)")
+    t.add_argument("--download", action="store_true", help="download CIFAR-10 with torchvision if it is missing")
+
+    r = p.add_argument_group("run directory")
+    r.add_argument("--name", default=None, help="run name (default search-<date>-<time>)")
+    r.add_argument("--storage-path", default="./runs", help="folder holding run directories")
+    r.add_argument("--resume", action="store_true", help="continue the run --name after an interruption")
+    r.add_argument("--report", action=argparse.BooleanOptionalAction, default=True, help="write report.html at the end")
+
+    x = p.add_argument_group("execution")
+    x.add_argument("--address", default=None, help="join a Ray cluster (e.g. auto or host:6379); default: start a local one")
+    x.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs reserved by each trial (also its torch threads)")
+    x.add_argument("--gpus-per-trial", type=float, default=None, help="GPUs per trial (default 1 with CUDA, else 0)")
+    x.add_argument("--max-concurrent", type=int, default=None, help="trials running at once (default: as many as the resources allow)")
+    x.add_argument("--latency-threads", type=int, default=1, help="CPU threads for the batch-1 latency measurement")
+    x.add_argument("--dashboard", action=argparse.BooleanOptionalAction, default=True, help="start the Ray dashboard with a local cluster")
+    x.add_argument("--dashboard-port", type=int, default=8265, help="port of the local Ray dashboard (on 127.0.0.1)")
+    return p
+
+
+@dataclass
+class Options:
+    trials: int
+    objectives: tuple[str, ...]
+    sampler: str
+    seed: int
+    population_size: int
+    max_macs: float | None
+    baselines: bool
+    kernel_sets: tuple[tuple[int, ...], ...]
+    ratios: tuple[int, ...]
+    width: float
+    budget: str
+    budget_overrides: dict[str, Any]
+    data_dir: Path
+    download: bool
+    name: str
+    storage_path: Path
+    resume: bool
+    report: bool
+    address: str | None
+    cpus_per_trial: float
+    gpus_per_trial: float
+    max_concurrent: int | None
+    latency_threads: int
+    dashboard: bool
+    dashboard_port: int
+    explicit: frozenset[str]
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        return tuple(OBJECTIVES[o] for o in self.objectives)
+
+    @property
+    def run_path(self) -> Path:
+        return self.storage_path / self.name
+
+    def search_settings(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in SEARCH_SETTINGS}
+        out["objectives"] = list(self.objectives)
+        out["kernel_sets"] = [list(k) for k in self.kernel_sets]
+        out["ratios"] = list(self.ratios)
+        return out
+
+
+def parse_objectives(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise UsageError("--objectives needs at least one of " + ", ".join(OBJECTIVES))
+    for n in names:
+        if n not in OBJECTIVES:
+            raise UsageError(f"unknown objective {n!r} in --objectives; choose from {', '.join(OBJECTIVES)}")
+    if len(set(names)) != len(names):
+        raise UsageError(f"--objectives lists an objective twice: {text}")
+    return names
+
+
+def _parse_ints(text: str, flag: str, sep: str = ",") -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(sep) if x.strip())
+    except ValueError:
+        raise UsageError(f"{flag} expects integers, got {text!r}") from None
+
+
+def parse_kernel_sets(text: str) -> tuple[tuple[int, ...], ...]:
+    sets = tuple(_parse_ints(part, "--kernel-sets", "-") for part in text.split(",") if part.strip())
+    if not sets:
+        raise UsageError("--kernel-sets needs at least one set, e.g. 3-5-7")
+    return sets
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Options:
+    """Parse and validate flags; raises UsageError with a one-line message."""
+    ns = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    explicit = frozenset(
+        a[2:].split("=")[0].replace("-", "_").removeprefix("no_") for a in argv if a.startswith("--")
+    )
+    cuda = _cuda_available()
+    budget = ns.budget or ("gpu" if cuda else "cpu")
+    if budget not in BUDGET_NAMES:
+        raise UsageError(f"unknown --budget {budget!r}; choose from {', '.join(BUDGET_NAMES)}")
+    sampler = ns.sampler or "nsga2"
+    if sampler not in SAMPLERS:
+        raise UsageError(f"unknown --sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
+    trials = 200 if ns.trials is None else ns.trials
+    if trials < 1:
+        raise UsageError(f"--trials must be at least 1, got {trials}")
+    overrides = {k: getattr(ns, k) for k in ("epochs", "train_size", "batch_size", "lr") if getattr(ns, k) is not None}
+    for k, v in overrides.items():
+        if not v > 0 or (isinstance(v, float) and not math.isfinite(v)):
+            raise UsageError(f"--{k.replace('_', '-')} must be a positive number, got {v}")
+    population = 20 if ns.population_size is None else ns.population_size
+    if population < 2:
+        raise UsageError(f"--population-size must be at least 2, got {population}")
+    if ns.max_macs is not None and not ns.max_macs > 0:
+        raise UsageError(f"--max-macs must be positive, got {ns.max_macs:g}")
+    if ns.cpus_per_trial <= 0:
+        raise UsageError(f"--cpus-per-trial must be positive, got {ns.cpus_per_trial:g}")
+    gpus = ns.gpus_per_trial if ns.gpus_per_trial is not None else (1.0 if cuda else 0.0)
+    if gpus < 0:
+        raise UsageError(f"--gpus-per-trial must be 0 or more, got {gpus:g}")
+    if ns.max_concurrent is not None and ns.max_concurrent < 1:
+        raise UsageError(f"--max-concurrent must be at least 1, got {ns.max_concurrent}")
+    if ns.latency_threads < 1:
+        raise UsageError(f"--latency-threads must be at least 1, got {ns.latency_threads}")
+    if ns.resume and not ns.name:
+        raise UsageError("--resume needs --name of the run to continue")
+    name = ns.name or datetime.now().strftime("search-%Y%m%d-%H%M%S")
+    if "/" in name or name in (".", ".."):
+        raise UsageError(f"--name must be a plain folder name, got {name!r}")
+    data_dir = ns.data_dir or os.environ.get("CIFAR10_DIR") or "./data"
+    return Options(
+        trials=trials,
+        objectives=parse_objectives(ns.objectives or ",".join(DEFAULT_OBJECTIVES)),
+        sampler=sampler,
+        seed=0 if ns.seed is None else ns.seed,
+        population_size=population,
+        max_macs=ns.max_macs,
+        baselines=True if ns.baselines is None else ns.baselines,
+        kernel_sets=parse_kernel_sets(ns.kernel_sets or "3-5-7,5-7-11,7-11-21"),
+        ratios=_parse_ints(ns.ratios or "2,3,4", "--ratios"),
+        width=1.0 if ns.width is None else ns.width,
+        budget=budget,
+        budget_overrides=overrides,
+        data_dir=Path(data_dir).expanduser().resolve(),
+        download=ns.download,
+        name=name,
+        storage_path=Path(ns.storage_path).expanduser().resolve(),
+        resume=ns.resume,
+        report=ns.report,
+        address=ns.address,
+        cpus_per_trial=ns.cpus_per_trial,
+        gpus_per_trial=gpus,
+        max_concurrent=ns.max_concurrent,
+        latency_threads=ns.latency_threads,
+        dashboard=ns.dashboard,
+        dashboard_port=ns.dashboard_port,
+        explicit=explicit,
+    )
+
+
+def merge_stored(opts: Options, stored: dict[str, Any]) -> Options:
+    """On --resume the stored search settings win; an explicit different value is an error."""
+    for key in SEARCH_SETTINGS:
+        if key not in stored:
+            continue
+        value = stored[key]
+        if key == "objectives":
+            value = tuple(value)
+        elif key == "kernel_sets":
+            value = tuple(tuple(k) for k in value)
+        elif key == "ratios":
+            value = tuple(value)
+        flag_names = {"budget_overrides": ("epochs", "train_size", "batch_size", "lr")}.get(key, (key,))
+        if any(f in opts.explicit for f in flag_names) and getattr(opts, key) != value:
+            raise UsageError(
+                f"run {opts.name!r} was created with {key}={stored[key]!r}; "
+                f"drop --{flag_names[0].replace('_', '-')} to resume it, or start a new --name"
+            )
+        setattr(opts, key, value)
+    if "trials" not in opts.explicit:
+        opts.trials = int(stored.get("trials", opts.trials))
+    return opts

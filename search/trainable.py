@@ -1,0 +1,89 @@
+"""The Ray Tune function trainable: one architecture, measured and proxy-trained.
+
+It runs in a Ray worker, possibly on another machine, so it gets everything it
+needs in a small picklable `TrialContext` and imports only `space` and
+`trainer` — no Optuna, no run directory.
+"""
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from ray import tune
+
+from space import ArchConfig, build_model, count_macs, count_params
+from trainer.budget import get_budget
+from trainer.data import Cifar10, load_cifar10
+from trainer.device import resolve_device
+from trainer.latency import measure_latency
+from trainer.proxy import EpochStats, train_proxy
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of a run shares (settings, not results)."""
+
+    data_dir: str
+    budget: str
+    budget_overrides: dict[str, Any]
+    seed: int
+    device: str
+    threads: int
+    latency_threads: int
+    # Test hook: trials whose canonical key contains one of these raise, so the
+    # failure path is exercised end to end through real Ray (GHOSTNAS_FAIL_KEYS).
+    fail_keys: tuple[str, ...] = field(default_factory=tuple)
+
+
+class InjectedFailure(RuntimeError):
+    """Raised for keys named in GHOSTNAS_FAIL_KEYS."""
+
+
+@functools.lru_cache(maxsize=2)
+def _dataset(data_dir: str) -> Cifar10:
+    """Loaded once per worker process: Ray reuses the actor for the next trial."""
+    return load_cifar10(data_dir)
+
+
+def cost_metrics(model: torch.nn.Module, device: torch.device, latency_threads: int) -> dict[str, Any]:
+    """MACs, parameters and batch-1 latency: the cheap objectives, known before training."""
+    latency = measure_latency(model, device, threads=latency_threads)
+    return {
+        "macs": count_macs(model),
+        "params": count_params(model),
+        "latency_ms": latency.median_ms,
+        "latency_p10_ms": latency.p10_ms,
+        "latency_p90_ms": latency.p90_ms,
+    }
+
+
+def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
+    """Tune entry point: report per-epoch results, then the final objectives."""
+    started = time.perf_counter()
+    torch.set_num_threads(ctx.threads)
+    arch = ArchConfig.from_dict(config["arch"])
+    device = resolve_device(ctx.device)
+    if any(k and k in arch.key for k in ctx.fail_keys):
+        raise InjectedFailure(f"injected failure for {arch.key} (GHOSTNAS_FAIL_KEYS)")
+    base = {"key": arch.key, **cost_metrics(build_model(arch), device, ctx.latency_threads)}
+
+    def on_epoch(stats: EpochStats) -> None:
+        tune.report({**base, "status": "running", "epoch": stats.epoch, "val_acc": stats.val_acc,
+                     "train_loss": stats.train_loss, "images_per_s": stats.images_per_s})
+
+    budget = get_budget(ctx.budget, **ctx.budget_overrides)
+    result = train_proxy(arch, _dataset(ctx.data_dir), budget, device, seed=ctx.seed, on_epoch=on_epoch)
+    tune.report({
+        **base,
+        "status": result.status,
+        "val_acc": result.val_acc if result.status == "ok" else None,
+        "epochs": result.epochs,
+        "train_seconds": result.seconds,
+        "images_per_s": result.images_per_s,
+        "wall_seconds": time.perf_counter() - started,
+        "error": result.error or "",
+        "done_final": True,
+    })

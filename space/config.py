@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -64,7 +64,7 @@ def format_kernels(kernels: Iterable[int]) -> str:
     return "-".join(str(k) for k in kernels)
 
 
-def parse_kernels(value: Any, name: str = "kernels") -> tuple[int, ...]:
+def parse_kernels(value: Any) -> tuple[int, ...]:
     """Validate a kernel set given as '3-5-7', [3, 5, 7] or (3, 5, 7); return it sorted."""
     raw: list[Any]
     if isinstance(value, str):
@@ -74,15 +74,15 @@ def parse_kernels(value: Any, name: str = "kernels") -> tuple[int, ...]:
             try:
                 raw.append(int(part.strip()))
             except ValueError:
-                raise _fail(name, value) from None
+                raise _fail("kernels", value) from None
     elif isinstance(value, Iterable):
         raw = list(value)
     else:
-        raise _fail(name, value)
+        raise _fail("kernels", value)
     ints = [_as_int(k) for k in raw]
     if (not ints or any(k is None or k % 2 == 0 or not KERNEL_MIN <= k <= KERNEL_MAX for k in ints)
             or len(set(ints)) != len(ints)):
-        raise _fail(name, value)
+        raise _fail("kernels", value)
     return tuple(sorted(ints))  # type: ignore[arg-type]
 
 
@@ -134,7 +134,6 @@ class ArchConfig:
     ratio: int = 2
     width: float = 1.0
     dw_size: int = 3
-    _frozen_fields: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Normalise once here so equality, hashing and keys never depend on
@@ -212,4 +211,4 @@ class ArchConfig:
 
 
 def _field_names() -> list[str]:
-    return [f.name for f in fields(ArchConfig) if f.init]
+    return [f.name for f in fields(ArchConfig)]

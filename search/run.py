@@ -131,17 +131,14 @@ def _search(opts: Options, space, rundir: RunDir) -> int:
                                 directions=list(opts.directions))
     heal_study(study, known, space)
 
-    def constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
-        return [_cost(space.from_params(trial.params))[0] - opts.max_macs]
-
     # A resumed run draws a fresh random stream: replaying the first attempt's
     # start-up samples would only produce duplicates.
-    sampler = make_sampler(opts.sampler, opts.seed + attempt - 1, opts.population_size,
-                           constraints if opts.max_macs is not None else None)
+    sampler = make_sampler(opts.sampler, opts.seed + attempt - 1, opts.population_size)
     baselines = [cfg for cfg in PRESETS.values() if opts.baselines and cfg.key not in known]
     points = [p for p in (point_of(space, cfg) for cfg in baselines) if p is not None]
     references = [cfg for cfg in baselines if point_of(space, cfg) is None]
-    inner = make_optuna_search(space, objectives, list(opts.directions), sampler, storage_url, points)
+    inner = make_optuna_search(space, objectives, list(opts.directions), sampler, storage_url, points,
+                               max_macs=opts.max_macs, macs_of=lambda a: _cost(a)[0])
 
     def on_infeasible(arch, macs: int) -> None:
         table.append(trial_row(arch, "infeasible", {"macs": macs, "params": _cost(arch)[1]},
@@ -194,6 +191,8 @@ def _search(opts: Options, space, rundir: RunDir) -> int:
 def _init_ray(opts: Options) -> None:
     import ray
 
+    if ray.is_initialized():  # embedded use (benchmarks): the caller owns the cluster
+        return
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     logging.getLogger("ray").setLevel(logging.WARNING)
     # Workers import space/ and trainer/: make this checkout importable for them too.
@@ -208,6 +207,7 @@ def _init_ray(opts: Options) -> None:
         print(f"joined Ray cluster at {opts.address}", flush=True)
         return
     ctx = ray.init(
+        address="local",  # a new local cluster, even where `ray start` left one running
         include_dashboard=opts.dashboard,
         dashboard_host="127.0.0.1",
         dashboard_port=opts.dashboard_port,

@@ -8,7 +8,8 @@ define-by-run space from `SearchSpace`, baselines via `points_to_evaluate`).
   again; the sampler is told its known result and asked for another;
 * `--max-macs` — an architecture above the budget is never trained; it is
   recorded as infeasible, and the sampler learns it through Optuna's
-  constraints support (the trial is told PRUNED with a positive violation);
+  constraints support (the trial carries a positive constraint and is told
+  PRUNED: no score is invented for a net that was never trained);
 * failures — a trial that raised or diverged is told FAIL, never a fake score.
 """
 from __future__ import annotations
@@ -29,12 +30,12 @@ MAX_ATTEMPTS = 500  # suggestions tried per Tune trial before the space counts a
 STUDY_NAME = "search"
 
 
-def make_sampler(name: str, seed: int, population_size: int,
-                 constraints: Callable[[optuna.trial.FrozenTrial], list[float]] | None) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int, population_size: int) -> optuna.samplers.BaseSampler:
+    """Optuna's samplers read constraints from the trials (Trial.set_constraint)."""
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=population_size, seed=seed, constraints_func=constraints)
+        return optuna.samplers.NSGAIISampler(population_size=population_size, seed=seed)
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, constraints_func=constraints, multivariate=True, group=True)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise ValueError(f"unknown sampler {name!r}")
@@ -171,13 +172,22 @@ def make_optuna_search(
     sampler: optuna.samplers.BaseSampler,
     storage_url: str,
     points: list[dict[str, Any]],
+    max_macs: float | None = None,
+    macs_of: Callable[[ArchConfig], int] | None = None,
 ) -> OptunaSearch:
-    """Ray's OptunaSearch over the run's durable study (created or loaded)."""
+    """Ray's OptunaSearch over the run's durable study (created or loaded).
+
+    With `max_macs`, each trial carries the constraint macs - max_macs (≤ 0 is
+    feasible) through Optuna's constraints support, so TPE learns the
+    infeasible region and NSGA-II's constrained domination can use it.
+    """
     storage = optuna.storages.RDBStorage(storage_url)
     modes = ["max" if d == "maximize" else "min" for d in directions]
 
     def define_by_run(trial: optuna.Trial) -> None:
-        space.suggest(trial)
+        arch = space.suggest(trial)
+        if max_macs is not None and macs_of is not None:
+            trial.set_constraint("macs", macs_of(arch) - max_macs)
 
     return OptunaSearch(
         space=define_by_run,

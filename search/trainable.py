@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from ray import tune
@@ -60,23 +60,22 @@ def cost_metrics(model: torch.nn.Module, device: torch.device, latency_threads: 
     }
 
 
-def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
-    """Tune entry point: report per-epoch results, then the final objectives."""
+def evaluate(arch: ArchConfig, ctx: TrialContext, report: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Measure and proxy-train one architecture; `report` gets per-epoch and final metrics."""
     started = time.perf_counter()
     torch.set_num_threads(ctx.threads)
-    arch = ArchConfig.from_dict(config["arch"])
     device = resolve_device(ctx.device)
     if any(k and k in arch.key for k in ctx.fail_keys):
         raise InjectedFailure(f"injected failure for {arch.key} (GHOSTNAS_FAIL_KEYS)")
     base = {"key": arch.key, **cost_metrics(build_model(arch), device, ctx.latency_threads)}
 
     def on_epoch(stats: EpochStats) -> None:
-        tune.report({**base, "status": "running", "epoch": stats.epoch, "val_acc": stats.val_acc,
-                     "train_loss": stats.train_loss, "images_per_s": stats.images_per_s})
+        report({**base, "status": "running", "epoch": stats.epoch, "val_acc": stats.val_acc,
+                "train_loss": stats.train_loss, "images_per_s": stats.images_per_s})
 
     budget = get_budget(ctx.budget, **ctx.budget_overrides)
     result = train_proxy(arch, _dataset(ctx.data_dir), budget, device, seed=ctx.seed, on_epoch=on_epoch)
-    tune.report({
+    final = {
         **base,
         "status": result.status,
         "val_acc": result.val_acc if result.status == "ok" else None,
@@ -85,5 +84,11 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         "images_per_s": result.images_per_s,
         "wall_seconds": time.perf_counter() - started,
         "error": result.error or "",
-        "done_final": True,
-    })
+    }
+    report(final)
+    return final
+
+
+def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
+    """Ray Tune entry point: the config carries the architecture as a dict."""
+    evaluate(ArchConfig.from_dict(config["arch"]), ctx, tune.report)

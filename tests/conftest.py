@@ -16,3 +16,55 @@ def cifar_dir() -> Path:
     if not (path / "cifar-10-batches-py" / "data_batch_1").is_file():
         pytest.fail(f"CIFAR-10 sample not found at {path}; set CIFAR10_SUBSET")
     return path
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> str:
+    """A real Ray head started with `ray start`, joined by tests through --address.
+
+    Sharing one cluster saves a Ray start per search test, and exercises the
+    multi-machine path (`--address`) that users take with a real cluster.
+    """
+    import shutil
+    import subprocess
+    import sys
+
+    ray_bin = Path(sys.executable).with_name("ray")
+    ray = str(ray_bin) if ray_bin.exists() else shutil.which("ray")
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    subprocess.run(
+        [ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+         "--disable-usage-stats"],
+        check=True, capture_output=True, env=env, cwd=REPO,
+    )
+    yield f"127.0.0.1:{port}"
+    subprocess.run([ray, "stop", "--force"], capture_output=True, env=env)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(cifar_dir, tmp_path_factory):
+    """A real 6-trial smoke search on a local Ray (with dashboard): (run dir, finished process).
+
+    The analysis tests read this run directory too, so it is made once per session.
+    """
+    import subprocess
+    import sys
+
+    storage = tmp_path_factory.mktemp("runs")
+    proc = subprocess.run(
+        [sys.executable, "-m", "search.run", "--trials", "6", "--budget", "smoke", "--max-concurrent", "2",
+         "--objectives", "val_acc,macs", "--data-dir", str(cifar_dir), "--storage-path", str(storage),
+         "--name", "e2e", "--dashboard-port", str(_free_port())],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return storage / "e2e", proc

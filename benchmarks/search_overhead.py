@@ -1,0 +1,88 @@
+"""What does running trials through Ray Tune + Optuna cost over training them directly?
+
+One process, one Ray cluster, side by side:
+  1. warm-up: a 1-trial search (starts Ray's worker, imports torch there) — not timed;
+  2. tune:    an N-trial search through the real service (`search.run.main`:
+              OptunaSearch on SQLite, the dedup/budget searcher, the table writer),
+              one trial at a time with every core;
+  3. direct:  the same N architectures (read back from the run's trials.csv)
+              measured and proxy-trained by `search.trainable.evaluate` in this
+              process, with the same threads, budget and seed.
+Prints both wall times and ends with `ratio: tune/direct=X.XX` (target ≤ 1.10).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import ray  # noqa: E402
+import torch  # noqa: E402
+
+from search.run import main as search_main  # noqa: E402
+from search.trainable import TrialContext, _dataset, evaluate  # noqa: E402
+from space import ArchConfig  # noqa: E402
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default=os.environ.get("CIFAR10_DIR", "../shared/cifar10-subset"))
+    p.add_argument("--trials", type=int, default=6)
+    p.add_argument("--budget", default="smoke")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    return p.parse_args()
+
+
+def search(storage: Path, name: str, trials: int, args: argparse.Namespace, baselines: bool) -> float:
+    argv = ["--trials", str(trials), "--budget", args.budget, "--data-dir", args.data_dir,
+            "--storage-path", str(storage), "--name", name, "--objectives", "val_acc,macs",
+            "--max-concurrent", "1", "--cpus-per-trial", str(args.threads), "--no-report",
+            "--baselines" if baselines else "--no-baselines"]
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = search_main(argv)
+    if code != 0:
+        raise SystemExit(f"search failed with exit status {code}")
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    args = parse()
+    ray.init(address="local", num_cpus=args.threads, include_dashboard=False, log_to_driver=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        storage = Path(tmp)
+        search(storage, "warmup", 1, args, baselines=False)
+        tune_s = search(storage, "timed", args.trials, args, baselines=True)
+        with open(storage / "timed" / "trials.csv", newline="") as f:
+            archs = [ArchConfig.from_dict({
+                "mca": [r[f"mca_{i}"] == "1" for i in range(16)],
+                "kernels": [int(k) for k in r["kernels"].split("-")],
+                "ratio": int(r["ratio"]), "width": float(r["width"]), "dw_size": int(r["dw_size"]),
+            }) for r in csv.DictReader(f)]
+    ray.shutdown()
+
+    ctx = TrialContext(data_dir=str(Path(args.data_dir).resolve()), budget=args.budget, budget_overrides={},
+                       seed=0, device="cpu" if not torch.cuda.is_available() else "cuda",
+                       threads=args.threads, latency_threads=1)
+    _dataset(ctx.data_dir)  # the Tune worker also loads the data once
+    start = time.perf_counter()
+    for arch in archs:
+        evaluate(arch, ctx, lambda metrics: None)
+    direct_s = time.perf_counter() - start
+
+    print(f"trials: {len(archs)} ({args.budget} budget, {args.threads} threads, one at a time)")
+    print(f"tune:   {tune_s:7.2f} s  ({tune_s / len(archs):.2f} s/trial, Ray already started, worker warm)")
+    print(f"direct: {direct_s:7.2f} s  ({direct_s / len(archs):.2f} s/trial)")
+    print(f"ratio: tune/direct={tune_s / direct_s:.2f}")
+
+
+if __name__ == "__main__":
+    main()

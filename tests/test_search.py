@@ -1,0 +1,147 @@
+"""The search service end to end: real Ray, real Optuna storage, the real CIFAR sample."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from search.rundir import TRAINED_STATUSES
+from space import PRESETS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def read_rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "trials.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def search(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "search.run", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+    )
+
+
+def smoke_args(cifar_dir: Path, storage: Path, name: str, *extra: str) -> list[str]:
+    return ["--budget", "smoke", "--data-dir", str(cifar_dir), "--storage-path", str(storage),
+            "--name", name, "--no-report", *extra]
+
+
+def test_end_to_end_local_cluster(smoke_run):
+    """6 trials, smoke budget, 2 concurrent, val_acc+macs, on a local Ray with its dashboard."""
+    run, proc = smoke_run
+    rows = read_rows(run)
+    assert len(rows) == 6
+    assert all(r["status"] == "ok" for r in rows), rows
+    assert {r["preset"] for r in rows} >= set(PRESETS), "every baseline is evaluated"
+    assert len({r["key"] for r in rows}) == 6
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["objectives"] == ["val_acc", "macs"] and meta["directions"] == ["maximize", "minimize"]
+    assert (run / "study.db").is_file() and any((run / "ray").iterdir())
+    assert "Ray dashboard: http://127.0.0.1:" in proc.stdout
+    assert "Pareto front (" in proc.stdout and "report command: python -m analysis.report" in proc.stdout
+    assert all(0.0 <= float(r["val_acc"]) <= 1.0 and int(r["macs"]) > 0 and float(r["latency_ms"]) > 0 for r in rows)
+
+
+def test_resume_after_sigkill(ray_cluster, cifar_dir, tmp_path):
+    args = smoke_args(cifar_dir, tmp_path, "killed", "--trials", "5", "--objectives", "val_acc,macs",
+                      "--max-concurrent", "1", "--address", ray_cluster)
+    proc = subprocess.Popen([sys.executable, "-m", "search.run", *args], cwd=REPO, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    table = tmp_path / "killed" / "trials.csv"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if table.exists() and len(read_rows(table.parent)) >= 2:
+            break
+        assert proc.poll() is None, "search ended before it could be killed"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = read_rows(table.parent)
+    assert 2 <= len(before) < 5
+
+    done = search(*args, "--resume")
+    assert done.returncode == 0, done.stderr
+    after = read_rows(table.parent)
+    assert after[: len(before)] == before, "finished trials are kept as they were"
+    trained = [r for r in after if r["status"] in TRAINED_STATUSES]
+    assert len(trained) == 5
+    assert len({r["key"] for r in after}) == len(after), "no architecture trained twice"
+    meta = json.loads((table.parent / "run.json").read_text())
+    assert meta["attempts"] == 2
+
+
+def test_failures_and_infeasible_are_recorded(ray_cluster, cifar_dir, tmp_path):
+    from space import build_model, count_macs
+
+    macs = {name: count_macs(build_model(cfg)) for name, cfg in PRESETS.items()}
+    limit = (macs["all_mca"] + macs["selective_mca"]) / 2  # all_mca is over budget, the rest fit
+    env = {"GHOSTNAS_FAIL_KEYS": PRESETS["ghostnet"].key}
+    done = search(*smoke_args(cifar_dir, tmp_path, "faults", "--trials", "4", "--objectives", "val_acc,macs",
+                              "--max-macs", str(limit), "--sampler", "random", "--address", ray_cluster), env=env)
+    assert done.returncode == 0, done.stderr
+    rows = read_rows(tmp_path / "faults")
+    by_preset = {r["preset"]: r for r in rows if r["preset"]}
+    assert by_preset["ghostnet"]["status"] == "failed"
+    assert "injected failure" in by_preset["ghostnet"]["error"]
+    assert by_preset["all_mca"]["status"] == "infeasible" and by_preset["all_mca"]["val_acc"] == ""
+    assert all(int(r["macs"]) <= limit for r in rows if r["status"] != "infeasible")
+    assert len([r for r in rows if r["status"] in TRAINED_STATUSES]) == 4
+    assert "failed 1" in done.stdout
+
+
+def test_same_seed_same_architectures(ray_cluster, cifar_dir, tmp_path):
+    keys = []
+    for name in ("a", "b"):
+        done = search(*smoke_args(cifar_dir, tmp_path, name, "--trials", "3", "--no-baselines", "--seed", "7",
+                                  "--max-concurrent", "1", "--objectives", "val_acc,macs", "--epochs", "1",
+                                  "--train-size", "256", "--address", ray_cluster))
+        assert done.returncode == 0, done.stderr
+        keys.append([r["key"] for r in read_rows(tmp_path / name)])
+    assert keys[0] == keys[1]
+    assert len(set(keys[0])) == 3
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--trials", "0"], "--trials must be at least 1"),
+        (["--objectives", "val_acc,speed"], "unknown objective 'speed'"),
+        (["--sampler", "cmaes"], "unknown --sampler 'cmaes'"),
+        (["--budget", "huge"], "unknown --budget 'huge'"),
+        (["--kernel-sets", "3-4"], "kernels"),
+        (["--bogus-flag"], "unrecognized arguments: --bogus-flag"),
+        (["--resume", "--name", "nope"], "no search run to resume"),
+    ],
+)
+def test_bad_input_exits_2_and_writes_nothing(cifar_dir, tmp_path, args, message):
+    storage = tmp_path / "runs"
+    done = search("--data-dir", str(cifar_dir), "--storage-path", str(storage), *args, timeout=120)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
+    assert not storage.exists() or not any(storage.iterdir())
+
+
+def test_missing_data_dir_exits_2(tmp_path):
+    done = search("--data-dir", str(tmp_path / "nowhere"), "--storage-path", str(tmp_path / "runs"), timeout=120)
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and "--download" in done.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_help_lists_the_flags():
+    done = search("--help", timeout=120)
+    assert done.returncode == 0
+    for flag in ("--trials", "--objectives", "--sampler", "--budget", "--resume", "--address",
+                 "--max-concurrent", "--max-macs", "--baselines", "--storage-path"):
+        assert flag in done.stdout

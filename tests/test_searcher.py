@@ -1,0 +1,108 @@
+"""ArchSearcher around Ray's real OptunaSearch on a real SQLite study (no Ray cluster needed)."""
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search.searcher import STUDY_NAME, ArchSearcher, heal_study, make_optuna_search, make_sampler, point_of
+from space import PRESETS, ArchConfig, SearchSpace, build_model, count_macs
+
+SPACE = SearchSpace()
+OBJECTIVES = ["val_acc", "macs"]
+DIRECTIONS = ["maximize", "minimize"]
+
+
+def macs_of(arch: ArchConfig, _cache={}) -> int:
+    if arch.key not in _cache:
+        _cache[arch.key] = count_macs(build_model(arch))
+    return _cache[arch.key]
+
+
+def make(tmp_path, sampler="random", points=(), max_macs=None, references=()):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    inner = make_optuna_search(SPACE, OBJECTIVES, DIRECTIONS, make_sampler(sampler, 3, 4), url, list(points),
+                               max_macs=max_macs, macs_of=macs_of)
+    infeasible: list[tuple[str, int]] = []
+    known: dict = {}
+    searcher = ArchSearcher(inner, SPACE, OBJECTIVES, known, macs_of, max_macs,
+                            lambda a, m: infeasible.append((a.key, m)), references=list(references))
+    study = optuna.load_study(study_name=STUDY_NAME, storage=url)
+    return searcher, known, infeasible, study
+
+
+def finish(searcher, known, trial_id, config, val_acc=0.5):
+    arch = ArchConfig.from_dict(config["arch"])
+    values = [val_acc, macs_of(arch)]
+    known[arch.key] = {"values": values}
+    searcher.on_trial_complete(trial_id, {"status": "ok", "val_acc": values[0], "macs": values[1]})
+    return arch
+
+
+def test_baselines_come_first_and_out_of_menu_ones_bypass_the_sampler(tmp_path):
+    points = [p for p in (point_of(SPACE, c) for c in PRESETS.values()) if p]
+    refs = [c for c in PRESETS.values() if point_of(SPACE, c) is None]
+    assert [c.ratio for c in refs] == [1], "only the s=1 CNN is outside the default menu"
+    searcher, known, _, study = make(tmp_path, points=points, references=refs)
+    keys = [ArchConfig.from_dict(searcher.suggest(f"t{i}")["arch"]).key for i in range(4)]
+    assert set(keys) == {c.key for c in PRESETS.values()}
+    assert keys[0] == PRESETS["cnn"].key
+
+
+def test_a_repeated_architecture_is_not_trained_again(tmp_path):
+    searcher, known, _, study = make(tmp_path)
+    first = searcher.suggest("t0")
+    arch = finish(searcher, known, "t0", first, val_acc=0.61)
+    # Make the sampler propose exactly that architecture again.
+    study.enqueue_trial({k: v for k, v in first.items() if k != "arch"})
+    second = searcher.suggest("t1")
+    assert ArchConfig.from_dict(second["arch"]).key != arch.key
+    assert searcher.skipped_duplicates == 1
+    told = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    assert len(told) == 2 and told[0].values == told[1].values == [0.61, macs_of(arch)]
+
+
+def test_architectures_above_max_macs_are_never_suggested(tmp_path):
+    limit = (macs_of(PRESETS["ghostnet"]) + macs_of(PRESETS["selective_mca"])) / 2
+    searcher, known, infeasible, study = make(tmp_path, sampler="nsga2", max_macs=limit)
+    for i in range(6):
+        config = searcher.suggest(f"t{i}")
+        assert macs_of(ArchConfig.from_dict(config["arch"])) <= limit
+        finish(searcher, known, f"t{i}", config)
+    assert infeasible, "the random start proposes some nets above the budget"
+    assert all(m > limit for _, m in infeasible)
+    pruned = [t for t in study.get_trials() if t.state == TrialState.PRUNED]
+    assert len(pruned) == len(infeasible)
+    # Optuna's constraints support recorded the violation for the sampler.
+    assert all(t.constraints["macs"] > 0 for t in pruned)
+    assert all(t.constraints["macs"] <= 0 for t in study.get_trials() if t.state == TrialState.COMPLETE)
+
+
+def test_failed_trials_are_told_fail_not_a_score(tmp_path):
+    searcher, known, _, study = make(tmp_path)
+    searcher.suggest("t0")
+    searcher.suggest("t1")
+    searcher.on_trial_complete("t0", None, error=True)
+    searcher.on_trial_complete("t1", {"status": "diverged", "val_acc": None, "macs": 1})
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.FAIL]
+
+
+def test_heal_study_closes_trials_left_running_by_a_kill(tmp_path):
+    searcher, known, _, study = make(tmp_path)
+    done = searcher.suggest("t0")
+    searcher.suggest("t1")  # both left RUNNING, as after SIGKILL
+    arch = ArchConfig.from_dict(done["arch"])
+    heal_study(study, {arch.key: {"values": [0.7, 123.0]}}, SPACE)
+    states = {t.number: (t.state, t.values) for t in study.get_trials()}
+    assert states[0] == (TrialState.COMPLETE, [0.7, 123.0])
+    assert states[1][0] == TrialState.FAIL
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "tpe", "random"])
+def test_every_sampler_drives_the_space(tmp_path, sampler):
+    searcher, known, _, study = make(tmp_path, sampler=sampler)
+    keys = set()
+    for i in range(5):
+        config = searcher.suggest(f"t{i}")
+        keys.add(finish(searcher, known, f"t{i}", config, val_acc=0.1 * i).key)
+    assert len(keys) == 5

@@ -1,0 +1,162 @@
+"""CIFAR-10 from the standard python batches, loaded without trusting the pickles.
+
+The batches are pickles, and unpickling runs whatever code a file names. The
+loader therefore uses a restricted unpickler that admits only the handful of
+globals a CIFAR batch needs (numpy array reconstruction, dtype, the codecs
+helper) and refuses everything else before it runs.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+BATCHES_DIR = "cifar-10-batches-py"
+TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_FILE = "test_batch"
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+# Official checksums (as torchvision lists them). A full official batch holds
+# 10,000 images and is ~31 MB; smaller files (like the shipped sample) are
+# subsets and cannot match, so only full-size files are checked.
+OFFICIAL_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+}
+OFFICIAL_SIZE_RANGE = (31_000_000, 31_100_000)
+SAFE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+}
+
+
+class DataError(ValueError):
+    """The data directory or a batch file is missing, corrupt or unsafe (a user error)."""
+
+
+@dataclass(frozen=True)
+class Cifar10:
+    """Images as uint8 tensors [N, 3, 32, 32] (R, G, B planes), labels as int64 [N]."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    root: Path
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):  # noqa: D401 - pickle API
+        if (module, name) not in SAFE_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
+        return super().find_class(module, name)
+
+
+def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file → (uint8 images [N, 3, 32, 32], int64 labels [N]), fully checked."""
+    raw = path.read_bytes()
+    lo, hi = OFFICIAL_SIZE_RANGE
+    if path.name in OFFICIAL_MD5 and lo <= len(raw) <= hi:
+        digest = hashlib.md5(raw).hexdigest()
+        if digest != OFFICIAL_MD5[path.name]:
+            raise DataError(f"{path}: MD5 {digest} differs from the official CIFAR-10 checksum; the file is corrupt")
+    try:
+        batch = _SafeUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except pickle.UnpicklingError as exc:
+        raise DataError(f"{path}: not a safe CIFAR-10 batch ({exc})") from None
+    except Exception as exc:  # truncated files raise EOFError, ValueError, ...
+        raise DataError(f"{path}: corrupt or truncated CIFAR-10 batch ({type(exc).__name__}: {exc})") from None
+    if not isinstance(batch, dict):
+        raise DataError(f"{path}: expected a dict with 'data' and 'labels', got {type(batch).__name__}")
+    batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    data, labels = batch.get("data"), batch.get("labels")
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        desc = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise DataError(f"{path}: 'data' must be a uint8 array of shape (N, 3072), got {desc}")
+    try:
+        labels = np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: 'labels' must be a list of integers") from None
+    if labels.shape != (len(data),):
+        raise DataError(f"{path}: {len(data)} images but labels of shape {labels.shape}")
+    if len(labels) and (labels.min() < 0 or labels.max() > 9):
+        raise DataError(f"{path}: labels must be in 0..9, found {labels.min()}..{labels.max()}")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+    """--data-dir, else $CIFAR10_DIR, else ./data."""
+    return Path(data_dir or os.environ.get("CIFAR10_DIR") or "data")
+
+
+def batches_dir(root: Path) -> Path | None:
+    """The folder holding the batch files: `root/cifar-10-batches-py` or `root` itself."""
+    for candidate in (root / BATCHES_DIR, root):
+        if (candidate / TRAIN_FILES[0]).exists():
+            return candidate
+    return None
+
+
+def fetch_cifar10(root: Path) -> None:
+    """Fetch the official archive with torchvision (needs internet)."""
+    from torchvision.datasets import CIFAR10
+
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        CIFAR10(str(root), train=True, download=True)
+    except Exception as exc:
+        raise DataError(f"could not download CIFAR-10 into {root} ({type(exc).__name__}: {exc}); "
+                        f"without internet, copy {BATCHES_DIR}/ there and pass --data-dir") from None
+
+
+def load_cifar10(data_dir: str | Path | None = None, download: bool = False) -> Cifar10:
+    """Load all train batches and the test batch; `download=True` fetches them when missing."""
+    root = resolve_data_dir(data_dir)
+    folder = batches_dir(root)
+    if folder is None and download:
+        fetch_cifar10(root)
+        folder = batches_dir(root)
+    if folder is None:
+        raise DataError(f"CIFAR-10 not found in {root} (expected {BATCHES_DIR}/data_batch_1..5 and test_batch); "
+                        "pass --data-dir DIR, set $CIFAR10_DIR, or add --download to fetch it")
+    parts = []
+    for name in (*TRAIN_FILES, TEST_FILE):
+        path = folder / name
+        if not path.is_file():
+            raise DataError(f"CIFAR-10 in {folder} is incomplete: {name} is missing")
+        parts.append(read_batch(path))
+    train_images = np.concatenate([p[0] for p in parts[:-1]])
+    train_labels = np.concatenate([p[1] for p in parts[:-1]])
+    return Cifar10(
+        train_images=torch.from_numpy(np.ascontiguousarray(train_images)),
+        train_labels=torch.from_numpy(train_labels),
+        test_images=torch.from_numpy(np.ascontiguousarray(parts[-1][0])),
+        test_labels=torch.from_numpy(parts[-1][1]),
+        root=folder,
+    )
+
+
+def split_train_val(labels: torch.Tensor | np.ndarray, val_fraction: float = 0.1,
+                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded stratified split of training indices: each class gives the same share to validation."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for cls in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        n_val = int(round(len(idx) * val_fraction))
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    return torch.from_numpy(np.sort(np.concatenate(train))), torch.from_numpy(np.sort(np.concatenate(val)))

@@ -1,0 +1,125 @@
+"""The training step shared by proxy training and full training.
+
+SGD with Nesterov momentum, a one-cycle schedule, label smoothing, no weight
+decay on BatchNorm weights and biases (decaying them only hurts), and bf16
+autocast on CUDA. One implementation so the proxy measures what full
+training will do.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .budget import Budget
+from .loader import DeviceLoader
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def make_optimizer(model: nn.Module, budget: Budget) -> torch.optim.SGD:
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": budget.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.SGD(groups, lr=budget.lr, momentum=budget.momentum, nesterov=True)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, budget: Budget, steps_per_epoch: int,
+                   epochs: int | None = None) -> torch.optim.lr_scheduler.OneCycleLR:
+    total = max(1, steps_per_epoch * (epochs or budget.epochs))
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=budget.lr, total_steps=total, pct_start=budget.warmup,
+        div_factor=10.0, final_div_factor=100.0, cycle_momentum=False)
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA (no loss scaling needed); full precision on CPU, where it is deterministic."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    train_loss: float
+    images: int
+    seconds: float
+
+
+def train_epoch(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimizer,
+                scheduler, criterion: nn.Module, epoch: int = 0) -> EpochResult:
+    """One pass over `loader`; raises Diverged as soon as the loss is not finite.
+
+    On CPU the check is free; on CUDA it is done every 25 steps to avoid a
+    host sync per step (a few wasted steps at most).
+    """
+    device = loader.device
+    check_every = 25 if device.type == "cuda" else 1
+    model.train()
+    total = torch.zeros((), device=device)
+    images = 0
+    start = time.perf_counter()
+    for step, (x, y) in enumerate(loader):
+        with autocast(device):
+            loss = criterion(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total += loss.detach() * len(y)
+        images += len(y)
+        if (step + 1) % check_every == 0 and not torch.isfinite(total):
+            raise Diverged(f"training loss became {total.item()} at epoch {epoch + 1}, step {step + 1}")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    mean = (total / max(images, 1)).item()
+    if not torch.isfinite(torch.tensor(mean)):
+        raise Diverged(f"training loss became {mean} at epoch {epoch + 1}")
+    return EpochResult(mean, images, seconds)
+
+
+@torch.no_grad()
+def evaluate_accuracy(model: nn.Module, loader: DeviceLoader) -> float:
+    """Top-1 accuracy on an un-augmented loader."""
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=loader.device)
+    count = 0
+    for x, y in loader:
+        with autocast(loader.device):
+            correct += (model(x).argmax(1) == y).sum()
+        count += len(y)
+    return correct.item() / max(count, 1)
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, loader: DeviceLoader) -> None:
+    """Recompute BatchNorm running statistics as an exact average over `loader`'s batches.
+
+    After a short proxy training the running averages still remember the
+    random initialisation (momentum 0.1 over a few dozen steps), which makes
+    eval-mode accuracy meaningless; "precise BN" as in NAS practice fixes it
+    for the price of a few forward passes.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    try:
+        for x, _ in loader:
+            with autocast(loader.device):
+                model(x)
+    finally:
+        for m, momentum in zip(norms, saved):
+            m.momentum = momentum

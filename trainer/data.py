@@ -57,10 +57,14 @@ class Cifar10:
     root: Path
 
 
+class _Refused(pickle.UnpicklingError):
+    """The pickle names a global outside SAFE_GLOBALS."""
+
+
 class _SafeUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):  # noqa: D401 - pickle API
         if (module, name) not in SAFE_GLOBALS:
-            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
+            raise _Refused(f"refusing to load global {module}.{name}")
         return super().find_class(module, name)
 
 
@@ -74,8 +78,8 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             raise DataError(f"{path}: MD5 {digest} differs from the official CIFAR-10 checksum; the file is corrupt")
     try:
         batch = _SafeUnpickler(io.BytesIO(raw), encoding="bytes").load()
-    except pickle.UnpicklingError as exc:
-        raise DataError(f"{path}: not a safe CIFAR-10 batch ({exc})") from None
+    except _Refused as exc:
+        raise DataError(f"{path}: not a safe CIFAR-10 batch ({exc}); it was not loaded") from None
     except Exception as exc:  # truncated files raise EOFError, ValueError, ...
         raise DataError(f"{path}: corrupt or truncated CIFAR-10 batch ({type(exc).__name__}: {exc})") from None
     if not isinstance(batch, dict):

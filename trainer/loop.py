@@ -32,11 +32,21 @@ def make_optimizer(model: nn.Module, budget: Budget) -> torch.optim.SGD:
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, budget: Budget, steps_per_epoch: int,
-                   epochs: int | None = None) -> torch.optim.lr_scheduler.OneCycleLR:
+                   epochs: int | None = None) -> torch.optim.lr_scheduler.LambdaLR:
+    """One cycle: linear rise from lr/10 to the peak over `warmup`, then linear decay to lr/100.
+
+    Written as a LambdaLR rather than OneCycleLR because proxy budgets can be a
+    handful of steps, where OneCycleLR's phases degenerate (division by zero).
+    """
     total = max(1, steps_per_epoch * (epochs or budget.epochs))
-    return torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=budget.lr, total_steps=total, pct_start=budget.warmup,
-        div_factor=10.0, final_div_factor=100.0, cycle_momentum=False)
+    peak = max(1.0, budget.warmup * total)
+
+    def factor(step: int) -> float:
+        if step < peak:
+            return 0.1 + 0.9 * step / peak
+        return 1.0 - 0.99 * min(1.0, (step - peak) / max(1.0, total - peak))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def autocast(device: torch.device):

@@ -1,0 +1,324 @@
+"""Full training of one architecture: `python -m trainer.train --arch best.json`.
+
+The search only ranks architectures with short proxy trainings on a
+validation split; this is the step that turns the chosen one into a trained
+model and the one number people quote: CIFAR-10 test accuracy. So it trains
+on every training image (no validation split), evaluates on the test batch
+after each epoch, and writes a checkpoint every epoch so that a long run that
+is stopped can go on with `--resume` without repeating or losing an epoch.
+
+Outputs in --out: checkpoint.pt (every epoch), and when finished model.pt
+(state_dict), arch.json (ArchConfig JSON) and metrics.json.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, NoReturn, Sequence
+
+import torch
+from torch import nn
+
+from space import ArchConfig, build_model, count_macs, count_params, load_arch
+from space.presets import PRESETS
+
+from .budget import BUDGETS, Budget, get_budget
+from .data import Cifar10, DataError, load_cifar10
+from .device import resolve_device
+from .loader import DeviceLoader
+from .loop import Diverged, evaluate_accuracy, make_optimizer, make_scheduler, train_epoch
+
+PROG = "trainer.train"
+EVAL_BATCH = 500
+CHECKPOINT = "checkpoint.pt"
+# Settings a resumed run must keep: changing them mid-training would make the
+# result something no single command describes.
+KEPT_ON_RESUME = ("batch_size", "lr", "seed", "budget", "train_size")
+
+
+class UsageError(ValueError):
+    """A user error: one line on stderr, exit status 2, nothing written."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # argparse's default prints the whole usage
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0],
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--arch", required=True,
+                   help=f"preset ({', '.join(PRESETS)}) or ArchConfig JSON file, e.g. best.json from analysis.select")
+    p.add_argument("--width", type=float, default=None, help="override the architecture's width multiplier")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="total epochs (on --resume: the total to reach); default: the budget's epochs")
+    p.add_argument("--data-dir", default=None, help="CIFAR-10 folder (default $CIFAR10_DIR, else ./data)")
+    p.add_argument("--download", action="store_true", help="fetch CIFAR-10 when it is missing")
+    p.add_argument("--out", default=None, help="output folder (default runs/train-<arch name>)")
+    p.add_argument("--resume", action="store_true", help=f"continue from {CHECKPOINT} in --out")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--budget", default=None, choices=tuple(BUDGETS),
+                   help="preset to take hyper-parameters from (default gpu with CUDA, else cpu); "
+                        "its train_size is ignored")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the budget's")
+    p.add_argument("--lr", type=float, default=None, help="peak one-cycle learning rate (default: the budget's)")
+    p.add_argument("--seed", type=int, default=None, help="seed of init, order and augmentation (default 0)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--train-size", type=int, default=None,
+                   help="dev/test only: train on a seeded subset of this many images instead of all")
+    return p
+
+
+# ----------------------------------------------------------------- set-up
+@dataclasses.dataclass
+class Setup:
+    """Everything checked before anything is written."""
+
+    arch: ArchConfig
+    arch_name: str
+    out: Path
+    device: torch.device
+    budget: Budget
+    epochs: int
+    seed: int
+    train_size: int | None
+    data: Cifar10
+    checkpoint: dict[str, Any] | None
+
+
+def arch_name(spec: str, width: float | None) -> str:
+    """Folder-friendly name: the preset, or the JSON file's stem; a width override is appended."""
+    name = spec if spec in PRESETS else Path(spec).stem
+    return f"{name}-w{width:g}" if width is not None else name
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The explicit training settings (None = not given)."""
+    return {"budget": args.budget, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+            "train_size": args.train_size}
+
+
+def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # truncated or foreign file
+        raise UsageError(f"cannot read {path} ({type(exc).__name__}: {exc}); start again with another --out") from None
+    if not isinstance(ckpt, dict) or "arch" not in ckpt or "epoch" not in ckpt:
+        raise UsageError(f"{path} is not a trainer.train checkpoint")
+    return ckpt
+
+
+def resolve_settings(args: argparse.Namespace, device: torch.device, ckpt: dict[str, Any] | None) -> dict[str, Any]:
+    """Explicit flags, else the checkpoint's (on resume), else the defaults; conflicts are user errors."""
+    given = settings(args)
+    if ckpt is not None:
+        saved = ckpt["settings"]
+        for key in KEPT_ON_RESUME:
+            if given[key] is not None and given[key] != saved[key]:
+                flag = "--" + key.replace("_", "-")
+                raise UsageError(f"{flag} {given[key]} differs from the checkpoint's {saved[key]}; "
+                                 "a resumed run keeps its settings (use another --out to change them)")
+        return dict(saved)
+    return {"budget": given["budget"] or ("gpu" if device.type == "cuda" else "cpu"),
+            "batch_size": given["batch_size"], "lr": given["lr"], "seed": 0 if given["seed"] is None else given["seed"],
+            "train_size": given["train_size"]}
+
+
+def prepare(args: argparse.Namespace) -> Setup:
+    """Check flags, arch, device, data and checkpoint; raise UsageError before writing anything."""
+    for flag in ("epochs", "batch_size", "threads", "train_size"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise UsageError(f"--{flag.replace('_', '-')} must be >= 1 (got {value})")
+    if args.lr is not None and not args.lr > 0:
+        raise UsageError(f"--lr must be > 0 (got {args.lr})")
+    try:
+        arch = load_arch(args.arch)
+        if args.width is not None:
+            arch = dataclasses.replace(arch, width=args.width)
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    out = Path(args.out or f"runs/train-{arch_name(args.arch, args.width)}")
+    ckpt_path = out / CHECKPOINT
+    ckpt = None
+    if args.resume:
+        if not ckpt_path.is_file():
+            raise UsageError(f"--resume: no {CHECKPOINT} in {out}")
+        ckpt = load_checkpoint(ckpt_path, device)
+        saved = ArchConfig.from_dict(ckpt["arch"])
+        if saved != arch:
+            raise UsageError(f"--arch {args.arch} ({arch.key}) differs from the checkpoint's arch ({saved.key})")
+    elif ckpt_path.exists():
+        raise UsageError(f"{ckpt_path} exists; add --resume to continue it or choose another --out")
+    chosen = resolve_settings(args, device, ckpt)
+    try:
+        budget = get_budget(chosen["budget"], batch_size=chosen["batch_size"], lr=chosen["lr"])
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    epochs = args.epochs or (ckpt["epochs"] if ckpt else budget.epochs)
+    if ckpt is not None and ckpt["epoch"] > epochs:
+        raise UsageError(f"the checkpoint already has {ckpt['epoch']} epochs; --epochs must be at least that")
+    try:
+        data = load_cifar10(args.data_dir, download=args.download)
+    except DataError as exc:
+        raise UsageError(str(exc)) from None
+    # Full training: every training image, and no BN recalibration (thousands of steps settle BN).
+    budget = dataclasses.replace(budget, train_size=None, bn_images=0, epochs=epochs)
+    return Setup(arch, arch_name(args.arch, args.width), out, device, budget, epochs, chosen["seed"],
+                 chosen["train_size"], data, ckpt)
+
+
+# --------------------------------------------------------------- training
+def train_subset(data: Cifar10, size: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """All training images, or a seeded subset when --train-size asks for one (tests, dev runs)."""
+    if size is None or size >= len(data.train_labels):
+        return data.train_images, data.train_labels
+    idx = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(seed))[:size]
+    return data.train_images[idx], data.train_labels[idx]
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """Write then rename, so a kill never leaves a half-written file under the real name."""
+    tmp = path.with_name(path.name + ".tmp")
+    if isinstance(obj, (str, bytes)):
+        tmp.write_text(obj) if isinstance(obj, str) else tmp.write_bytes(obj)
+    else:
+        torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def rng_state(loader: DeviceLoader, device: torch.device) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "loader": loader.generator.get_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, Any], loader: DeviceLoader, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    loader.generator.set_state(state["loader"].cpu() if device.type == "cpu" else state["loader"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
+def restore_scheduler(scheduler, ckpt: dict[str, Any], epochs: int) -> bool:
+    """Load the schedule's position; when --epochs changed, re-read the lr from the new schedule.
+
+    The schedule is a function of the total step count, so a run extended on
+    resume follows the longer cycle from the step reached (the lr jumps to
+    where that cycle is). Returns True when that happened.
+    """
+    scheduler.load_state_dict(ckpt["scheduler"])
+    if ckpt["epochs"] == epochs:
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "step() before optimizer.step()": only the lr is recomputed
+        scheduler.last_epoch -= 1
+        scheduler.step()
+    return True
+
+
+def fmt_eta(seconds: float) -> str:
+    return str(datetime.timedelta(seconds=round(seconds)))
+
+
+def run(setup: Setup) -> int:
+    """Train to `setup.epochs`, checkpointing each epoch; 0 when done, 1 on divergence."""
+    device, budget = setup.device, setup.budget
+    ckpt = setup.checkpoint
+    torch.manual_seed(setup.seed)
+    model = build_model(setup.arch)
+    macs, params = count_macs(model), count_params(model)
+    memory_format = torch.channels_last if budget.channels_last else torch.preserve_format
+    model = model.to(device, memory_format=memory_format)
+    images, labels = train_subset(setup.data, setup.train_size, setup.seed)
+    train = DeviceLoader(images, labels, budget.batch_size, device, train=True, seed=setup.seed,
+                         channels_last=budget.channels_last)
+    test = DeviceLoader(setup.data.test_images, setup.data.test_labels, EVAL_BATCH, device, train=False,
+                        channels_last=budget.channels_last)
+    optimizer = make_optimizer(model, budget)
+    scheduler = make_scheduler(optimizer, budget, len(train), setup.epochs)
+    criterion = nn.CrossEntropyLoss(label_smoothing=budget.label_smoothing)
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if restore_scheduler(scheduler, ckpt, setup.epochs):
+            print(f"note: --epochs changed from {ckpt['epochs']} to {setup.epochs}; "
+                  "the one-cycle schedule continues on the longer cycle", file=sys.stderr, flush=True)
+        set_rng_state(ckpt["rng"], train, device)
+        history = list(ckpt["history"])
+        start_epoch = ckpt["epoch"]
+    setup.out.mkdir(parents=True, exist_ok=True)
+    chosen = {"budget": budget.name, "batch_size": budget.batch_size, "lr": budget.lr, "seed": setup.seed,
+              "train_size": setup.train_size}
+    session_start = time.perf_counter()
+    for epoch in range(start_epoch, setup.epochs):
+        t0 = time.perf_counter()
+        try:
+            result = train_epoch(model, train, optimizer, scheduler, criterion, epoch)
+        except Diverged as exc:
+            print(f"{PROG}: diverged: {exc}; {setup.out / CHECKPOINT} keeps the last good epoch "
+                  f"({epoch}); try a lower --lr", file=sys.stderr)
+            return 1
+        acc = evaluate_accuracy(model, test)
+        seconds = time.perf_counter() - t0
+        history.append({"epoch": epoch + 1, "train_loss": result.train_loss, "test_acc": acc,
+                        "images_per_s": result.images / result.seconds, "seconds": seconds})
+        atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "epochs": setup.epochs,
+                     "rng": rng_state(train, device), "history": history, "arch": setup.arch.to_dict(),
+                     "settings": chosen}, setup.out / CHECKPOINT)
+        done = epoch + 1 - start_epoch
+        eta = (time.perf_counter() - session_start) / done * (setup.epochs - epoch - 1)
+        print(f"epoch {epoch + 1}/{setup.epochs} loss {result.train_loss:.3f} test_acc {100 * acc:.1f}% "
+              f"{history[-1]['images_per_s']:.0f} img/s ETA {fmt_eta(eta)}", flush=True)
+    write_outputs(setup, model, history, macs, params, chosen)
+    return 0
+
+
+def write_outputs(setup: Setup, model: nn.Module, history: list[dict[str, float]], macs: int, params: int,
+                  chosen: dict[str, Any]) -> None:
+    """model.pt, arch.json and metrics.json: what a finished training hands on."""
+    out = setup.out
+    atomic_save({k: v.cpu() for k, v in model.state_dict().items()}, out / "model.pt")
+    atomic_save(json.dumps(setup.arch.to_dict(), indent=2) + "\n", out / "arch.json")
+    metrics = {
+        "arch": setup.arch.key, "arch_name": setup.arch_name, "arch_config": setup.arch.to_dict(),
+        "epochs": len(history), "history": history,
+        "test_acc": history[-1]["test_acc"] if history else None,
+        "macs": macs, "params": params, "device": str(setup.device), "threads": torch.get_num_threads(),
+        "train_images": len(train_subset(setup.data, setup.train_size, setup.seed)[1]),
+        "seconds": sum(h["seconds"] for h in history),
+        "settings": {**chosen, "momentum": setup.budget.momentum, "weight_decay": setup.budget.weight_decay,
+                     "label_smoothing": setup.budget.label_smoothing, "warmup": setup.budget.warmup},
+    }
+    atomic_save(json.dumps(metrics, indent=2) + "\n", out / "metrics.json")
+    print(f"done: test_acc {100 * metrics['test_acc']:.2f}% after {len(history)} epochs; wrote {out}", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point: exit status 0 done, 1 diverged, 2 user error."""
+    try:
+        args = build_parser().parse_args(argv)
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        setup = prepare(args)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    return run(setup)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

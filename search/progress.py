@@ -68,6 +68,19 @@ class TableWriter(Callback):
         self._last_print = self.started
         self._running = 0
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Tune pickles callbacks into its experiment state. Resume goes through the
+        run directory, never through that pickle, so the output stream and the
+        run-directory closure (which holds the lock file) are left out."""
+        state = dict(self.__dict__)
+        state.update(out=None, front_size=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.out = self.out or sys.stdout
+        self.front_size = self.front_size or (lambda: 0)
+
     # -- Tune hooks -------------------------------------------------------
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self._running = sum(1 for t in trials if t.status == "RUNNING")

@@ -5,6 +5,7 @@ Runs in the driver, so the table has a single writer; a row is on disk
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any, Callable, TextIO
@@ -37,10 +38,20 @@ def trial_row(arch: ArchConfig, status: str, result: dict[str, Any], error: str 
 
 
 def _error_line(trial) -> str:
-    """The last line of the trial's traceback: the exception type and message."""
-    text = trial.get_error() or ""
+    """The last line of the trial's traceback: the exception type and message.
+
+    At callback time Tune has written the traceback only to the trial's local
+    staging folder (`error_file`); the copy in the storage path comes later.
+    """
+    text = ""
+    local = trial.error_file
+    if local and os.path.isfile(local):
+        with open(local, errors="replace") as f:
+            text = f.read()
+    if not text:
+        text = trial.get_error() or ""
     lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else "trial raised an error (see Ray's trial log)"
+    return lines[-1][:500] if lines else "trial raised an error (see Ray's trial log)"
 
 
 class TableWriter(Callback):
@@ -53,6 +64,7 @@ class TableWriter(Callback):
         objectives: list[str],
         total: int,
         front_size: Callable[[], int],
+        cost: Callable[[ArchConfig], tuple[int, int]] | None = None,
         out: TextIO = sys.stdout,
         heartbeat_s: float = 60.0,
     ) -> None:
@@ -61,6 +73,7 @@ class TableWriter(Callback):
         self.objectives = objectives
         self.total = total
         self.front_size = front_size
+        self.cost = cost  # (macs, params) of an arch, for trials that failed before reporting them
         self.out = out
         self.heartbeat_s = heartbeat_s
         self.started = time.monotonic()
@@ -100,6 +113,9 @@ class TableWriter(Callback):
     # -- helpers ----------------------------------------------------------
     def _record(self, trial, status: str, result: dict[str, Any], error: str) -> None:
         arch = ArchConfig.from_dict(trial.config["arch"])
+        if self.cost is not None and result.get("macs") is None:
+            macs, params = self.cost(arch)
+            result = {**result, "macs": macs, "params": params}
         row = self.table.append(trial_row(arch, status, result, error, trial.trial_id))
         values = [float(row[o]) for o in self.objectives] if status == "ok" else None
         self.known[arch.key] = {"values": values}

@@ -163,7 +163,7 @@ def _search(opts: Options, space, rundir: RunDir) -> int:
         fail_keys=tuple(k for k in os.environ.get("GHOSTNAS_FAIL_KEYS", "").split(";") if k),
     )
     writer = TableWriter(table, known, objectives, opts.trials,
-                         front_size=lambda: _front_size(rundir.path, objectives))
+                         front_size=lambda: _front_size(rundir.path, objectives), cost=_cost)
     trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
                                     {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
     tuner = tune.Tuner(
@@ -194,6 +194,8 @@ def _init_ray(opts: Options) -> None:
     if ray.is_initialized():  # embedded use (benchmarks): the caller owns the cluster
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # Our own progress lines are the output; Tune's console reporter would repeat them.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     logging.getLogger("ray").setLevel(logging.WARNING)
     # Workers import space/ and trainer/: make this checkout importable for them too.
     repo = str(Path(__file__).resolve().parents[1])
@@ -203,7 +205,9 @@ def _init_ray(opts: Options) -> None:
             ray.init(address=opts.address, runtime_env=runtime_env, log_to_driver=False,
                      logging_level=logging.WARNING)
         except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise UsageError(f"cannot join the Ray cluster at --address {opts.address}: {exc}") from None
+            hint = ("" if os.environ.get("RAY_AUTH_MODE") else
+                    "; if the cluster uses token authentication, set RAY_AUTH_MODE=token")
+            raise UsageError(f"cannot join the Ray cluster at --address {opts.address}: {exc}{hint}") from None
         print(f"joined Ray cluster at {opts.address}", flush=True)
         return
     ctx = ray.init(
@@ -233,11 +237,9 @@ def _front_size(run_path: Path, objectives: list[str]) -> int:
     from analysis.load import load_run
     from analysis.pareto import pareto_front
 
-    data = load_run(run_path)
-    ok = data.trials[data.trials["status"] == "ok"]
-    if ok.empty:
-        return 0
-    return len(pareto_front(ok, objectives))
+    ok = load_run(run_path, allow_empty=True).trials
+    ok = ok[ok["status"] == "ok"]
+    return len(pareto_front(ok, objectives)) if not ok.empty else 0
 
 
 def _finish(opts: Options, rundir: RunDir) -> int:

@@ -31,7 +31,10 @@ def ray_cluster() -> str:
     """A real Ray head started with `ray start`, joined by tests through --address.
 
     Sharing one cluster saves a Ray start per search test, and exercises the
-    multi-machine path (`--address`) that users take with a real cluster.
+    multi-machine path (`--address`) that users take with a real cluster. The
+    cluster uses Ray's token authentication, as a secured cluster does:
+    RAY_AUTH_MODE=token is set for the head and for every search the tests
+    start, with the token in ~/.ray/auth_token.
     """
     import shutil
     import subprocess
@@ -40,7 +43,10 @@ def ray_cluster() -> str:
     ray_bin = Path(sys.executable).with_name("ray")
     ray = str(ray_bin) if ray_bin.exists() else shutil.which("ray")
     port = _free_port()
+    saved = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "token"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    subprocess.run([ray, "get-auth-token", "--generate"], check=True, capture_output=True, env=env)
     subprocess.run(
         [ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
          "--disable-usage-stats"],
@@ -48,6 +54,10 @@ def ray_cluster() -> str:
     )
     yield f"127.0.0.1:{port}"
     subprocess.run([ray, "stop", "--force"], capture_output=True, env=env)
+    if saved is None:
+        os.environ.pop("RAY_AUTH_MODE", None)
+    else:
+        os.environ["RAY_AUTH_MODE"] = saved
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,163 @@
+"""The report's Plotly figures, one function each, from typed trials DataFrames.
+
+Only SVG trace types are used where points matter (`go.Scatter`, not
+`Scattergl`): the report must draw in any browser, offline, and the browser
+test counts the drawn points.  Every function takes the ok trials (rows with
+an accuracy) and returns a `go.Figure`; the caller decides what to skip.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from .load import MCA_COLUMNS
+from .pareto import pareto_front
+
+FAINT = "rgba(120,120,120,0.35)"
+FRONT = "#d62728"
+BASELINE = "#1f77b4"
+PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+LABELS = {"val_acc": "val_acc (validation accuracy)", "macs": "macs (multiply-accumulates, 32×32 input)",
+          "params": "params", "latency_ms": "latency_ms (batch 1)"}
+
+_HOVER = ("<b>%{customdata[0]}</b> (trial %{customdata[7]})<br>mca %{customdata[1]}<br>"
+          "kernels %{customdata[2]}, ratio s=%{customdata[3]}<br>val_acc %{customdata[8]:.4f}<br>"
+          "macs %{customdata[4]:,.0f}<br>params %{customdata[5]:,.0f}<br>latency_ms %{customdata[6]:.3f}"
+          "<extra></extra>")
+
+
+def _custom(df: pd.DataFrame) -> list[list]:
+    """Per-point hover data: the architecture and every number, NaN as null."""
+    cols = ["label", "mca_string", "kernels", "ratio", "macs", "params", "latency_ms", "number", "val_acc"]
+    out = []
+    for _, r in df[cols].iterrows():
+        row = []
+        for c in cols:
+            v = r[c]
+            if c in ("macs", "params", "latency_ms", "val_acc"):
+                v = None if pd.isna(v) else float(v)
+            elif c in ("ratio", "number"):
+                v = int(v)
+            else:
+                v = str(v)
+            row.append(v)
+        out.append(row)
+    return out
+
+
+def _vals(values) -> list:
+    """Plain lists, not numpy: plotly then writes readable JSON arrays (not base64
+    typed arrays), so `gd.data[i].x.length` in the browser is the point count."""
+    return [None if pd.isna(v) else v for v in pd.Series(values).tolist()]
+
+
+def with_cost(ok: pd.DataFrame, cost: str) -> pd.DataFrame:
+    """ok trials where both val_acc and `cost` are known: the points of a trade-off plot."""
+    return ok[ok["val_acc"].notna() & ok[cost].notna()]
+
+
+def tradeoff_figure(ok: pd.DataFrame, cost: str, title: str) -> go.Figure:
+    """val_acc against one cost: every trial faint, the 2-D front as a step line, baselines labelled."""
+    pts = with_cost(ok, cost)
+    front = pareto_front(pts, ["val_acc", cost]).sort_values([cost, "val_acc"])
+    base = pts[pts["preset"] != ""]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        name=f"all ok trials ({len(pts)})", x=_vals(pts[cost].astype(float)), y=_vals(pts["val_acc"]), mode="markers",
+        marker=dict(color=FAINT, size=7), customdata=_custom(pts), hovertemplate=_HOVER))
+    fig.add_trace(go.Scatter(
+        name=f"Pareto front ({len(front)})", x=_vals(front[cost].astype(float)), y=_vals(front["val_acc"]), mode="lines+markers",
+        line=dict(color=FRONT, shape="hv", width=2), marker=dict(color=FRONT, size=10),
+        customdata=_custom(front), hovertemplate=_HOVER))
+    fig.add_trace(go.Scatter(
+        name="baselines", x=_vals(base[cost].astype(float)), y=_vals(base["val_acc"]), mode="markers+text",
+        text=list(base["preset"]), textposition="top center",
+        marker=dict(color=BASELINE, size=12, symbol="diamond-open", line=dict(width=2)),
+        customdata=_custom(base), hovertemplate=_HOVER))
+    fig.update_layout(title=title, xaxis_title=LABELS.get(cost, cost), yaxis_title=LABELS["val_acc"],
+                      xaxis_tickformat="~s", template="plotly_white", height=480, legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def mca_heatmap(ok: pd.DataFrame, front: pd.DataFrame) -> go.Figure:
+    """Per bottleneck, how often MCA is on: front members against all ok trials (2 × 16)."""
+    # Plotly draws y[0] at the bottom: the front goes on top.
+    rows = [ok[MCA_COLUMNS].astype(float).mean().to_numpy(),
+            front[MCA_COLUMNS].astype(float).mean().to_numpy() if len(front) else np.full(len(MCA_COLUMNS), np.nan)]
+    names = [f"all ok trials ({len(ok)})", f"Pareto front ({len(front)})"]
+    fig = go.Figure(go.Heatmap(
+        z=[list(map(float, r)) for r in rows], x=list(range(len(MCA_COLUMNS))), y=names, zmin=0, zmax=1,
+        colorscale="Blues", texttemplate="%{z:.0%}", colorbar=dict(title="MCA on"),
+        hovertemplate="bottleneck %{x}<br>%{y}<br>MCA on in %{z:.0%}<extra></extra>"))
+    fig.update_layout(title="MCA placement: share of trials with MCA after each bottleneck",
+                      xaxis=dict(title="bottleneck index", dtick=1), template="plotly_white", height=300)
+    return fig
+
+
+def arch_features(ok: pd.DataFrame) -> pd.DataFrame:
+    """Numeric summaries of each architecture for the parallel-coordinates plot."""
+    bits = ok[MCA_COLUMNS].to_numpy(dtype=bool)
+    idx = np.arange(bits.shape[1])
+    first = np.where(bits.any(axis=1), np.where(bits, idx, 99).min(axis=1), -1)
+    last = np.where(bits.any(axis=1), np.where(bits, idx, -1).max(axis=1), -1)
+    return pd.DataFrame({"n_mca": bits.sum(axis=1), "first_mca": first, "last_mca": last}, index=ok.index)
+
+
+def parallel_figure(ok: pd.DataFrame) -> go.Figure:
+    """Architecture choices against the outcomes, one line per ok trial, coloured by val_acc."""
+    feats = arch_features(ok)
+    kernel_sets = sorted(set(ok["kernels"]), key=lambda s: [int(k) for k in s.split("-")])
+    kidx = ok["kernels"].map({k: i for i, k in enumerate(kernel_sets)}).astype(int)
+    dims = [
+        dict(label="MCA blocks", values=_vals(feats["n_mca"]), range=[0, len(MCA_COLUMNS)]),
+        dict(label="first MCA (-1 none)", values=_vals(feats["first_mca"]), range=[-1, len(MCA_COLUMNS) - 1]),
+        dict(label="last MCA (-1 none)", values=_vals(feats["last_mca"]), range=[-1, len(MCA_COLUMNS) - 1]),
+        dict(label="kernels", values=_vals(kidx), tickvals=list(range(len(kernel_sets))), ticktext=kernel_sets),
+        dict(label="ratio s", values=_vals(ok["ratio"]), tickvals=sorted(set(ok["ratio"].astype(int)))),
+        dict(label="macs", values=_vals(ok["macs"].astype(float))),
+    ]
+    if ok["latency_ms"].notna().all():
+        dims.append(dict(label="latency_ms", values=_vals(ok["latency_ms"])))
+    dims.append(dict(label="val_acc", values=_vals(ok["val_acc"])))
+    fig = go.Figure(go.Parcoords(
+        line=dict(color=_vals(ok["val_acc"]), colorscale="Viridis", showscale=True, colorbar=dict(title="val_acc")),
+        dimensions=dims))
+    fig.update_layout(title="Architecture choices of the ok trials, coloured by val_acc", height=440,
+                      margin=dict(l=70, r=70))
+    return fig
+
+
+def hypervolume_figure(curves: Sequence[tuple[str, pd.DataFrame]], objectives: Sequence[str], note: str) -> go.Figure:
+    """Hypervolume after each finished trial; several curves for a comparison."""
+    fig = go.Figure()
+    for i, (name, hist) in enumerate(curves):
+        fig.add_trace(go.Scatter(
+            name=name, x=list(range(1, len(hist) + 1)), y=_vals(hist["hypervolume"]), mode="lines+markers",
+            line=dict(color=PALETTE[i % len(PALETTE)], shape="hv"), marker=dict(size=5),
+            customdata=[[int(n), int(c)] for n, c in zip(hist["number"], hist["completed"])],
+            hovertemplate="trial %{customdata[0]} (%{customdata[1]} ok so far)<br>hypervolume %{y:.4f}<extra>"
+                          + name + "</extra>"))
+    fig.update_layout(title=f"Hypervolume of the {', '.join(objectives)} front ({note})",
+                      xaxis_title="finished trials", yaxis_title="hypervolume (normalised, reference 1.1)",
+                      template="plotly_white", height=380, legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def compare_fronts_figure(runs: Sequence[tuple[str, pd.DataFrame]], cost: str) -> go.Figure:
+    """Each run's 2-D (val_acc, cost) front, one colour per run."""
+    fig = go.Figure()
+    for i, (name, ok) in enumerate(runs):
+        pts = with_cost(ok, cost)
+        front = pareto_front(pts, ["val_acc", cost]).sort_values([cost, "val_acc"])
+        colour = PALETTE[i % len(PALETTE)]
+        fig.add_trace(go.Scatter(
+            name=f"{name} ({len(front)} on front of {len(pts)})", x=_vals(front[cost].astype(float)), y=_vals(front["val_acc"]),
+            mode="lines+markers", line=dict(color=colour, shape="hv"), marker=dict(color=colour, size=9),
+            customdata=_custom(front), hovertemplate=_HOVER))
+    fig.update_layout(title=f"Pareto fronts compared: val_acc against {cost}", xaxis_title=LABELS.get(cost, cost),
+                      yaxis_title=LABELS["val_acc"], xaxis_tickformat="~s", template="plotly_white", height=480,
+                      legend=dict(orientation="h", y=-0.2))
+    return fig

@@ -1,0 +1,201 @@
+"""One self-contained HTML report of a run (or several, compared).
+
+`python -m analysis.report RUN -o report.html [--compare RUN_B RUN_C ...]`
+
+The file must open offline, e.g. on a cluster login node or attached to an
+issue, so plotly.js is embedded once in the head and no element refers to a
+network address.  Every figure sits in a div with a stable id (`fig-acc-macs`,
+`fig-acc-latency`, `fig-mca-heatmap`, `fig-parallel`, `fig-hypervolume`,
+and with --compare `fig-compare-front`, `fig-compare-hypervolume`) so that
+tests and people can find them.
+"""
+from __future__ import annotations
+
+import html
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+
+from search.rundir import STATUSES, TRAINED_STATUSES
+
+from . import figures
+from .cli import Parser, UserError, parse_objectives, run_main
+from .load import RunData, RunError, check_objectives, load_run
+from .pareto import hypervolume_history, objective_bounds, pareto_front
+from .select import knee_point
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; color: #222; }
+header dl { display: grid; grid-template-columns: max-content auto; gap: .2em 1em; }
+header dt { font-weight: 600; } .note { color: #8a5a00; background: #fff6e0; padding: .5em 1em; }
+table { border-collapse: collapse; font-size: 90%; } td, th { border: 1px solid #ccc; padding: .2em .5em; }
+tr.knee { background: #ffe8a8; font-weight: 600; } td.mca { font-family: monospace; }
+section { margin: 2em 0; }
+"""
+TABLE_COLUMNS = ["label", "number", "val_acc", "macs", "params", "latency_ms", "mca_string", "kernels", "ratio"]
+
+
+def _objectives(data: RunData, objectives: Sequence[str] | None) -> list[str]:
+    try:
+        return check_objectives(list(objectives) if objectives else data.objectives)
+    except ValueError as exc:
+        where = "" if objectives else f" (from {data.path}/run.json)"
+        raise RunError(f"{exc}{where}") from None
+
+
+def _figure_html(fig: go.Figure, div_id: str) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
+                       config={"displaylogo": False, "responsive": True})
+
+
+def _note(text: str, div_id: str) -> str:
+    return f'<p class="note" id="{div_id}">{html.escape(text)}</p>'
+
+
+def _header(data: RunData, objectives: list[str]) -> str:
+    t = data.trials
+    counts = t["status"].value_counts()
+    done = int(counts[[s for s in TRAINED_STATUSES if s in counts.index]].sum())
+    requested = data.meta.get("trials", "?")
+    status = ", ".join(f"{s} {int(counts.get(s, 0))}" for s in STATUSES)
+    items = [("run", data.name), ("directory", str(data.path)), ("sampler", data.meta.get("sampler", "?")),
+             ("objectives", ", ".join(objectives)), ("trials done / requested", f"{done} / {requested}"),
+             ("status counts", status), ("budget", data.meta.get("budget", "?")),
+             ("created", data.meta.get("created", "?"))]
+    rows = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in items)
+    return f"<header><h1>Search report: {html.escape(data.name)}</h1><dl>{rows}</dl></header>"
+
+
+def _front_table(front: pd.DataFrame, knee_number: int | None, sort_by: str) -> str:
+    front = front.sort_values([sort_by, "number"])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["selected", *TABLE_COLUMNS])
+    body = []
+    for _, r in front.iterrows():
+        knee = knee_number is not None and int(r["number"]) == knee_number
+        cells = ["★ knee" if knee else ""]
+        for c in TABLE_COLUMNS:
+            v = r[c]
+            if pd.isna(v):
+                cells.append("")
+            elif c == "val_acc":
+                cells.append(f"{float(v):.4f}")
+            elif c in ("macs", "params"):
+                cells.append(f"{int(v):,}")
+            elif c == "latency_ms":
+                cells.append(f"{float(v):.3f}")
+            else:
+                cells.append(str(v))
+        tds = "".join(f'<td class="{"mca" if c == "mca_string" else ""}">{html.escape(x)}</td>'
+                      for c, x in zip(["selected", *TABLE_COLUMNS], cells))
+        body.append(f'<tr class="{"knee" if knee else ""}" data-number="{int(r["number"])}">{tds}</tr>')
+    return f'<table id="front-table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _run_sections(data: RunData, objectives: list[str]) -> list[str]:
+    ok = data.ok
+    out: list[str] = []
+    failed = len(data.trials) - len(ok)
+    if failed:
+        out.append(_note(f"{failed} of {len(data.trials)} trials are not ok (failed, diverged or infeasible); "
+                         "they are counted above and left out of every plot.", "note-not-ok"))
+    if ok.empty:
+        out.append(_note("no ok trial yet: nothing to plot.", "note-empty"))
+        return out
+    out.append("<section><h2>Accuracy against cost</h2>")
+    out.append(_figure_html(figures.tradeoff_figure(ok, "macs", "val_acc against MACs"), "fig-acc-macs"))
+    if figures.with_cost(ok, "latency_ms").empty:
+        out.append(_note("latency_ms was not measured in this run: the accuracy-latency plot is skipped.",
+                         "note-no-latency"))
+    else:
+        out.append(_figure_html(figures.tradeoff_figure(ok, "latency_ms", "val_acc against latency"),
+                                "fig-acc-latency"))
+    out.append("</section>")
+    front = pareto_front(ok, objectives)
+    out.append("<section><h2>Where MCA goes</h2>")
+    out.append(_figure_html(figures.mca_heatmap(ok, front), "fig-mca-heatmap"))
+    out.append(_figure_html(figures.parallel_figure(ok), "fig-parallel"))
+    out.append("</section><section><h2>Search progress</h2>")
+    hist = hypervolume_history(data.trials, objectives)
+    out.append(_figure_html(figures.hypervolume_figure([(data.name, hist)], objectives,
+                                                       "normalised over this run's ok trials"), "fig-hypervolume"))
+    out.append("</section>")
+    knee = knee_point(front, objectives) if len(front) else None
+    sort_by = next((o for o in objectives if o != "val_acc"), "macs")
+    out.append(f"<section><h2>Pareto front ({len(front)} of {len(ok)} ok trials, objectives "
+               f"{html.escape(', '.join(objectives))})</h2>")
+    if knee is not None:
+        out.append(f"<p>Selected (knee point: closest to the ideal point after normalising each objective over "
+                   f"the front): <b>{html.escape(str(knee['label']))}</b>, "
+                   f"<code>python -m analysis.select {html.escape(str(data.path))} -o best.json</code></p>")
+    out.append(_front_table(front, None if knee is None else int(knee["number"]), sort_by))
+    out.append("</section>")
+    return out
+
+
+def _compare_sections(runs: list[RunData], objectives: list[str]) -> list[str]:
+    names: list[str] = []
+    for i, r in enumerate(runs):  # legends must tell runs apart even when two share a name
+        names.append(r.name if r.name not in names else f"{r.name} [{i + 1}]")
+    union = pd.concat([r.ok for r in runs], ignore_index=True)
+    bounds = objective_bounds(union, objectives)
+    cost = next((o for o in objectives if o != "val_acc"), "macs")
+    curves = [(n, hypervolume_history(r.trials, objectives, bounds=bounds)) for n, r in zip(names, runs)]
+    rows = "".join(f"<li>{html.escape(n)}: {len(r.ok)} ok of {len(r.trials)} trials, sampler "
+                   f"{html.escape(str(r.meta.get('sampler', '?')))} — {html.escape(str(r.path))}</li>"
+                   for n, r in zip(names, runs))
+    return [
+        f"<section><h2>Comparison of {len(runs)} runs</h2><ul>{rows}</ul>",
+        _figure_html(figures.compare_fronts_figure([(n, r.ok) for n, r in zip(names, runs)], cost), "fig-compare-front"),
+        _figure_html(figures.hypervolume_figure(curves, objectives, "normalised over the union of the runs"),
+                     "fig-compare-hypervolume"),
+        "</section>",
+    ]
+
+
+def write_report(run_dirs: Sequence[Path], out_path: Path, objectives: Sequence[str] | None = None) -> Path:
+    """Write the report of `run_dirs[0]` (plus a comparison with the others) to `out_path`.
+
+    Objectives default to the first run's; RunError (one line) for an unusable
+    run directory or an unknown objective.
+    """
+    if not run_dirs:
+        raise RunError("no run directory given")
+    runs = [load_run(p) for p in run_dirs]
+    objectives = _objectives(runs[0], objectives)
+    body = [_header(runs[0], objectives), *_run_sections(runs[0], objectives)]
+    if len(runs) > 1:
+        body += _compare_sections(runs, objectives)
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>Search report: {html.escape(runs[0].name)}</title><style>{CSS}</style>"
+            f'<script type="text/javascript" id="plotlyjs">{get_plotlyjs()}</script></head>'
+            f"<body>{''.join(body)}</body></html>\n")
+    out_path = Path(out_path)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(out_path)  # a reader never sees half a report
+    return out_path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = Parser(prog="python -m analysis.report",
+               description="Write a self-contained HTML report (Pareto fronts, MCA placement, hypervolume) of a run.")
+    p.add_argument("run", help="run directory (<storage-path>/<name>)")
+    p.add_argument("-o", "--output", default="report.html", help="HTML file to write")
+    p.add_argument("--compare", nargs="+", default=[], metavar="RUN", help="other runs to overlay on this one")
+    p.add_argument("--objectives", nargs="+", default=None, help="objectives of the fronts (default: the run's)")
+    args = p.parse_args(argv)
+    objectives = parse_objectives(args.objectives)
+    try:
+        out = write_report([Path(args.run), *map(Path, args.compare)], Path(args.output), objectives)
+    except OSError as exc:
+        raise UserError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    print(f"report: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,181 @@
+"""Pareto front and hypervolume against brute force on random point sets (hypothesis)."""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from analysis.pareto import REFERENCE, hypervolume, hypervolume_history, hypervolume_min, pareto_front
+
+NAMES = ["val_acc", "macs", "latency_ms", "params"]
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def problems(draw, max_points: int = 8, max_dims: int = 3, integers: bool = True):
+    """(DataFrame, objectives, directions): small coordinates so ties and duplicates are common."""
+    d = draw(st.integers(1, max_dims))
+    n = draw(st.integers(0, max_points))
+    value = st.integers(0, 4) if integers else st.floats(0, 1, allow_nan=False, width=32)
+    pts = draw(st.lists(st.tuples(*[value] * d), min_size=n, max_size=n))
+    if pts and draw(st.booleans()):  # an exact duplicate
+        pts.append(pts[draw(st.integers(0, len(pts) - 1))])
+    objectives = NAMES[:d]
+    directions = draw(st.lists(st.sampled_from(["minimize", "maximize"]), min_size=d, max_size=d))
+    df = pd.DataFrame([[float(v) for v in p] for p in pts], columns=objectives, dtype=float)
+    df.insert(0, "number", range(len(df)))
+    return df, objectives, directions
+
+
+def _better_eq(a: float, b: float, direction: str) -> bool:
+    return a <= b if direction == "minimize" else a >= b
+
+
+def brute_front(points: list[tuple], directions: list[str]) -> set[int]:
+    """Indices no other point dominates, straight from the definition."""
+    keep = set()
+    for i, p in enumerate(points):
+        dominated = any(
+            all(_better_eq(q[k], p[k], d) for k, d in enumerate(directions)) and q != p
+            for j, q in enumerate(points) if j != i
+        )
+        if not dominated:
+            keep.add(i)
+    return keep
+
+
+def inclusion_exclusion(points: list[list[float]], ref: list[float]) -> float:
+    """Volume of the union of boxes [p, ref] (minimisation) by inclusion–exclusion."""
+    total = 0.0
+    for r in range(1, len(points) + 1):
+        for subset in itertools.combinations(points, r):
+            corner = [max(p[k] for p in subset) for k in range(len(ref))]
+            vol = math.prod(max(0.0, ref[k] - corner[k]) for k in range(len(ref)))
+            total += (-1) ** (r + 1) * vol
+    return total
+
+
+def grid_count(points: list[tuple], ref: list[int]) -> int:
+    """Unit cells (minimisation, integer coordinates) covered by some box [p, ref]."""
+    if not points:
+        return 0
+    lows = [min(p[k] for p in points) for k in range(len(ref))]
+    count = 0
+    for cell in itertools.product(*[range(lo, r) for lo, r in zip(lows, ref)]):
+        if any(all(p[k] <= cell[k] for k in range(len(ref))) for p in points):
+            count += 1
+    return count
+
+
+def to_min(row, directions):
+    return [v if d == "minimize" else -v for v, d in zip(row, directions)]
+
+
+@SETTINGS
+@given(problems())
+def test_pareto_front_matches_brute_force(problem):
+    df, objectives, directions = problem
+    points = [tuple(r) for r in df[objectives].itertuples(index=False)]
+    front = pareto_front(df, objectives, directions)
+    assert set(front["number"]) == brute_front(points, directions)
+    # identical points: all or none of them are on the front
+    for _, group in df.groupby(objectives):
+        assert len(set(group["number"]) & set(front["number"])) in (0, len(group))
+
+
+@SETTINGS
+@given(problems(), st.integers(0, 7))
+def test_rows_with_nan_are_left_out(problem, where):
+    df, objectives, directions = problem
+    nan_row = pd.DataFrame([[len(df)] + [math.nan] * len(objectives)], columns=["number", *objectives])
+    df2 = pd.concat([df, nan_row], ignore_index=True)
+    assert set(pareto_front(df2, objectives, directions)["number"]) == set(pareto_front(df, objectives, directions)["number"])
+
+
+@SETTINGS
+@given(problems())
+def test_hypervolume_with_reference_matches_grid_count(problem):
+    df, objectives, directions = problem
+    ref_raw = [6 if d == "minimize" else -2 for d in directions]
+    hv = hypervolume(df, objectives, directions, reference=ref_raw)
+    pts = [tuple(int(v) for v in to_min(r, directions)) for r in df[objectives].itertuples(index=False)]
+    assert hv == pytest.approx(grid_count(pts, to_min(ref_raw, directions)), abs=1e-9)
+
+
+@SETTINGS
+@given(problems(integers=False))
+def test_normalised_hypervolume_matches_inclusion_exclusion(problem):
+    df, objectives, directions = problem
+    hv = hypervolume(df, objectives, directions)
+    rows = [list(r) for r in df[objectives].itertuples(index=False)]
+    norm = []
+    for r in rows:
+        p = []
+        for k, (v, d) in enumerate(zip(r, directions)):
+            lo, hi = min(x[k] for x in rows), max(x[k] for x in rows)
+            span = hi - lo if hi > lo else 1.0
+            p.append((v - lo) / span if d == "minimize" else (hi - v) / span)
+        norm.append(p)
+    expected = inclusion_exclusion(norm, [REFERENCE] * len(objectives)) if norm else 0.0
+    assert hv == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert 0.0 <= hv <= REFERENCE ** len(objectives) + 1e-12
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(*[st.floats(0, 1, allow_nan=False, width=32)] * 4), min_size=0, max_size=7))
+def test_four_objectives_match_inclusion_exclusion(points):
+    ref = [1.0] * 4
+    assert hypervolume_min(np.array(points).reshape(-1, 4), ref) == pytest.approx(
+        inclusion_exclusion([list(p) for p in points], ref), rel=1e-9, abs=1e-12)
+
+
+@SETTINGS
+@given(st.lists(st.floats(0, 1, allow_nan=False), min_size=1, max_size=10), st.sampled_from(["minimize", "maximize"]))
+def test_one_objective(values, direction):
+    df = pd.DataFrame({"number": range(len(values)), "val_acc": values})
+    front = pareto_front(df, ["val_acc"], [direction])
+    best = min(values) if direction == "minimize" else max(values)
+    assert set(front["number"]) == {i for i, v in enumerate(values) if v == best}
+    ref = 2.0 if direction == "minimize" else -1.0
+    assert hypervolume(df, ["val_acc"], [direction], reference=[ref]) == pytest.approx(abs(ref - best))
+    lo, hi = min(values), max(values)
+    # normalised: the best value maps to 0, so the volume is the whole reference distance
+    assert hypervolume(df, ["val_acc"], [direction]) == pytest.approx(REFERENCE)
+    assert hypervolume(df, ["val_acc"], [direction], bounds={"val_acc": (lo - 1, hi + 1)}) == pytest.approx(
+        REFERENCE - ((best - lo + 1) if direction == "minimize" else (hi + 1 - best)) / (hi - lo + 2))
+
+
+@SETTINGS
+@given(problems(max_points=10, integers=False), st.lists(st.sampled_from(["ok", "ok", "failed", "infeasible"]), min_size=11, max_size=11))
+def test_hypervolume_history_is_monotone_and_ends_at_the_total(problem, statuses):
+    df, objectives, directions = problem
+    df = df.assign(status=statuses[: len(df)])
+    hist = hypervolume_history(df, objectives, directions)
+    assert len(hist) == len(df)
+    assert list(hist["number"]) == list(df["number"])
+    assert (np.diff(hist["hypervolume"].to_numpy()) >= -1e-12).all()
+    ok = df[df["status"] == "ok"]
+    assert list(hist["completed"]) == list(np.cumsum(df["status"] == "ok"))
+    final = hist["hypervolume"].iloc[-1] if len(hist) else 0.0
+    assert final == pytest.approx(hypervolume(ok, objectives, directions) if len(ok) else 0.0, rel=1e-9, abs=1e-12)
+
+
+def test_unknown_objective_lists_the_allowed_ones():
+    df = pd.DataFrame({"val_acc": [0.5], "macs": [1]})
+    with pytest.raises(ValueError, match="choose from val_acc, macs, params, latency_ms"):
+        pareto_front(df, ["accuracy"])
+    with pytest.raises(ValueError, match="unknown direction"):
+        pareto_front(df, ["val_acc"], ["up"])
+
+
+def test_default_directions_come_from_the_search_objectives():
+    df = pd.DataFrame({"number": [0, 1, 2], "val_acc": [0.5, 0.6, 0.4], "macs": [10, 20, 5]})
+    assert list(pareto_front(df, ["val_acc", "macs"])["number"]) == [0, 1, 2]
+    df.loc[2, "val_acc"] = 0.5
+    df.loc[2, "macs"] = 12  # now dominated by trial 0
+    assert list(pareto_front(df, ["val_acc", "macs"])["number"]) == [0, 1]

@@ -1,0 +1,134 @@
+"""`python -m trainer.train` end to end on the real CIFAR-10 sample: files, resume, user errors.
+
+Runs the real CLI in a subprocess (as a user would), with a width-0.25 arch
+and a 256-image training subset (`--train-size`) so each training is seconds.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from space import ArchConfig, get_preset
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["--train-size", "256", "--batch-size", "64", "--device", "cpu", "--threads", "2"]
+
+
+def train(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "trainer.train", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    """Exit 2, exactly one line on stderr naming the problem, no traceback."""
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("trainer.train: error: "), lines[0]
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def best_json(tmp_path_factory) -> Path:
+    """An ArchConfig JSON as analysis.select writes it (best.json): selective MCA at width 0.25."""
+    arch = ArchConfig(**{**get_preset("selective_mca").to_dict(), "width": 0.25})
+    path = tmp_path_factory.mktemp("arch") / "best.json"
+    path.write_text(json.dumps(arch.to_dict(), indent=2) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(best_json, cifar_dir, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One epoch of a best.json architecture: (out dir, finished process)."""
+    out = tmp_path_factory.mktemp("train") / "run"
+    proc = train("--arch", str(best_json), "--epochs", "1", "--data-dir", str(cifar_dir), "--out", str(out), *FAST)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out, proc
+
+
+def test_train_writes_model_arch_and_metrics(trained, best_json):
+    out, proc = trained
+    assert {"checkpoint.pt", "model.pt", "arch.json", "metrics.json"} <= {p.name for p in out.iterdir()}
+    assert not list(out.glob("*.tmp"))
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith("epoch 1/1 loss ") and " test_acc " in lines[0] and "img/s ETA 0:00:00" in lines[0]
+    arch = ArchConfig.load(out / "arch.json")
+    assert arch == ArchConfig.load(best_json)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["arch"] == arch.key
+    assert metrics["epochs"] == 1 and len(metrics["history"]) == 1
+    epoch = metrics["history"][0]
+    assert set(epoch) >= {"train_loss", "test_acc", "images_per_s", "seconds"}
+    assert 0.0 <= metrics["test_acc"] <= 1.0 and metrics["test_acc"] == epoch["test_acc"]
+    assert metrics["macs"] > 0 and metrics["params"] > 0 and metrics["device"] == "cpu"
+    assert metrics["train_images"] == 256 and metrics["seconds"] > 0
+    state = torch.load(out / "model.pt", weights_only=True)
+    from space import build_model
+    build_model(arch).load_state_dict(state)  # the weights fit the arch they are saved with
+
+
+def test_resume_continues_to_the_total_epochs(trained, cifar_dir, best_json):
+    out, _ = trained
+    before = json.loads((out / "metrics.json").read_text())["history"][0]
+    proc = train("--arch", str(best_json), "--epochs", "2", "--data-dir", str(cifar_dir), "--out", str(out),
+                 "--resume", "--device", "cpu", "--threads", "2")  # settings come from the checkpoint
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    epochs = [line for line in proc.stdout.splitlines() if line.startswith("epoch ")]
+    assert len(epochs) == 1 and epochs[0].startswith("epoch 2/2 ")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and [h["epoch"] for h in metrics["history"]] == [1, 2]
+    assert metrics["history"][0] == before
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 2
+
+
+def test_resume_with_another_arch_is_a_user_error(trained, cifar_dir):
+    out, _ = trained
+    proc = train("--arch", "ghostnet", "--width", "0.25", "--epochs", "3", "--data-dir", str(cifar_dir),
+                 "--out", str(out), "--resume", "--device", "cpu")
+    assert_user_error(proc, "differs from the checkpoint")
+
+
+def test_existing_checkpoint_without_resume_is_a_user_error(trained, cifar_dir, best_json):
+    out, _ = trained
+    proc = train("--arch", str(best_json), "--data-dir", str(cifar_dir), "--out", str(out), *FAST)
+    assert_user_error(proc, "--resume", "--out")
+
+
+@pytest.mark.parametrize("case", ["unknown_arch", "malformed_json", "missing_data", "resume_without_checkpoint",
+                                  "cuda_absent", "bad_epochs", "unknown_flag"])
+def test_user_errors_exit_2_with_one_line_and_write_nothing(case, cifar_dir, tmp_path):
+    if case == "cuda_absent" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    bad_json = tmp_path / "best.json"
+    bad_json.write_text('{"mca": [true, false,')
+    out = tmp_path / "out"
+    base = ["--data-dir", str(cifar_dir), "--out", str(out), "--epochs", "1"]
+    args, needle = {
+        "unknown_arch": (["--arch", "no_such_arch", *base], "no_such_arch"),
+        "malformed_json": (["--arch", str(bad_json), *base], "malformed"),
+        "missing_data": (["--arch", "ghostnet", "--data-dir", str(tmp_path / "nowhere"), "--out", str(out)],
+                         "not found"),
+        "resume_without_checkpoint": (["--arch", "ghostnet", "--resume", *base], "no checkpoint.pt"),
+        "cuda_absent": (["--arch", "ghostnet", "--device", "cuda", *base], "CUDA"),
+        "bad_epochs": (["--arch", "ghostnet", *base, "--epochs", "0"], "--epochs"),
+        "unknown_flag": (["--arch", "ghostnet", "--no-such-flag", *base], "--no-such-flag"),
+    }[case]
+    assert_user_error(train(*args, "--device", "cpu") if case != "cuda_absent" else train(*args), needle)
+    assert not out.exists()
+
+
+def test_divergence_exits_1_with_a_message(cifar_dir, tmp_path):
+    """An absurd learning rate makes the loss NaN: a clear message and exit 1, not a traceback."""
+    proc = train("--arch", "ghostnet", "--width", "0.25", "--epochs", "2", "--data-dir", str(cifar_dir),
+                 "--out", str(tmp_path / "out"), "--train-size", "128", "--batch-size", "32", "--lr", "1e12",
+                 "--device", "cpu", "--threads", "2")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "diverged" in proc.stderr and "--lr" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out" / "metrics.json").exists()

@@ -41,6 +41,7 @@ CHECKPOINT = "checkpoint.pt"
 # Settings a resumed run must keep: changing them mid-training would make the
 # result something no single command describes.
 KEPT_ON_RESUME = ("batch_size", "lr", "seed", "budget", "train_size")
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "epoch", "epochs", "rng", "history", "arch", "settings")
 
 
 class UsageError(ValueError):
@@ -111,8 +112,9 @@ def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # truncated or foreign file
         raise UsageError(f"cannot read {path} ({type(exc).__name__}: {exc}); start again with another --out") from None
-    if not isinstance(ckpt, dict) or "arch" not in ckpt or "epoch" not in ckpt:
-        raise UsageError(f"{path} is not a trainer.train checkpoint")
+    missing = set(CHECKPOINT_KEYS) - set(ckpt) if isinstance(ckpt, dict) else {"everything"}
+    if missing:
+        raise UsageError(f"{path} is not a trainer.train checkpoint (no {', '.join(sorted(missing))})")
     return ckpt
 
 
@@ -148,13 +150,18 @@ def prepare(args: argparse.Namespace) -> Setup:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     out = Path(args.out or f"runs/train-{arch_name(args.arch, args.width)}")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder")
     ckpt_path = out / CHECKPOINT
     ckpt = None
     if args.resume:
         if not ckpt_path.is_file():
             raise UsageError(f"--resume: no {CHECKPOINT} in {out}")
         ckpt = load_checkpoint(ckpt_path, device)
-        saved = ArchConfig.from_dict(ckpt["arch"])
+        try:
+            saved = ArchConfig.from_dict(ckpt["arch"])
+        except ValueError as exc:
+            raise UsageError(f"{ckpt_path}: bad arch ({exc})") from None
         if saved != arch:
             raise UsageError(f"--arch {args.arch} ({arch.key}) differs from the checkpoint's arch ({saved.key})")
     elif ckpt_path.exists():
@@ -268,8 +275,9 @@ def run(setup: Setup) -> int:
         try:
             result = train_epoch(model, train, optimizer, scheduler, criterion, epoch)
         except Diverged as exc:
-            print(f"{PROG}: diverged: {exc}; {setup.out / CHECKPOINT} keeps the last good epoch "
-                  f"({epoch}); try a lower --lr", file=sys.stderr)
+            kept = (f"{setup.out / CHECKPOINT} keeps epoch {epoch}, the last good one" if epoch
+                    else "no epoch finished, so there is no checkpoint")
+            print(f"{PROG}: diverged: {exc}; {kept}; try a lower --lr", file=sys.stderr)
             return 1
         acc = evaluate_accuracy(model, test)
         seconds = time.perf_counter() - t0
@@ -311,12 +319,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: exit status 0 done, 1 diverged, 2 user error."""
     try:
         args = build_parser().parse_args(argv)
-        if args.threads:
-            torch.set_num_threads(args.threads)
         setup = prepare(args)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
     return run(setup)
 
 

@@ -54,8 +54,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0],
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = _Parser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", required=True,
                    help=f"preset ({', '.join(PRESETS)}) or ArchConfig JSON file, e.g. best.json from analysis.select")
     p.add_argument("--width", type=float, default=None, help="override the architecture's width multiplier")
@@ -65,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true", help="fetch CIFAR-10 when it is missing")
     p.add_argument("--out", default=None, help="output folder (default runs/train-<arch name>)")
     p.add_argument("--resume", action="store_true", help=f"continue from {CHECKPOINT} in --out")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default auto)")
     p.add_argument("--budget", default=None, choices=tuple(BUDGETS),
                    help="preset to take hyper-parameters from (default gpu with CUDA, else cpu); "
                         "its train_size is ignored")

@@ -34,13 +34,14 @@ def parse_objectives(values: Sequence[str] | None) -> list[str] | None:
         raise UserError(f"--objectives: {exc}") from None
 
 
-def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None,
+             prog: str = "analysis") -> int:
     """Call `main`; turn user errors into `<prog>: error: <one line>` and status 2."""
     try:
         return main(argv)
     except (UserError, RunError) as exc:
         message = " ".join(str(exc).split())
-        print(f"error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -168,7 +168,8 @@ def _search(opts: Options, space, rundir: RunDir) -> int:
                                     {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=limiter, num_samples=remaining),
+        tune_config=tune.TuneConfig(search_alg=limiter, num_samples=remaining,
+                                     reuse_actors=True),  # a warm worker: torch imported, data loaded
         run_config=tune.RunConfig(
             name=f"attempt-{attempt}",
             storage_path=str(rundir.ray_dir.resolve()),

@@ -254,7 +254,7 @@ def test_user_errors_exit_2_with_one_line(module, case, expected, bad_runs, synt
     captured = capsys.readouterr()
     assert status == 2, captured.out + captured.err
     lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], captured.err
+    assert len(lines) == 1 and lines[0].startswith("analysis: error: ") and expected in lines[0], captured.err
     assert not (tmp_path / "out").exists()
 
 
@@ -264,7 +264,7 @@ def test_user_errors_through_python_m(module, case, expected, bad_runs, syntheti
     proc = run_cli(module, *_error_args(case, bad_runs, synthetic_run, tmp_path / "out"))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and expected in lines[0], proc.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"{module}: error: ") and expected in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
 
 

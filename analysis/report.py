@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = Parser(prog="python -m analysis.report",
                description="Write a self-contained HTML report (Pareto fronts, MCA placement, hypervolume) of a run.")
     p.add_argument("run", help="run directory (<storage-path>/<name>)")
-    p.add_argument("-o", "--output", default="report.html", help="HTML file to write")
+    p.add_argument("-o", "--output", default="report.html", help="HTML file to write (default %(default)s)")
     p.add_argument("--compare", nargs="+", default=[], metavar="RUN", help="other runs to overlay on this one")
     p.add_argument("--objectives", nargs="+", default=None, help="objectives of the fronts (default: the run's)")
     args = p.parse_args(argv)

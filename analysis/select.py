@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-latency-ms", type=float, default=None, help="batch-1 latency budget in ms")
     p.add_argument("--objectives", nargs="+", default=None,
                    help="objectives of the front for the knee point (default: the run's)")
-    p.add_argument("-o", "--output", default="best.json", help="where to write the ArchConfig JSON")
+    p.add_argument("-o", "--output", default="best.json", help="where to write the ArchConfig JSON (default %(default)s)")
     args = p.parse_args(argv)
     for flag, value in (("--max-macs", args.max_macs), ("--max-latency-ms", args.max_latency_ms)):
         if value is not None and not (np.isfinite(value) and value > 0):

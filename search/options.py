@@ -48,7 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
             "Ray Tune trains each briefly, the Pareto front of accuracy against MACs and "
             "latency is written to <storage-path>/<name>/report.html."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     s = p.add_argument_group("search")
     s.add_argument("--trials", type=int, default=None, help="architectures to train (default 200; on --resume: the stored target)")
@@ -74,18 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = p.add_argument_group("run directory")
     r.add_argument("--name", default=None, help="run name (default search-<date>-<time>)")
-    r.add_argument("--storage-path", default="./runs", help="folder holding run directories")
+    r.add_argument("--storage-path", default="./runs", help="folder holding run directories (default %(default)s)")
     r.add_argument("--resume", action="store_true", help="continue the run --name after an interruption")
-    r.add_argument("--report", action=argparse.BooleanOptionalAction, default=True, help="write report.html at the end")
+    r.add_argument("--report", action=argparse.BooleanOptionalAction, default=True, help="write report.html at the end (default on)")
 
     x = p.add_argument_group("execution")
     x.add_argument("--address", default=None, help="join a Ray cluster (e.g. auto or host:6379); default: start a local one")
-    x.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs reserved by each trial (also its torch threads)")
+    x.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs reserved by each trial (also its torch threads; default %(default)g)")
     x.add_argument("--gpus-per-trial", type=float, default=None, help="GPUs per trial (default 1 with CUDA, else 0)")
     x.add_argument("--max-concurrent", type=int, default=None, help="trials running at once (default: as many as the resources allow)")
-    x.add_argument("--latency-threads", type=int, default=1, help="CPU threads for the batch-1 latency measurement")
-    x.add_argument("--dashboard", action=argparse.BooleanOptionalAction, default=True, help="start the Ray dashboard with a local cluster")
-    x.add_argument("--dashboard-port", type=int, default=8265, help="port of the local Ray dashboard (on 127.0.0.1)")
+    x.add_argument("--latency-threads", type=int, default=1, help="CPU threads for the batch-1 latency measurement (default %(default)s)")
+    x.add_argument("--dashboard", action=argparse.BooleanOptionalAction, default=True, help="start the Ray dashboard with a local cluster (default on)")
+    x.add_argument("--dashboard-port", type=int, default=8265, help="port of the local Ray dashboard (on 127.0.0.1; default %(default)s)")
     return p
 
 

@@ -22,7 +22,7 @@ from .cost import count_macs_by_module, count_params
 from .ghostnet import build_model
 from .presets import PRESETS, get_preset, load_arch
 
-PROG = "python -m space.describe"
+PROG = "space.describe"
 MAX_INPUT = 1024  # a describe run must stay a quick look, not an out-of-memory
 
 
@@ -120,7 +120,7 @@ def _fail(message: str) -> NoReturn:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Per-block parameters and MACs of a GhostNet / Selective-MCA "
+    p = _Parser(prog=f"python -m {PROG}", description="Per-block parameters and MACs of a GhostNet / Selective-MCA "
                                        "architecture.")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--preset", help=f"one of: {', '.join(PRESETS)} (default: selective_mca)")

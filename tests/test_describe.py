@@ -113,4 +113,4 @@ def test_cli_errors_from_a_real_process(case: str, tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.startswith("python -m space.describe: error: ")
+    assert proc.stderr.startswith("space.describe: error: ")

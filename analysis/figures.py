@@ -31,7 +31,7 @@ _HOVER = ("<b>%{customdata[0]}</b> (trial %{customdata[7]})<br>mca %{customdata[
 
 def _custom(df: pd.DataFrame) -> list[list]:
     """Per-point hover data: the architecture and every number, NaN as null."""
-    cols = ["label", "mca_string", "kernels", "ratio", "macs", "params", "latency_ms", "number", "val_acc"]
+    cols = ["label", "mca_string", "mca_kernels", "ratio", "macs", "params", "latency_ms", "number", "val_acc"]
     out = []
     for _, r in df[cols].iterrows():
         row = []

@@ -116,6 +116,8 @@ def _typed(rows: list[dict[str, str]], where: Path) -> pd.DataFrame:
         df[c] = df[c].fillna("").astype(str)
     df["mca_string"] = ["".join("1" if b else "0" for b in bits) for bits in df[MCA_COLUMNS].itertuples(index=False)]
     df["n_mca"] = df[MCA_COLUMNS].sum(axis=1).astype(int)
+    # What users read: a net without MCA has no kernel scales, whatever the field holds.
+    df["mca_kernels"] = df["kernels"].where(df["n_mca"] > 0, "-")
     df["label"] = [p if p else f"#{n}" for p, n in zip(df["preset"], df["number"])]
     return df.sort_values("number", kind="stable").reset_index(drop=True)
 

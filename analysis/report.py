@@ -36,7 +36,7 @@ table { border-collapse: collapse; font-size: 90%; } td, th { border: 1px solid 
 tr.knee { background: #ffe8a8; font-weight: 600; } td.mca { font-family: monospace; }
 section { margin: 2em 0; }
 """
-TABLE_COLUMNS = ["label", "number", "val_acc", "macs", "params", "latency_ms", "mca_string", "kernels", "ratio"]
+TABLE_COLUMNS = ["label", "number", "val_acc", "macs", "params", "latency_ms", "mca_string", "mca_kernels", "ratio"]
 
 
 def _objectives(data: RunData, objectives: Sequence[str] | None) -> list[str]:

@@ -96,11 +96,12 @@ class TableWriter(Callback):
 
     # -- Tune hooks -------------------------------------------------------
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        self._running = sum(1 for t in trials if t.status == "RUNNING")
+        self._running = _running_besides(trials, None)
         if time.monotonic() - self._last_print >= self.heartbeat_s:
             self._print_status("")
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        self._running = _running_besides(trials, trial)
         result = trial.last_result or {}
         status = result.get("status", "failed")
         if status not in ("ok", "diverged"):
@@ -108,6 +109,7 @@ class TableWriter(Callback):
         self._record(trial, status, result, result.get("error", "") if status != "ok" else "")
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        self._running = _running_besides(trials, trial)
         self._record(trial, "failed", trial.last_result or {}, _error_line(trial))
 
     # -- helpers ----------------------------------------------------------
@@ -145,3 +147,8 @@ class TableWriter(Callback):
         line = (f"[{done:>{len(str(self.total))}}/{self.total}] running {self._running} failed {failed} "
                 f"front {self.front_size()} | elapsed {fmt_duration(elapsed)} ETA {eta}")
         print(f"{line}  {what}" if what else line, file=self.out, flush=True)
+
+
+def _running_besides(trials: list, finished) -> int:
+    """Trials still running; Tune calls the completion hooks while the finished one still says RUNNING."""
+    return sum(1 for t in trials if t.status == "RUNNING" and t is not finished)

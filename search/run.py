@@ -255,8 +255,7 @@ def _finish(opts: Options, rundir: RunDir) -> int:
           + " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
     if not ok.empty:
         front = pareto_front(ok, list(opts.objectives)).sort_values("macs" if "macs" in opts.objectives else opts.objectives[0])
-        cols = ["number", "preset", *opts.objectives, "mca_string", "kernels", "ratio"]
-        front = front.assign(mca_string=front[[f"mca_{i}" for i in range(16)]].astype(int).astype(str).agg("".join, axis=1))
+        cols = ["number", "preset", *opts.objectives, "key"]  # the key, as in the progress lines
         print(f"Pareto front ({len(front)} of {len(ok)} ok trials):")
         print(front[[c for c in cols if c in front.columns]].to_string(index=False))
     print(f"\nrun directory: {rundir.path}")

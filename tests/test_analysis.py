@@ -88,6 +88,8 @@ def test_load_types_and_labels(synthetic_run):
     assert list(t["label"].iloc[4:]) == [f"#{i}" for i in range(4, 8)]
     sel = t[t["preset"] == "selective_mca"].iloc[0]
     assert sel["mca_string"] == PRESETS["selective_mca"].mca_string == "0000011111100000"
+    assert sel["mca_kernels"] == sel["kernels"] == "3-5-7"
+    assert (t.loc[t["preset"].isin(["cnn", "ghostnet"]), "mca_kernels"] == "-").all()
     for _, row in t.iterrows():  # the arch columns decode back to the recorded architecture
         assert RunData.arch(row).key == row["key"]
     assert len(data.ok) == 6

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from search.options import OBJECTIVES
+from search.options import check_objectives
 from search.rundir import ARCH_COLUMNS, COLUMNS, RUN_FILE, STATUSES, TRIALS_FILE, RunDirError, read_trials
 from space import N_BLOCKS, ArchConfig
 
@@ -120,19 +120,6 @@ def _typed(rows: list[dict[str, str]], where: Path) -> pd.DataFrame:
     df["mca_kernels"] = df["kernels"].where(df["n_mca"] > 0, "-")
     df["label"] = [p if p else f"#{n}" for p, n in zip(df["preset"], df["number"])]
     return df.sort_values("number", kind="stable").reset_index(drop=True)
-
-
-def check_objectives(objectives: list[str] | tuple[str, ...]) -> list[str]:
-    """Validate objective names against the search's OBJECTIVES map; ValueError lists the allowed ones."""
-    objectives = list(objectives)
-    if not objectives:
-        raise ValueError("need at least one objective; choose from " + ", ".join(OBJECTIVES))
-    for o in objectives:
-        if o not in OBJECTIVES:
-            raise ValueError(f"unknown objective {o!r}; choose from {', '.join(OBJECTIVES)}")
-    if len(set(objectives)) != len(objectives):
-        raise ValueError(f"objective listed twice: {','.join(objectives)}")
-    return objectives
 
 
 __all__ = ["RunData", "RunError", "load_run", "check_objectives", "MCA_COLUMNS", "ARCH_COLUMNS"]

@@ -133,16 +133,27 @@ class Options:
         return out
 
 
+def check_objectives(objectives: list[str] | tuple[str, ...]) -> list[str]:
+    """Validate objective names against OBJECTIVES (for the search flags and the analysis tools alike).
+
+    ValueError lists the allowed ones; callers add the flag or file it came from.
+    """
+    objectives = list(objectives)
+    if not objectives:
+        raise ValueError("need at least one objective; choose from " + ", ".join(OBJECTIVES))
+    for o in objectives:
+        if o not in OBJECTIVES:
+            raise ValueError(f"unknown objective {o!r}; choose from {', '.join(OBJECTIVES)}")
+    if len(set(objectives)) != len(objectives):
+        raise ValueError(f"objective listed twice: {','.join(objectives)}")
+    return objectives
+
+
 def parse_objectives(text: str) -> tuple[str, ...]:
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    if not names:
-        raise UsageError("--objectives needs at least one of " + ", ".join(OBJECTIVES))
-    for n in names:
-        if n not in OBJECTIVES:
-            raise UsageError(f"unknown objective {n!r} in --objectives; choose from {', '.join(OBJECTIVES)}")
-    if len(set(names)) != len(names):
-        raise UsageError(f"--objectives lists an objective twice: {text}")
-    return names
+    try:
+        return tuple(check_objectives([n.strip() for n in text.split(",") if n.strip()]))
+    except ValueError as exc:
+        raise UsageError(f"--objectives: {exc}") from None
 
 
 def _parse_ints(text: str, flag: str, sep: str = ",") -> tuple[int, ...]:

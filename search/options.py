@@ -219,7 +219,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     data_dir = ns.data_dir or os.environ.get("CIFAR10_DIR") or "./data"
     return Options(
         trials=trials,
-        objectives=parse_objectives(ns.objectives or ",".join(DEFAULT_OBJECTIVES)),
+        objectives=parse_objectives(",".join(DEFAULT_OBJECTIVES) if ns.objectives is None else ns.objectives),
         sampler=sampler,
         seed=0 if ns.seed is None else ns.seed,
         population_size=population,

@@ -115,6 +115,7 @@ def test_same_seed_same_architectures(ray_cluster, cifar_dir, tmp_path):
     [
         (["--trials", "0"], "--trials must be at least 1"),
         (["--objectives", "val_acc,speed"], "unknown objective 'speed'"),
+        (["--objectives", ""], "need at least one objective"),
         (["--sampler", "cmaes"], "unknown --sampler 'cmaes'"),
         (["--budget", "huge"], "unknown --budget 'huge'"),
         (["--kernel-sets", "3-4"], "kernels"),

@@ -2,7 +2,6 @@
 
 Modules: `load` (run directory -> typed DataFrame), `pareto` (front, exact
 hypervolume), `select` (knee point / best under a budget; CLI), `report`
-(self-contained Plotly HTML; CLI), `figures`, `cli`, `synthetic` (run
-directories without training, for tests).  Nothing here imports Ray or
+(self-contained Plotly HTML; CLI), `figures`, `cli`.  Nothing here imports Ray or
 starts training; importing the package itself imports nothing heavy.
 """

@@ -1,26 +1,17 @@
-"""Shared command-line plumbing: user errors become one line on stderr and exit status 2.
+"""The analysis commands' shared flag: `--objectives`.
 
-The analysis commands are run by people on run directories that may be
-missing, empty or still growing; a traceback would bury the one fact they
-need (which path, which flag), so every error a user can cause is a
-`UserError` (or a `RunError` from loading) caught here.
+Errors a user can cause are `UserError`s (the project's one user-error class,
+from `space.cli`; a damaged run directory raises its subclass
+`RunDirError`), printed by `run_main` as one line with exit status 2.
 """
 from __future__ import annotations
 
-import argparse
-import sys
-from typing import Callable, NoReturn, Sequence
+from typing import Sequence
 
-from .load import RunError, check_objectives
+from record.objectives import check_objectives
+from space.cli import Parser, UserError, run_main
 
-
-class UserError(ValueError):
-    """A bad flag or an impossible request (e.g. a budget no trial meets)."""
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # argparse would print the whole usage
-        raise UserError(message)
+__all__ = ["Parser", "UserError", "parse_objectives", "run_main"]
 
 
 def parse_objectives(values: Sequence[str] | None) -> list[str] | None:
@@ -32,17 +23,3 @@ def parse_objectives(values: Sequence[str] | None) -> list[str] | None:
         return check_objectives(names)
     except ValueError as exc:
         raise UserError(f"--objectives: {exc}") from None
-
-
-def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None,
-             prog: str = "analysis") -> int:
-    """Call `main`; turn user errors into `<prog>: error: <one line>` and status 2."""
-    try:
-        return main(argv)
-    except (UserError, RunError) as exc:
-        message = " ".join(str(exc).split())
-        print(f"{prog}: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130

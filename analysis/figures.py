@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from record.objectives import OBJECTIVES
+
 from .load import MCA_COLUMNS
 from .pareto import pareto_front
 
@@ -20,24 +22,25 @@ FAINT = "rgba(120,120,120,0.35)"
 FRONT = "#d62728"
 BASELINE = "#1f77b4"
 PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
-LABELS = {"val_acc": "val_acc (validation accuracy)", "macs": "macs (multiply-accumulates, 32×32 input)",
-          "params": "params", "latency_ms": "latency_ms (batch 1)"}
+LABELS = {name: o.label for name, o in OBJECTIVES.items()}
 
-_HOVER = ("<b>%{customdata[0]}</b> (trial %{customdata[7]})<br>mca %{customdata[1]}<br>"
-          "kernels %{customdata[2]}, ratio s=%{customdata[3]}<br>val_acc %{customdata[8]:.4f}<br>"
-          "macs %{customdata[4]:,.0f}<br>params %{customdata[5]:,.0f}<br>latency_ms %{customdata[6]:.3f}"
-          "<extra></extra>")
+_ARCH_HOVER = ["label", "mca_string", "mca_kernels", "ratio", "number"]
+_HOVER_COLUMNS = [*_ARCH_HOVER, *OBJECTIVES]
+_HOVER = ("<b>%{customdata[0]}</b> (trial %{customdata[4]})<br>mca %{customdata[1]}<br>"
+          "kernels %{customdata[2]}, ratio s=%{customdata[3]}"
+          + "".join(f"<br>{name} %{{customdata[{5 + j}]:{',.0f' if o.integer else o.fmt}}}"
+                    for j, (name, o) in enumerate(OBJECTIVES.items()))
+          + "<extra></extra>")
 
 
 def _custom(df: pd.DataFrame) -> list[list]:
-    """Per-point hover data: the architecture and every number, NaN as null."""
-    cols = ["label", "mca_string", "mca_kernels", "ratio", "macs", "params", "latency_ms", "number", "val_acc"]
+    """Per-point hover data: the architecture and every objective, NaN as null."""
     out = []
-    for _, r in df[cols].iterrows():
+    for _, r in df[_HOVER_COLUMNS].iterrows():
         row = []
-        for c in cols:
+        for c in _HOVER_COLUMNS:
             v = r[c]
-            if c in ("macs", "params", "latency_ms", "val_acc"):
+            if c in OBJECTIVES:
                 v = None if pd.isna(v) else float(v)
             elif c in ("ratio", "number"):
                 v = int(v)

@@ -25,26 +25,17 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from search.options import OBJECTIVES
-
-from .load import check_objectives
+from record.objectives import DIRECTIONS, check_objectives, directions_of
 
 REFERENCE = 1.1
-DIRECTIONS = ("minimize", "maximize")
 Bounds = Mapping[str, tuple[float, float]]
 
 
 def resolve_directions(objectives: Sequence[str], directions: Sequence[str] | None = None) -> list[str]:
-    """Directions for `objectives`: given ones validated, else the search's OBJECTIVES map."""
+    """Directions for `objectives`: given ones validated (any spelling), else the vocabulary's."""
     if directions is None:
-        return [OBJECTIVES[o] for o in objectives]
-    directions = list(directions)
-    if len(directions) != len(objectives):
-        raise ValueError(f"{len(objectives)} objectives but {len(directions)} directions")
-    for d in directions:
-        if d not in DIRECTIONS:
-            raise ValueError(f"unknown direction {d!r}; choose from {', '.join(DIRECTIONS)}")
-    return directions
+        return directions_of(objectives)
+    return directions_of(objectives, directions)
 
 
 def objective_values(df: pd.DataFrame, objectives: Sequence[str]) -> np.ndarray:

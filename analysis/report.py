@@ -20,7 +20,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from search.rundir import STATUSES, TRAINED_STATUSES
+from record.objectives import OBJECTIVES
+from record.rundir import STATUSES, TRAINED_STATUSES
 
 from . import figures
 from .cli import Parser, UserError, parse_objectives, run_main
@@ -36,7 +37,7 @@ table { border-collapse: collapse; font-size: 90%; } td, th { border: 1px solid 
 tr.knee { background: #ffe8a8; font-weight: 600; } td.mca { font-family: monospace; }
 section { margin: 2em 0; }
 """
-TABLE_COLUMNS = ["label", "number", "val_acc", "macs", "params", "latency_ms", "mca_string", "mca_kernels", "ratio"]
+TABLE_COLUMNS = ["label", "number", *OBJECTIVES, "mca_string", "mca_kernels", "ratio"]
 
 
 def _objectives(data: RunData, objectives: Sequence[str] | None) -> list[str]:
@@ -81,12 +82,8 @@ def _front_table(front: pd.DataFrame, knee_number: int | None, sort_by: str) -> 
             v = r[c]
             if pd.isna(v):
                 cells.append("")
-            elif c == "val_acc":
-                cells.append(f"{float(v):.4f}")
-            elif c in ("macs", "params"):
-                cells.append(f"{int(v):,}")
-            elif c == "latency_ms":
-                cells.append(f"{float(v):.3f}")
+            elif c in OBJECTIVES:
+                cells.append(f"{int(v):,}" if OBJECTIVES[c].integer else format(float(v), OBJECTIVES[c].fmt))
             else:
                 cells.append(str(v))
         tds = "".join(f'<td class="{"mca" if c == "mca_string" else ""}">{html.escape(x)}</td>'

@@ -21,11 +21,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from record.objectives import OBJECTIVES
+
 from .cli import Parser, UserError, parse_objectives, run_main
 from .load import RunData, load_run
 from .pareto import objective_values, normalise, objective_bounds, pareto_front, resolve_directions
 
-SHOW = ["label", "number", "val_acc", "macs", "params", "latency_ms", "mca_string", "mca_kernels", "ratio", "key"]
+SHOW = ["label", "number", *OBJECTIVES, "mca_string", "mca_kernels", "ratio", "key"]
 
 
 class SelectionError(UserError):

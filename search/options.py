@@ -13,15 +13,11 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, Sequence
 
-OBJECTIVES: dict[str, str] = {
-    "val_acc": "maximize",
-    "macs": "minimize",
-    "params": "minimize",
-    "latency_ms": "minimize",
-}
-DEFAULT_OBJECTIVES = ("val_acc", "macs", "latency_ms")
+from record.objectives import DEFAULT_OBJECTIVES, OBJECTIVES, Direction, check_objectives
+from space.cli import Parser, UserError
+
 SAMPLERS = ("nsga2", "tpe", "random")
 BUDGET_NAMES = ("smoke", "cpu", "gpu")
 # Settings that define *what* is searched: fixed at creation, read back on --resume.
@@ -31,17 +27,10 @@ SEARCH_SETTINGS = (
 )
 
 
-class UsageError(ValueError):
-    """A user error in the flags: one line on stderr, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # argparse's default prints the whole usage
-        raise UsageError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="python -m search.run",
         description=(
             "Search Selective-MCA GhostNets on CIFAR-10: Optuna samples architectures, "
@@ -118,8 +107,8 @@ class Options:
     explicit: frozenset[str]
 
     @property
-    def directions(self) -> tuple[str, ...]:
-        return tuple(OBJECTIVES[o] for o in self.objectives)
+    def directions(self) -> tuple[Direction, ...]:
+        return tuple(OBJECTIVES[o].direction for o in self.objectives)
 
     @property
     def run_path(self) -> Path:
@@ -133,40 +122,24 @@ class Options:
         return out
 
 
-def check_objectives(objectives: list[str] | tuple[str, ...]) -> list[str]:
-    """Validate objective names against OBJECTIVES (for the search flags and the analysis tools alike).
-
-    ValueError lists the allowed ones; callers add the flag or file it came from.
-    """
-    objectives = list(objectives)
-    if not objectives:
-        raise ValueError("need at least one objective; choose from " + ", ".join(OBJECTIVES))
-    for o in objectives:
-        if o not in OBJECTIVES:
-            raise ValueError(f"unknown objective {o!r}; choose from {', '.join(OBJECTIVES)}")
-    if len(set(objectives)) != len(objectives):
-        raise ValueError(f"objective listed twice: {','.join(objectives)}")
-    return objectives
-
-
 def parse_objectives(text: str) -> tuple[str, ...]:
     try:
         return tuple(check_objectives([n.strip() for n in text.split(",") if n.strip()]))
     except ValueError as exc:
-        raise UsageError(f"--objectives: {exc}") from None
+        raise UserError(f"--objectives: {exc}") from None
 
 
 def _parse_ints(text: str, flag: str, sep: str = ",") -> tuple[int, ...]:
     try:
         return tuple(int(x) for x in text.split(sep) if x.strip())
     except ValueError:
-        raise UsageError(f"{flag} expects integers, got {text!r}") from None
+        raise UserError(f"{flag} expects integers, got {text!r}") from None
 
 
 def parse_kernel_sets(text: str) -> tuple[tuple[int, ...], ...]:
     sets = tuple(_parse_ints(part, "--kernel-sets", "-") for part in text.split(",") if part.strip())
     if not sets:
-        raise UsageError("--kernel-sets needs at least one set, e.g. 3-5-7")
+        raise UserError("--kernel-sets needs at least one set, e.g. 3-5-7")
     return sets
 
 
@@ -177,7 +150,7 @@ def _cuda_available() -> bool:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
-    """Parse and validate flags; raises UsageError with a one-line message."""
+    """Parse and validate flags; raises UserError with a one-line message."""
     ns = build_parser().parse_args(argv)
     argv = list(sys.argv[1:] if argv is None else argv)
     explicit = frozenset(
@@ -186,36 +159,36 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     cuda = _cuda_available()
     budget = ns.budget or ("gpu" if cuda else "cpu")
     if budget not in BUDGET_NAMES:
-        raise UsageError(f"unknown --budget {budget!r}; choose from {', '.join(BUDGET_NAMES)}")
+        raise UserError(f"unknown --budget {budget!r}; choose from {', '.join(BUDGET_NAMES)}")
     sampler = ns.sampler or "nsga2"
     if sampler not in SAMPLERS:
-        raise UsageError(f"unknown --sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
+        raise UserError(f"unknown --sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
     trials = 200 if ns.trials is None else ns.trials
     if trials < 1:
-        raise UsageError(f"--trials must be at least 1, got {trials}")
+        raise UserError(f"--trials must be at least 1, got {trials}")
     overrides = {k: getattr(ns, k) for k in ("epochs", "train_size", "batch_size", "lr") if getattr(ns, k) is not None}
     for k, v in overrides.items():
         if not v > 0 or (isinstance(v, float) and not math.isfinite(v)):
-            raise UsageError(f"--{k.replace('_', '-')} must be a positive number, got {v}")
+            raise UserError(f"--{k.replace('_', '-')} must be a positive number, got {v}")
     population = 20 if ns.population_size is None else ns.population_size
     if population < 2:
-        raise UsageError(f"--population-size must be at least 2, got {population}")
+        raise UserError(f"--population-size must be at least 2, got {population}")
     if ns.max_macs is not None and not ns.max_macs > 0:
-        raise UsageError(f"--max-macs must be positive, got {ns.max_macs:g}")
+        raise UserError(f"--max-macs must be positive, got {ns.max_macs:g}")
     if ns.cpus_per_trial <= 0:
-        raise UsageError(f"--cpus-per-trial must be positive, got {ns.cpus_per_trial:g}")
+        raise UserError(f"--cpus-per-trial must be positive, got {ns.cpus_per_trial:g}")
     gpus = ns.gpus_per_trial if ns.gpus_per_trial is not None else (1.0 if cuda else 0.0)
     if gpus < 0:
-        raise UsageError(f"--gpus-per-trial must be 0 or more, got {gpus:g}")
+        raise UserError(f"--gpus-per-trial must be 0 or more, got {gpus:g}")
     if ns.max_concurrent is not None and ns.max_concurrent < 1:
-        raise UsageError(f"--max-concurrent must be at least 1, got {ns.max_concurrent}")
+        raise UserError(f"--max-concurrent must be at least 1, got {ns.max_concurrent}")
     if ns.latency_threads < 1:
-        raise UsageError(f"--latency-threads must be at least 1, got {ns.latency_threads}")
+        raise UserError(f"--latency-threads must be at least 1, got {ns.latency_threads}")
     if ns.resume and not ns.name:
-        raise UsageError("--resume needs --name of the run to continue")
+        raise UserError("--resume needs --name of the run to continue")
     name = ns.name or datetime.now().strftime("search-%Y%m%d-%H%M%S")
     if "/" in name or name in (".", ".."):
-        raise UsageError(f"--name must be a plain folder name, got {name!r}")
+        raise UserError(f"--name must be a plain folder name, got {name!r}")
     data_dir = ns.data_dir or os.environ.get("CIFAR10_DIR") or "./data"
     return Options(
         trials=trials,
@@ -247,25 +220,48 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     )
 
 
+OVERRIDE_FLAGS = ("epochs", "train_size", "batch_size", "lr")
+
+
+def _stored_value(key: str, value: Any) -> Any:
+    """A run.json value in the form Options holds it."""
+    if key in ("objectives", "ratios"):
+        return tuple(value)
+    if key == "kernel_sets":
+        return tuple(tuple(k) for k in value)
+    if key == "baselines" and isinstance(value, list):  # runs written before 0.2 stored the preset names
+        return bool(value)
+    return value
+
+
 def merge_stored(opts: Options, stored: dict[str, Any]) -> Options:
-    """On --resume the stored search settings win; an explicit different value is an error."""
+    """On --resume the stored settings win: `--name N --resume` alone continues a run.
+
+    Repeating a stored flag with the same value is fine; a different value for
+    a setting that defines what is searched is a user error.  `--data-dir`
+    and `--trials` may change (the data moved; the search should go further).
+    """
+    from trainer.budget import get_budget
+
     for key in SEARCH_SETTINGS:
-        if key not in stored:
+        if key not in stored or key == "budget_overrides":
             continue
-        value = stored[key]
-        if key == "objectives":
-            value = tuple(value)
-        elif key == "kernel_sets":
-            value = tuple(tuple(k) for k in value)
-        elif key == "ratios":
-            value = tuple(value)
-        flag_names = {"budget_overrides": ("epochs", "train_size", "batch_size", "lr")}.get(key, (key,))
-        if any(f in opts.explicit for f in flag_names) and getattr(opts, key) != value:
-            raise UsageError(
-                f"run {opts.name!r} was created with {key}={stored[key]!r}; "
-                f"drop --{flag_names[0].replace('_', '-')} to resume it, or start a new --name"
-            )
+        value = _stored_value(key, stored[key])
+        if key in opts.explicit and getattr(opts, key) != value:
+            raise UserError(f"run {opts.name!r} was created with {key}={stored[key]!r}; "
+                             f"drop --{key.replace('_', '-')} to resume it, or start a new --name")
         setattr(opts, key, value)
+    if "budget_overrides" in stored:
+        overrides = dict(stored["budget_overrides"])
+        budget = get_budget(opts.budget, **overrides)
+        for flag in OVERRIDE_FLAGS:
+            given = opts.budget_overrides.get(flag)
+            if flag in opts.explicit and given != getattr(budget, flag):
+                raise UserError(f"run {opts.name!r} was created with {flag}={getattr(budget, flag)!r}; "
+                                 f"drop --{flag.replace('_', '-')} to resume it, or start a new --name")
+        opts.budget_overrides = overrides
+    if "data_dir" not in opts.explicit and stored.get("data_dir"):
+        opts.data_dir = Path(stored["data_dir"])
     if "trials" not in opts.explicit:
         opts.trials = int(stored.get("trials", opts.trials))
     return opts

@@ -12,12 +12,13 @@ from typing import Any, Callable, TextIO
 
 from ray.tune import Callback
 
+from record.arch import to_flat
+from record.objectives import OBJECTIVES
+from record.rundir import RESULT_COLUMNS, TrialsTable
+from search.ledger import Ledger
 from space import PRESETS, ArchConfig
-from search.rundir import TrialsTable, arch_columns
 
 PRESET_BY_KEY = {cfg.key: name for name, cfg in PRESETS.items()}
-RESULT_FIELDS = ("macs", "params", "latency_ms", "latency_p10_ms", "latency_p90_ms",
-                 "epochs", "train_seconds", "images_per_s", "wall_seconds")
 
 
 def fmt_duration(seconds: float) -> str:
@@ -29,10 +30,10 @@ def fmt_duration(seconds: float) -> str:
 
 def trial_row(arch: ArchConfig, status: str, result: dict[str, Any], error: str = "", trial_id: str = "") -> dict[str, Any]:
     row: dict[str, Any] = {"trial_id": trial_id, "status": status, "key": arch.key,
-                           "preset": PRESET_BY_KEY.get(arch.key, ""), **arch_columns(arch)}
-    row.update({k: result.get(k) for k in RESULT_FIELDS})
-    if status == "ok":
-        row["val_acc"] = result.get("val_acc")
+                           "preset": PRESET_BY_KEY.get(arch.key, ""), **to_flat(arch)}
+    row.update({k: result.get(k) for k in RESULT_COLUMNS})
+    if status != "ok":
+        row["val_acc"] = None  # accuracy only means something for a training that finished
     row["error"] = error
     return row
 
@@ -55,44 +56,37 @@ def _error_line(trial) -> str:
 
 
 class TableWriter(Callback):
-    """Records finished trials and reports progress (done/total, running, failed, front, ETA)."""
+    """Records finished trials (table on disk, ledger in memory) and prints progress.
+
+    Progress comes from the ledger, never from re-reading the table, and a
+    progress line that cannot be printed is dropped: output is a courtesy,
+    the search must go on.
+    """
 
     def __init__(
         self,
         table: TrialsTable,
-        known: dict[str, dict[str, Any]],
-        objectives: list[str],
+        ledger: Ledger,
         total: int,
-        front_size: Callable[[], int],
         cost: Callable[[ArchConfig], tuple[int, int]] | None = None,
-        out: TextIO = sys.stdout,
+        out: TextIO | None = None,
         heartbeat_s: float = 60.0,
     ) -> None:
         self.table = table
-        self.known = known
-        self.objectives = objectives
+        self.ledger = ledger
         self.total = total
-        self.front_size = front_size
         self.cost = cost  # (macs, params) of an arch, for trials that failed before reporting them
         self.out = out
         self.heartbeat_s = heartbeat_s
         self.started = time.monotonic()
-        self.done_at_start = len(table.trained())
+        self.done_at_start = ledger.trained
         self._last_print = self.started
         self._running = 0
 
     def __getstate__(self) -> dict[str, Any]:
         """Tune pickles callbacks into its experiment state. Resume goes through the
-        run directory, never through that pickle, so the output stream and the
-        run-directory closure (which holds the lock file) are left out."""
-        state = dict(self.__dict__)
-        state.update(out=None, front_size=None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.out = self.out or sys.stdout
-        self.front_size = self.front_size or (lambda: 0)
+        run directory, never through that pickle, so the output stream is left out."""
+        return {**self.__dict__, "out": None}
 
     # -- Tune hooks -------------------------------------------------------
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
@@ -113,40 +107,51 @@ class TableWriter(Callback):
         self._record(trial, "failed", trial.last_result or {}, _error_line(trial))
 
     # -- helpers ----------------------------------------------------------
-    def _record(self, trial, status: str, result: dict[str, Any], error: str) -> None:
-        arch = ArchConfig.from_dict(trial.config["arch"])
+    def record(self, arch: ArchConfig, status: str, result: dict[str, Any], error: str = "",
+               trial_id: str = "") -> dict[str, str]:
+        """Append one trial to the table and the ledger, then print its progress line."""
         if self.cost is not None and result.get("macs") is None:
             macs, params = self.cost(arch)
             result = {**result, "macs": macs, "params": params}
-        row = self.table.append(trial_row(arch, status, result, error, trial.trial_id))
-        values = [float(row[o]) for o in self.objectives] if status == "ok" else None
-        self.known[arch.key] = {"values": values}
-        self._print_status(self._describe(row))
+        row = self.table.append(trial_row(arch, status, result, error, trial_id))
+        self.ledger.record(row)
+        for note in self.table.notes:
+            self.say(f"warning: {note}")
+        self.table.notes.clear()
+        self._print_status(describe_row(row))
+        return row
 
-    def _describe(self, row: dict[str, str]) -> str:
-        parts = [f"{row['status']:<8}"]
-        if row["status"] == "ok":
-            parts.append(f"val_acc={float(row['val_acc']):.4f}")
-        if row["macs"]:
-            parts.append(f"macs={int(float(row['macs'])) / 1e6:.2f}M")
-        if row["latency_ms"]:
-            parts.append(f"latency={float(row['latency_ms']):.2f}ms")
-        parts.append(row["key"] + (f" ({row['preset']})" if row["preset"] else ""))
-        if row["error"]:
-            parts.append(f"error: {row['error']}")
-        return " ".join(parts)
+    def _record(self, trial, status: str, result: dict[str, Any], error: str) -> None:
+        self.record(ArchConfig.from_dict(trial.config["arch"]), status, result, error, trial.trial_id)
+
+    def say(self, line: str) -> None:
+        try:
+            print(line, file=self.out or sys.stdout, flush=True)
+        except (OSError, ValueError):  # a closed or broken stdout must not end the search
+            pass
 
     def _print_status(self, what: str) -> None:
         self._last_print = time.monotonic()
-        trained = self.table.trained()
-        done = len(trained)
-        failed = sum(1 for r in trained if r["status"] != "ok")
+        done = self.ledger.trained
         elapsed = self._last_print - self.started
         new = done - self.done_at_start
         eta = f"{fmt_duration(elapsed / new * (self.total - done))}" if new > 0 and done < self.total else "-"
-        line = (f"[{done:>{len(str(self.total))}}/{self.total}] running {self._running} failed {failed} "
-                f"front {self.front_size()} | elapsed {fmt_duration(elapsed)} ETA {eta}")
-        print(f"{line}  {what}" if what else line, file=self.out, flush=True)
+        line = (f"[{done:>{len(str(self.total))}}/{self.total}] running {self._running} "
+                f"failed {self.ledger.failed} front {len(self.ledger.front)} | "
+                f"elapsed {fmt_duration(elapsed)} ETA {eta}")
+        self.say(f"{line}  {what}" if what else line)
+
+
+def describe_row(row: dict[str, str]) -> str:
+    """`ok val_acc=0.4120 macs=13.94M params=0.52M latency_ms=3.10 <key> (preset)`: one trial in a line."""
+    parts = [f"{row['status']:<8}"]
+    for name, objective in OBJECTIVES.items():
+        if row.get(name):
+            parts.append(f"{name}={objective.show(float(row[name]))}")
+    parts.append(row["key"] + (f" ({row['preset']})" if row["preset"] else ""))
+    if row["error"]:
+        parts.append(f"error: {row['error']}")
+    return " ".join(parts)
 
 
 def _running_besides(trials: list, finished) -> int:

@@ -10,81 +10,71 @@ import functools
 import logging
 import os
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from search.options import Options, UsageError, merge_stored, parse_args
-from search.rundir import RunDir, RunDirError
+from record.rundir import RunDir
+from search.options import Options, merge_stored, parse_args
+from space.cli import UserError, run_main
 
 PROG = "search.run"
+INTERRUPTED = "interrupted; finished trials are saved — continue with --resume"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        opts = parse_args(argv)
-        return run(opts)
-    except (UsageError, RunDirError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; finished trials are saved — continue with --resume", file=sys.stderr)
-        return 130
-
-
-def _user_errors():
-    from trainer.data import DataError
-
-    return (DataError,)
+    return run_main(lambda a: run(parse_args(a)), argv, prog=PROG, interrupted=INTERRUPTED)
 
 
 def prepare(opts: Options) -> tuple[Options, Any, Any, RunDir | None]:
     """Check flags, data and run directory before anything is written or started."""
     from space import SearchSpace
     from trainer.budget import get_budget
-    from trainer.data import DataError, load_cifar10
+    from trainer.data import load_cifar10
 
     stored = None
     if opts.resume:
         stored = RunDir.open(opts.run_path)
-        opts = merge_stored(opts, stored.meta)
     elif opts.run_path.exists() and any(opts.run_path.iterdir()):
-        raise UsageError(f"run directory {opts.run_path} already exists; use --resume to continue it or another --name")
+        raise UserError(f"run directory {opts.run_path} already exists; use --resume to continue it or another --name")
     try:
-        space = SearchSpace(kernel_sets=opts.kernel_sets, ratios=opts.ratios, width=opts.width)
-    except ValueError as exc:
-        raise UsageError(f"bad search space: {exc}") from None
-    try:
-        budget = get_budget(opts.budget, **opts.budget_overrides)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    try:
-        load_cifar10(opts.data_dir, download=opts.download)
-    except DataError as exc:
-        if stored:
+        if stored is not None:
+            opts = merge_stored(opts, stored.meta)
+        try:
+            space = SearchSpace(kernel_sets=opts.kernel_sets, ratios=opts.ratios, width=opts.width)
+        except ValueError as exc:
+            raise UserError(f"bad search space: {exc}") from None
+        try:
+            budget = get_budget(opts.budget, **opts.budget_overrides)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        load_cifar10(opts.data_dir, download=opts.download)  # DataError is a UserError
+    except BaseException:
+        if stored is not None:
             stored.close()
-        raise UsageError(str(exc)) from None
+        raise
     return opts, space, budget, stored
+
+
+def create_run(opts: Options, space) -> RunDir:
+    from space import PRESETS
+
+    return RunDir.create(opts.run_path, {
+        "name": opts.name,
+        **opts.search_settings(),
+        "directions": list(opts.directions),
+        "trials": opts.trials,
+        "search_space": space.to_dict(),
+        "baseline_presets": list(PRESETS) if opts.baselines else [],
+        "data_dir": str(opts.data_dir),
+    })
 
 
 def run(opts: Options) -> int:
     opts, space, budget, rundir = prepare(opts)
-    from space import PRESETS
-
-    if rundir is None:
-        rundir = RunDir.create(opts.run_path, {
-            "name": opts.name,
-            **opts.search_settings(),
-            "directions": list(opts.directions),
-            "trials": opts.trials,
-            "search_space": {"kernel_sets": [list(k) for k in space.kernel_sets], "ratios": list(space.ratios),
-                             "width": space.width, "dw_size": space.dw_size},
-            "baselines": list(PRESETS) if opts.baselines else [],
-            "data_dir": str(opts.data_dir),
-        })
+    rundir = rundir or create_run(opts, space)
     try:
-        return _search(opts, space, rundir)
+        return search(opts, space, budget, rundir)
     finally:
         rundir.close()
 
@@ -97,79 +87,91 @@ def _cost(arch) -> tuple[int, int]:
     return count_macs(model), count_params(model)
 
 
-def _search(opts: Options, space, rundir: RunDir) -> int:
-    import optuna
-    import ray
-    from ray import tune
-    from ray.tune.search import ConcurrencyLimiter
+def search(opts: Options, space, budget, rundir: RunDir) -> int:
+    """The search in named steps: ledger, study, searcher, Ray, Tune, summary."""
+    from search.ledger import Ledger
+    from search.progress import TableWriter
 
-    from search.progress import TableWriter, trial_row
-    from search.searcher import STUDY_NAME, ArchSearcher, heal_study, make_optuna_search, make_sampler, point_of
-    from search.trainable import TrialContext, run_trial
-    from space import PRESETS
-
-    objectives = list(opts.objectives)
-    table = rundir.table
     attempt = int(rundir.meta.get("attempts", 0)) + 1
     device = "cuda" if opts.gpus_per_trial > 0 else "cpu"
-    rundir.update_meta(attempts=attempt, trials=opts.trials, device=device)
-
-    known: dict[str, dict[str, Any]] = {}
-    for row in table.rows:
-        ok = row["status"] == "ok"
-        known[row["key"]] = {"values": [float(row[o]) for o in objectives] if ok else None,
-                             "infeasible": row["status"] == "infeasible"}
-    remaining = opts.trials - len(table.trained())
+    rundir.update_meta(attempts=attempt, trials=opts.trials, device=device, data_dir=str(opts.data_dir))
+    ledger = Ledger.from_rows(rundir.table.rows, list(opts.objectives), list(opts.directions))
+    remaining = opts.trials - ledger.trained
     print(f"run directory: {rundir.path}")
     if remaining <= 0:
         print(f"all {opts.trials} trials are already finished")
-        return _finish(opts, rundir)
+        return finish(opts, rundir, ledger)
+    writer = TableWriter(rundir.table, ledger, opts.trials, cost=_cost)
+    searcher, exhausted = make_searcher(opts, space, rundir, ledger, writer, attempt)
+    _init_ray(opts)
+    max_concurrent = opts.max_concurrent or _fitting_trials(opts)
+    tuner = make_tuner(opts, rundir, searcher, writer, budget, device, remaining, attempt, max_concurrent)
+    print(f"searching: {remaining} trials to go of {opts.trials}, sampler {opts.sampler}, "
+          f"objectives {','.join(opts.objectives)}, budget {opts.budget}, up to {max_concurrent} at once", flush=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tuner.fit()
+    if exhausted:
+        print("the sampler kept proposing architectures already evaluated or above --max-macs; "
+              "the search space looks exhausted", file=sys.stderr)
+    return finish(opts, rundir, ledger)
 
+
+def make_searcher(opts: Options, space, rundir: RunDir, ledger, writer, attempt: int):
+    """Optuna's sampler over the run's durable study, behind our deduplicating searcher."""
+    import optuna
+
+    from search.progress import trial_row
+    from search.searcher import STUDY_NAME, ArchSearcher, heal_study, make_optuna_search, make_sampler, point_of
+    from space import PRESETS
+
+    objectives, directions = list(opts.objectives), list(opts.directions)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage_url = rundir.study_url
-    study = optuna.create_study(storage=storage_url, study_name=STUDY_NAME, load_if_exists=True,
-                                directions=list(opts.directions))
-    heal_study(study, known, space)
-
+    optuna.create_study(storage=rundir.study_url, study_name=STUDY_NAME, load_if_exists=True, directions=directions)
+    heal_study(rundir.study_url, ledger, space)
     # A resumed run draws a fresh random stream: replaying the first attempt's
     # start-up samples would only produce duplicates.
     sampler = make_sampler(opts.sampler, opts.seed + attempt - 1, opts.population_size)
-    baselines = [cfg for cfg in PRESETS.values() if opts.baselines and cfg.key not in known]
+    baselines = [cfg for cfg in PRESETS.values() if opts.baselines and cfg.key not in ledger]
     points = [p for p in (point_of(space, cfg) for cfg in baselines) if p is not None]
     references = [cfg for cfg in baselines if point_of(space, cfg) is None]
-    inner = make_optuna_search(space, objectives, list(opts.directions), sampler, storage_url, points,
+    inner = make_optuna_search(space, objectives, directions, sampler, rundir.study_url, points,
                                max_macs=opts.max_macs, macs_of=lambda a: _cost(a)[0])
 
     def on_infeasible(arch, macs: int) -> None:
-        table.append(trial_row(arch, "infeasible", {"macs": macs, "params": _cost(arch)[1]},
-                               error=f"macs {macs} above --max-macs {opts.max_macs:g}"))
-        print(f"infeasible: {arch.key} macs={macs / 1e6:.2f}M > --max-macs (not trained)", flush=True)
+        writer.record(arch, "infeasible", {"macs": macs, "params": _cost(arch)[1]},
+                      error=f"macs {macs} above --max-macs {opts.max_macs:g}")
 
     exhausted: list[bool] = []
-    searcher = ArchSearcher(inner, space, objectives, known, lambda a: _cost(a)[0], opts.max_macs,
+    searcher = ArchSearcher(inner, space, objectives, directions, ledger, lambda a: _cost(a)[0], opts.max_macs,
                             on_infeasible, on_exhausted=lambda: exhausted.append(True), references=references)
+    return searcher, exhausted
 
-    _init_ray(opts)
-    max_concurrent = opts.max_concurrent or _fitting_trials(opts)
-    limiter = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
+
+def make_tuner(opts: Options, rundir: RunDir, searcher, writer, budget, device: str, remaining: int,
+               attempt: int, max_concurrent: int):
+    """Ray Tune over the trainable, one experiment folder per attempt."""
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    from search.trainable import TrialContext, run_trial
+
     ctx = TrialContext(
         data_dir=str(opts.data_dir),
-        budget=opts.budget,
-        budget_overrides=dict(opts.budget_overrides),
+        budget=budget,
         seed=opts.seed,
         device=device,
         threads=max(1, int(opts.cpus_per_trial)),
         latency_threads=opts.latency_threads,
         fail_keys=tuple(k for k in os.environ.get("GHOSTNAS_FAIL_KEYS", "").split(";") if k),
     )
-    writer = TableWriter(table, known, objectives, opts.trials,
-                         front_size=lambda: _front_size(rundir.path, objectives), cost=_cost)
     trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
                                     {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
-    tuner = tune.Tuner(
+    return tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=limiter, num_samples=remaining,
-                                     reuse_actors=True),  # a warm worker: torch imported, data loaded
+        tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent),
+                                    num_samples=remaining,
+                                    reuse_actors=True),  # a warm worker: torch imported, data loaded
         run_config=tune.RunConfig(
             name=f"attempt-{attempt}",
             storage_path=str(rundir.ray_dir.resolve()),
@@ -178,15 +180,6 @@ def _search(opts: Options, space, rundir: RunDir) -> int:
             failure_config=tune.FailureConfig(max_failures=0),
         ),
     )
-    print(f"searching: {remaining} trials to go of {opts.trials}, sampler {opts.sampler}, "
-          f"objectives {','.join(objectives)}, budget {opts.budget}, up to {max_concurrent} at once", flush=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        tuner.fit()
-    if exhausted:
-        print("the sampler kept proposing architectures already evaluated or above --max-macs; "
-              "the search space looks exhausted", file=sys.stderr)
-    return _finish(opts, rundir)
 
 
 def _init_ray(opts: Options) -> None:
@@ -208,7 +201,7 @@ def _init_ray(opts: Options) -> None:
         except (ConnectionError, ValueError, RuntimeError) as exc:
             hint = ("" if os.environ.get("RAY_AUTH_MODE") else
                     "; if the cluster uses token authentication, set RAY_AUTH_MODE=token")
-            raise UsageError(f"cannot join the Ray cluster at --address {opts.address}: {exc}{hint}") from None
+            raise UserError(f"cannot join the Ray cluster at --address {opts.address}: {exc}{hint}") from None
         print(f"joined Ray cluster at {opts.address}", flush=True)
         return
     ctx = ray.init(
@@ -234,39 +227,43 @@ def _fitting_trials(opts: Options) -> int:
     return max(1, min(fits))
 
 
-def _front_size(run_path: Path, objectives: list[str]) -> int:
-    from analysis.load import load_run
-    from analysis.pareto import pareto_front
+def finish(opts: Options, rundir: RunDir, ledger) -> int:
+    """The summary (from the ledger in memory) and the report; a report that fails is one line, not an exit."""
+    import pandas as pd
 
-    ok = load_run(run_path, allow_empty=True).trials
-    ok = ok[ok["status"] == "ok"]
-    return len(pareto_front(ok, objectives)) if not ok.empty else 0
-
-
-def _finish(opts: Options, rundir: RunDir) -> int:
-    from analysis.load import load_run
-    from analysis.pareto import pareto_front
-
-    data = load_run(rundir.path)
-    trials = data.trials
-    ok = trials[trials["status"] == "ok"]
-    counts = trials["status"].value_counts().to_dict()
-    print(f"\nfinished: {len(rundir.table.trained())}/{opts.trials} trials "
+    counts: dict[str, int] = {}
+    for row in ledger.rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    ok = counts.get("ok", 0)
+    print(f"\nfinished: {ledger.trained}/{opts.trials} trials "
           + " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
-    if not ok.empty:
-        front = pareto_front(ok, list(opts.objectives)).sort_values("macs" if "macs" in opts.objectives else opts.objectives[0])
+    if ok:
+        front = pd.DataFrame(ledger.front_rows())
+        for col in ("number", *opts.objectives):
+            front[col] = pd.to_numeric(front[col])
+        front = front.sort_values(["macs" if "macs" in opts.objectives else opts.objectives[0], "number"])
         cols = ["number", "preset", *opts.objectives, "key"]  # the key, as in the progress lines
-        print(f"Pareto front ({len(front)} of {len(ok)} ok trials):")
-        print(front[[c for c in cols if c in front.columns]].to_string(index=False))
+        print(f"Pareto front ({len(front)} of {ok} ok trials):")
+        print(front[cols].to_string(index=False))
     print(f"\nrun directory: {rundir.path}")
-    if opts.report and not ok.empty:
-        from analysis.report import write_report
-
-        write_report([rundir.path], rundir.report_path)
-        print(f"report: {rundir.report_path}")
+    if opts.report and ok:
+        write_report(rundir)
     print(f"report command: python -m analysis.report {rundir.path} -o report.html")
     print(f"pick an architecture: python -m analysis.select {rundir.path} --max-macs <N> -o best.json")
     return 0
+
+
+def write_report(rundir: RunDir) -> None:
+    """The one place `search` uses `analysis`: the final report."""
+    from analysis.report import write_report as write
+
+    try:
+        write([rundir.path], rundir.report_path)
+    except Exception as exc:  # the search's results are safe on disk; say why the page is missing
+        print(f"{PROG}: warning: report not written ({type(exc).__name__}: {' '.join(str(exc).split())}); "
+              f"retry with python -m analysis.report {rundir.path}", file=sys.stderr)
+        return
+    print(f"report: {rundir.report_path}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from record.objectives import Direction, ray_mode
+from search.ledger import PENDING, Ledger
 from space import ArchConfig, SearchSpace
 
 log = logging.getLogger(__name__)
@@ -56,24 +58,25 @@ def point_of(space: SearchSpace, config: ArchConfig) -> dict[str, Any] | None:
         return None
 
 
-def heal_study(study: optuna.Study, known: dict[str, dict[str, Any]], space: SearchSpace) -> None:
+def heal_study(storage_url: str, ledger: Ledger, space: SearchSpace) -> None:
     """After a kill: trials left RUNNING/WAITING in storage are closed.
 
     Those whose architecture did finish (its row is in the table) are told the
-    recorded values; the rest were cut off and are told FAIL.
+    recorded values; the rest were cut off and are told FAIL.  Uses Optuna's
+    public storage API (trial ids through study id + trial number).
     """
-    storage = study._storage  # public BaseStorage API below; Study exposes no setter
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+    storage = optuna.storages.RDBStorage(storage_url)
+    study_id = storage.get_study_id_from_name(STUDY_NAME)
+    for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
         values = None
         if t.state == TrialState.RUNNING:
             try:
-                row = known.get(space.from_params(t.params).key)
+                values = ledger.values(space.from_params(t.params).key)
             except ValueError:
-                row = None
-            if row is not None and row.get("values") is not None:
-                values = row["values"]
+                values = None
         state = TrialState.COMPLETE if values is not None else TrialState.FAIL
-        storage.set_trial_state_values(t._trial_id, state=state, values=values)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        storage.set_trial_state_values(trial_id, state=state, values=values)
 
 
 class ArchSearcher(Searcher):
@@ -84,19 +87,20 @@ class ArchSearcher(Searcher):
         inner: OptunaSearch,
         space: SearchSpace,
         objectives: list[str],
-        known: dict[str, dict[str, Any]],
+        directions: list[Direction],
+        ledger: Ledger,
         macs_of: Callable[[ArchConfig], int],
         max_macs: float | None,
         on_infeasible: Callable[[ArchConfig, int], None],
         on_exhausted: Callable[[], None] = lambda: None,
         references: list[ArchConfig] | None = None,
     ) -> None:
-        directions = [inner._mode] if isinstance(inner._mode, str) else list(inner._mode)
-        super().__init__(metric=inner.metric, mode=directions[0] if len(directions) == 1 else directions)
+        modes = [ray_mode(d) for d in directions]
+        super().__init__(metric=inner.metric, mode=modes[0] if len(modes) == 1 else modes)
         self.inner = inner
         self.space = space
         self.objectives = objectives
-        self.known = known  # key -> {"values": [...] | None}; shared with the table writer
+        self.ledger = ledger  # owned by the search driver; the table writer records results in it
         self.macs_of = macs_of
         self.max_macs = max_macs
         self.on_infeasible = on_infeasible
@@ -104,14 +108,14 @@ class ArchSearcher(Searcher):
         # Baselines outside the sampler's menu (e.g. the s=1 CNN when 1 is not among
         # --ratios): trained first for comparison, but Optuna cannot be told about
         # a point outside its distributions, so they bypass the sampler.
-        self.references = [a for a in (references or []) if a.key not in known]
+        self.references = [a for a in (references or []) if a.key not in ledger]
         self._live: dict[str, str | None] = {}  # Tune trial id -> inner trial id (None: reference)
         self.skipped_duplicates = 0
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if self.references:
             arch = self.references.pop(0)
-            self.known[arch.key] = {"values": None, "pending": True}
+            self.ledger.mark(arch.key, PENDING)
             self._live[trial_id] = None
             return {"arch": arch.to_dict()}
         for attempt in range(MAX_ATTEMPTS):
@@ -120,20 +124,20 @@ class ArchSearcher(Searcher):
             if params is None or params == Searcher.FINISHED:
                 return params
             arch = self.space.from_params(params)
-            seen = self.known.get(arch.key)
+            seen = self.ledger.get(arch.key)
             if seen is not None:
                 self.skipped_duplicates += 1
-                self._tell(inner_id, seen.get("values"), pruned=seen.get("infeasible", False))
+                self._tell(inner_id, self.ledger.values(arch.key), pruned=seen.status == "infeasible")
                 continue
             if self.max_macs is not None:
                 macs = self.macs_of(arch)
                 if macs > self.max_macs:
-                    self.known[arch.key] = {"values": None, "infeasible": True}
+                    self.ledger.mark(arch.key, "infeasible")
                     self.on_infeasible(arch, macs)
                     self._tell(inner_id, None, pruned=True)
                     continue
             self._live[trial_id] = inner_id
-            self.known[arch.key] = {"values": None, "pending": True}
+            self.ledger.mark(arch.key, PENDING)
             return {**params, "arch": arch.to_dict()}
         self.on_exhausted()
         return Searcher.FINISHED
@@ -182,7 +186,7 @@ def make_optuna_search(
     infeasible region and NSGA-II's constrained domination can use it.
     """
     storage = optuna.storages.RDBStorage(storage_url)
-    modes = ["max" if d == "maximize" else "min" for d in directions]
+    modes = [ray_mode(d) for d in directions]
 
     def define_by_run(trial: optuna.Trial) -> None:
         arch = space.suggest(trial)

@@ -15,7 +15,7 @@ import torch
 from ray import tune
 
 from space import ArchConfig, build_model, count_macs, count_params
-from trainer.budget import get_budget
+from trainer.budget import Budget
 from trainer.data import Cifar10, load_cifar10
 from trainer.device import resolve_device
 from trainer.latency import measure_latency
@@ -27,8 +27,7 @@ class TrialContext:
     """What every trial of a run shares (settings, not results)."""
 
     data_dir: str
-    budget: str
-    budget_overrides: dict[str, Any]
+    budget: Budget  # built and checked once by the driver; workers use it as is
     seed: int
     device: str
     threads: int
@@ -70,11 +69,10 @@ def evaluate(arch: ArchConfig, ctx: TrialContext, report: Callable[[dict[str, An
     base = {"key": arch.key, **cost_metrics(build_model(arch), device, ctx.latency_threads)}
 
     def on_epoch(stats: EpochStats) -> None:
-        report({**base, "status": "running", "epoch": stats.epoch, "val_acc": stats.val_acc,
+        report({**base, "status": "running", "epoch": stats.epoch, "val_acc": stats.accuracy,
                 "train_loss": stats.train_loss, "images_per_s": stats.images_per_s})
 
-    budget = get_budget(ctx.budget, **ctx.budget_overrides)
-    result = train_proxy(arch, _dataset(ctx.data_dir), budget, device, seed=ctx.seed, on_epoch=on_epoch)
+    result = train_proxy(arch, _dataset(ctx.data_dir), ctx.budget, device, seed=ctx.seed, on_epoch=on_epoch)
     final = {
         **base,
         "status": result.status,

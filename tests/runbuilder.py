@@ -4,7 +4,7 @@ The architectures are real (`space.PRESETS` and draws from `SearchSpace`) and
 so are their MACs and parameter counts (`count_macs` on the built model);
 only `val_acc` and `latency_ms` are made up (a smooth function of the
 architecture plus seeded noise).  The directory is written through
-`search.rundir` exactly as a search writes it, so `load_run` cannot tell the
+`record.rundir` exactly as a search writes it, so `load_run` cannot tell the
 difference — which is what edge-case tests (failures, a single trial, a torn
 last line, no latency) need.
 """
@@ -15,8 +15,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
-from search.options import OBJECTIVES
-from search.rundir import RunDir, arch_columns
+from record.arch import to_flat
+from record.objectives import OBJECTIVES
+from record.rundir import RunDir
 from space import N_BLOCKS, PRESETS, ArchConfig, SearchSpace, build_model, count_macs, count_params
 
 PRESET_BY_KEY = {cfg.key: name for name, cfg in PRESETS.items()}
@@ -69,7 +70,7 @@ def build_run(
     meta = {
         "name": name or path.name,
         "objectives": list(objectives),
-        "directions": [OBJECTIVES[o] for o in objectives],
+        "directions": [OBJECTIVES[o].direction for o in objectives],
         "sampler": "random",
         "seed": seed,
         "budget": "synthetic",
@@ -87,7 +88,7 @@ def build_run(
             lat = 1.0 + macs / 1e7 + 0.2 * cfg.n_mca + 0.1 * rng.random()
             row = {
                 "trial_id": f"synthetic_{i:05d}", "status": status, "key": cfg.key,
-                "preset": PRESET_BY_KEY.get(cfg.key, ""), **arch_columns(cfg),
+                "preset": PRESET_BY_KEY.get(cfg.key, ""), **to_flat(cfg),
                 "macs": macs, "params": params, "epochs": 1,
                 "error": "" if status == "ok" else f"synthetic {status} trial",
             }

@@ -23,7 +23,7 @@ from analysis.pareto import hypervolume_history, pareto_front
 from analysis.report import write_report
 from analysis.select import best_under, knee_point, select
 from runbuilder import build_run
-from search.rundir import COLUMNS, RunDir
+from record.rundir import COLUMNS, RunDir
 from space import PRESETS, load_arch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -252,11 +252,12 @@ def test_user_errors_exit_2_with_one_line(module, case, expected, bad_runs, synt
     from analysis.cli import run_main
 
     main = importlib.import_module(module).main
-    status = run_main(main, _error_args(case, bad_runs, synthetic_run, tmp_path / "out"))
+    prog = module  # what `python -m <module>` passes
+    status = run_main(main, _error_args(case, bad_runs, synthetic_run, tmp_path / "out"), prog=prog)
     captured = capsys.readouterr()
     assert status == 2, captured.out + captured.err
     lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("analysis: error: ") and expected in lines[0], captured.err
+    assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: ") and expected in lines[0], captured.err
     assert not (tmp_path / "out").exists()
 
 

@@ -25,7 +25,7 @@ def test_smoke_proxy_training_beats_chance(data):
     # 516 validation images: chance is 10 % with a standard deviation of 1.3 points.
     assert result.val_acc > 0.14
     assert result.epochs == 1 and len(result.train_losses) == 1 and result.images_per_s > 0
-    assert [s.epoch for s in seen] == [1] and seen[0].val_acc == result.val_acc
+    assert [s.epoch for s in seen] == [1] and seen[0].accuracy == result.val_acc
 
 
 def test_proxy_training_is_deterministic_on_cpu(data):

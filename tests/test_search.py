@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from search.rundir import TRAINED_STATUSES
+from record.rundir import TRAINED_STATUSES
 from space import PRESETS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,3 +146,67 @@ def test_help_lists_the_flags():
     for flag in ("--trials", "--objectives", "--sampler", "--budget", "--resume", "--address",
                  "--max-concurrent", "--max-macs", "--baselines", "--storage-path"):
         assert flag in done.stdout
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "search.run", *args], cwd=REPO, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_rows(proc: subprocess.Popen, run: Path, n: int, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (run / "trials.csv").exists() and len(read_rows(run)) >= n:
+            return
+        assert proc.poll() is None, "search ended too early: " + proc.stderr.read()[-2000:]
+        time.sleep(0.2)
+    raise AssertionError(f"no {n} rows in {run} after {timeout} s")
+
+
+def test_a_torn_line_written_during_the_search_does_not_stop_it(ray_cluster, cifar_dir, tmp_path):
+    """Someone (or a crash) leaves half a line in trials.csv while the search runs: it heals and finishes."""
+    run = tmp_path / "torn"
+    proc = _start(smoke_args(cifar_dir, tmp_path, "torn", "--trials", "4", "--no-baselines", "--epochs", "1",
+                             "--train-size", "256", "--objectives", "val_acc,macs", "--max-concurrent", "1",
+                             "--address", ray_cluster))
+    _wait_for_rows(proc, run, 1)
+    with open(run / "trials.csv", "a") as f:
+        f.write("99,torn_trial,ok,mca=0101")  # no newline: a torn line
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    assert "Traceback" not in err
+    assert "cut a torn line" in out and "Pareto front (" in out and "finished: 4/4 trials" in out
+    rows = read_rows(run)
+    assert len(rows) == 4 and [r["number"] for r in rows] == ["0", "1", "2", "3"]
+    assert all(r["trial_id"] != "torn_trial" for r in rows)
+
+
+def test_resume_with_only_the_name_keeps_every_stored_setting(ray_cluster, cifar_dir, tmp_path):
+    """A run started with non-default flags continues from `--name N --resume` alone (kill -9 between)."""
+    flags = ["--budget", "smoke", "--epochs", "1", "--train-size", "256", "--objectives", "val_acc,macs",
+             "--no-baselines", "--seed", "5", "--data-dir", str(cifar_dir)]
+    where = ["--storage-path", str(tmp_path), "--name", "flags", "--no-report", "--address", ray_cluster]
+    proc = _start([*where, *flags, "--trials", "3", "--max-concurrent", "1"])
+    run = tmp_path / "flags"
+    _wait_for_rows(proc, run, 1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    before = read_rows(run)
+    assert 1 <= len(before) < 3
+
+    done = search(*where, "--resume")  # no data dir, budget, objectives or baseline flags
+    assert done.returncode == 0, done.stderr
+    rows = read_rows(run)
+    assert len(rows) == 3 and rows[: len(before)] == before
+    assert all(r["preset"] == "" and r["epochs"] == "1" for r in rows), "stored --no-baselines and --epochs"
+    assert "objectives val_acc,macs" in done.stdout or "all 3 trials" in done.stdout
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["data_dir"] == str(cifar_dir.resolve()) and meta["baselines"] is False
+
+    again = search(*where, "--resume", *flags)  # every stored flag repeated with its value
+    assert again.returncode == 0, again.stderr
+    assert "all 3 trials are already finished" in again.stdout
+
+    changed = search(*where, "--resume", "--epochs", "2")
+    assert changed.returncode == 2 and len(changed.stderr.strip().splitlines()) == 1
+    assert "created with epochs=1" in changed.stderr

@@ -5,6 +5,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from search.ledger import Ledger
 from search.searcher import STUDY_NAME, ArchSearcher, heal_study, make_optuna_search, make_sampler, point_of
 from space import PRESETS, ArchConfig, SearchSpace, build_model, count_macs
 
@@ -24,17 +25,22 @@ def make(tmp_path, sampler="random", points=(), max_macs=None, references=()):
     inner = make_optuna_search(SPACE, OBJECTIVES, DIRECTIONS, make_sampler(sampler, 3, 4), url, list(points),
                                max_macs=max_macs, macs_of=macs_of)
     infeasible: list[tuple[str, int]] = []
-    known: dict = {}
-    searcher = ArchSearcher(inner, SPACE, OBJECTIVES, known, macs_of, max_macs,
+    known = Ledger(OBJECTIVES, DIRECTIONS)
+    searcher = ArchSearcher(inner, SPACE, OBJECTIVES, DIRECTIONS, known, macs_of, max_macs,
                             lambda a, m: infeasible.append((a.key, m)), references=list(references))
     study = optuna.load_study(study_name=STUDY_NAME, storage=url)
     return searcher, known, infeasible, study
 
 
+def ok_row(arch: ArchConfig, values: list[float]) -> dict[str, str]:
+    """The trials-table row the table writer hands the ledger for an ok trial."""
+    return {"status": "ok", "key": arch.key, **{o: repr(float(v)) for o, v in zip(OBJECTIVES, values)}}
+
+
 def finish(searcher, known, trial_id, config, val_acc=0.5):
     arch = ArchConfig.from_dict(config["arch"])
     values = [val_acc, macs_of(arch)]
-    known[arch.key] = {"values": values}
+    known.record(ok_row(arch, values))
     searcher.on_trial_complete(trial_id, {"status": "ok", "val_acc": values[0], "macs": values[1]})
     return arch
 
@@ -92,7 +98,8 @@ def test_heal_study_closes_trials_left_running_by_a_kill(tmp_path):
     done = searcher.suggest("t0")
     searcher.suggest("t1")  # both left RUNNING, as after SIGKILL
     arch = ArchConfig.from_dict(done["arch"])
-    heal_study(study, {arch.key: {"values": [0.7, 123.0]}}, SPACE)
+    known.record(ok_row(arch, [0.7, 123.0]))
+    heal_study(f"sqlite:///{tmp_path / 'study.db'}", known, SPACE)
     states = {t.number: (t.state, t.values) for t in study.get_trials()}
     assert states[0] == (TrialState.COMPLETE, [0.7, 123.0])
     assert states[1][0] == TrialState.FAIL

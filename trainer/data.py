@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from space.cli import UserError
+
 BATCHES_DIR = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
@@ -42,7 +44,7 @@ SAFE_GLOBALS = {
 }
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """The data directory or a batch file is missing, corrupt or unsafe (a user error)."""
 
 
@@ -150,6 +152,17 @@ def load_cifar10(data_dir: str | Path | None = None, download: bool = False) -> 
         test_labels=torch.from_numpy(parts[-1][1]),
         root=folder,
     )
+
+
+def seeded_subset(n: int, size: int | None, seed: int) -> torch.Tensor | None:
+    """Indices of a seeded random subset of `size` out of `n`, or None when all `n` are kept.
+
+    The one way every caller (proxy budgets, --train-size) draws a subset, so
+    the same seed always picks the same images.
+    """
+    if size is None or size >= n:
+        return None
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size]
 
 
 def split_train_val(labels: torch.Tensor | np.ndarray, val_fraction: float = 0.1,

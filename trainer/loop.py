@@ -1,21 +1,27 @@
-"""The training step shared by proxy training and full training.
+"""The one training loop, shared by proxy training and full training.
 
 SGD with Nesterov momentum, a one-cycle schedule, label smoothing, no weight
 decay on BatchNorm weights and biases (decaying them only hurts), and bf16
-autocast on CUDA. One implementation so the proxy measures what full
-training will do.
+autocast on CUDA.  `fit` runs the epochs; the callers differ only in what
+they evaluate on (the validation split or the test batch) and what they do
+after an epoch (report to the search, write a checkpoint).  One
+implementation, so the proxy measures what full training will do.
 """
 from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
 
 from .budget import Budget
 from .loader import DeviceLoader
+
+
+EVAL_BATCH = 500  # evaluation batch: large enough to be fast, small enough for any device
 
 
 class Diverged(RuntimeError):
@@ -133,3 +139,76 @@ def recalibrate_bn(model: nn.Module, loader: DeviceLoader) -> None:
     finally:
         for m, momentum in zip(norms, saved):
             m.momentum = momentum
+
+
+@dataclass
+class Training:
+    """The moving parts of one training, built once: what `fit` steps and a checkpoint saves."""
+
+    model: nn.Module
+    loader: DeviceLoader
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    criterion: nn.Module
+    epochs: int
+
+
+def make_training(model: nn.Module, loader: DeviceLoader, budget: Budget, epochs: int | None = None) -> Training:
+    """Optimiser, one-cycle schedule over `epochs` (default the budget's) and the smoothed loss."""
+    epochs = epochs or budget.epochs
+    optimizer = make_optimizer(model, budget)
+    return Training(model, loader, optimizer, make_scheduler(optimizer, budget, len(loader), epochs),
+                    nn.CrossEntropyLoss(label_smoothing=budget.label_smoothing), epochs)
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    epoch: int  # 1-based
+    train_loss: float
+    accuracy: float  # on whatever `evaluate` measures (validation split or test batch)
+    images_per_s: float
+    seconds: float  # since `fit` started
+
+
+@dataclass(frozen=True)
+class FitResult:
+    status: str  # "ok" or "diverged"
+    epochs: int  # epochs completed in this call
+    train_losses: list[float] = field(default_factory=list)
+    accuracies: list[float] = field(default_factory=list)
+    images_per_s: float = 0.0  # training throughput (evaluation excluded)
+    seconds: float = 0.0
+    error: str = ""
+
+
+def fit(training: Training, evaluate: Callable[[nn.Module], float], *, start_epoch: int = 0,
+        on_epoch: Callable[[EpochStats], None] | None = None) -> FitResult:
+    """Train from `start_epoch` to `training.epochs`, evaluating after each epoch.
+
+    A loss that turns NaN/inf ends the loop with status "diverged" and the
+    reason instead of raising: a search must go on past a bad architecture,
+    and full training keeps its last good checkpoint.
+    """
+    losses: list[float] = []
+    accs: list[float] = []
+    images, train_seconds = 0, 0.0
+    start = time.perf_counter()
+
+    def result(status: str, error: str = "") -> FitResult:
+        return FitResult(status, len(accs), losses, accs, images / train_seconds if train_seconds else 0.0,
+                         time.perf_counter() - start, error)
+
+    for epoch in range(start_epoch, training.epochs):
+        try:
+            step = train_epoch(training.model, training.loader, training.optimizer, training.scheduler,
+                               training.criterion, epoch)
+        except Diverged as exc:
+            return result("diverged", str(exc))
+        images += step.images
+        train_seconds += step.seconds
+        losses.append(step.train_loss)
+        accs.append(evaluate(training.model))
+        if on_epoch is not None:
+            on_epoch(EpochStats(epoch + 1, step.train_loss, accs[-1], step.images / step.seconds,
+                                time.perf_counter() - start))
+    return result("ok")

@@ -21,22 +21,22 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from space import ArchConfig, build_model, count_macs, count_params, load_arch
+from space.cli import Parser, UserError, run_main
 from space.presets import PRESETS
 
 from .budget import BUDGETS, Budget, get_budget
-from .data import Cifar10, DataError, load_cifar10
+from .data import Cifar10, load_cifar10, seeded_subset
 from .device import resolve_device
 from .loader import DeviceLoader
-from .loop import Diverged, evaluate_accuracy, make_optimizer, make_scheduler, train_epoch
+from .loop import EVAL_BATCH, EpochStats, Training, evaluate_accuracy, fit, make_training
 
 PROG = "trainer.train"
-EVAL_BATCH = 500
 CHECKPOINT = "checkpoint.pt"
 # Settings a resumed run must keep: changing them mid-training would make the
 # result something no single command describes.
@@ -44,17 +44,8 @@ KEPT_ON_RESUME = ("batch_size", "lr", "seed", "budget", "train_size")
 CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "epoch", "epochs", "rng", "history", "arch", "settings")
 
 
-class UsageError(ValueError):
-    """A user error: one line on stderr, exit status 2, nothing written."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # argparse's default prints the whole usage
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0])
+    p = Parser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", required=True,
                    help=f"preset ({', '.join(PRESETS)}) or ArchConfig JSON file, e.g. best.json from analysis.select")
     p.add_argument("--width", type=float, default=None, help="override the architecture's width multiplier")
@@ -110,10 +101,10 @@ def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # truncated or foreign file
-        raise UsageError(f"cannot read {path} ({type(exc).__name__}: {exc}); start again with another --out") from None
+        raise UserError(f"cannot read {path} ({type(exc).__name__}: {exc}); start again with another --out") from None
     missing = set(CHECKPOINT_KEYS) - set(ckpt) if isinstance(ckpt, dict) else {"everything"}
     if missing:
-        raise UsageError(f"{path} is not a trainer.train checkpoint (no {', '.join(sorted(missing))})")
+        raise UserError(f"{path} is not a trainer.train checkpoint (no {', '.join(sorted(missing))})")
     return ckpt
 
 
@@ -125,7 +116,7 @@ def resolve_settings(args: argparse.Namespace, device: torch.device, ckpt: dict[
         for key in KEPT_ON_RESUME:
             if given[key] is not None and given[key] != saved[key]:
                 flag = "--" + key.replace("_", "-")
-                raise UsageError(f"{flag} {given[key]} differs from the checkpoint's {saved[key]}; "
+                raise UserError(f"{flag} {given[key]} differs from the checkpoint's {saved[key]}; "
                                  "a resumed run keeps its settings (use another --out to change them)")
         return dict(saved)
     return {"budget": given["budget"] or ("gpu" if device.type == "cuda" else "cpu"),
@@ -134,49 +125,46 @@ def resolve_settings(args: argparse.Namespace, device: torch.device, ckpt: dict[
 
 
 def prepare(args: argparse.Namespace) -> Setup:
-    """Check flags, arch, device, data and checkpoint; raise UsageError before writing anything."""
+    """Check flags, arch, device, data and checkpoint; raise UserError before writing anything."""
     for flag in ("epochs", "batch_size", "threads", "train_size"):
         value = getattr(args, flag)
         if value is not None and value < 1:
-            raise UsageError(f"--{flag.replace('_', '-')} must be >= 1 (got {value})")
+            raise UserError(f"--{flag.replace('_', '-')} must be >= 1 (got {value})")
     if args.lr is not None and not args.lr > 0:
-        raise UsageError(f"--lr must be > 0 (got {args.lr})")
+        raise UserError(f"--lr must be > 0 (got {args.lr})")
     try:
         arch = load_arch(args.arch)
         if args.width is not None:
             arch = dataclasses.replace(arch, width=args.width)
         device = resolve_device(args.device)
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        raise UserError(str(exc)) from None
     out = Path(args.out or f"runs/train-{arch_name(args.arch, args.width)}")
     if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a folder")
+        raise UserError(f"--out {out} exists and is not a folder")
     ckpt_path = out / CHECKPOINT
     ckpt = None
     if args.resume:
         if not ckpt_path.is_file():
-            raise UsageError(f"--resume: no {CHECKPOINT} in {out}")
+            raise UserError(f"--resume: no {CHECKPOINT} in {out}")
         ckpt = load_checkpoint(ckpt_path, device)
         try:
             saved = ArchConfig.from_dict(ckpt["arch"])
         except ValueError as exc:
-            raise UsageError(f"{ckpt_path}: bad arch ({exc})") from None
+            raise UserError(f"{ckpt_path}: bad arch ({exc})") from None
         if saved != arch:
-            raise UsageError(f"--arch {args.arch} ({arch.key}) differs from the checkpoint's arch ({saved.key})")
+            raise UserError(f"--arch {args.arch} ({arch.key}) differs from the checkpoint's arch ({saved.key})")
     elif ckpt_path.exists():
-        raise UsageError(f"{ckpt_path} exists; add --resume to continue it or choose another --out")
+        raise UserError(f"{ckpt_path} exists; add --resume to continue it or choose another --out")
     chosen = resolve_settings(args, device, ckpt)
     try:
         budget = get_budget(chosen["budget"], batch_size=chosen["batch_size"], lr=chosen["lr"])
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        raise UserError(str(exc)) from None
     epochs = args.epochs or (ckpt["epochs"] if ckpt else budget.epochs)
     if ckpt is not None and ckpt["epoch"] > epochs:
-        raise UsageError(f"the checkpoint already has {ckpt['epoch']} epochs; --epochs must be at least that")
-    try:
-        data = load_cifar10(args.data_dir, download=args.download)
-    except DataError as exc:
-        raise UsageError(str(exc)) from None
+        raise UserError(f"the checkpoint already has {ckpt['epoch']} epochs; --epochs must be at least that")
+    data = load_cifar10(args.data_dir, download=args.download)  # DataError is a UserError
     # Full training: every training image, and no BN recalibration (thousands of steps settle BN).
     budget = dataclasses.replace(budget, train_size=None, bn_images=0, epochs=epochs)
     return Setup(arch, arch_name(args.arch, args.width), out, device, budget, epochs, chosen["seed"],
@@ -186,9 +174,9 @@ def prepare(args: argparse.Namespace) -> Setup:
 # --------------------------------------------------------------- training
 def train_subset(data: Cifar10, size: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """All training images, or a seeded subset when --train-size asks for one (tests, dev runs)."""
-    if size is None or size >= len(data.train_labels):
+    idx = seeded_subset(len(data.train_labels), size, seed)
+    if idx is None:
         return data.train_images, data.train_labels
-    idx = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(seed))[:size]
     return data.train_images[idx], data.train_labels[idx]
 
 
@@ -251,15 +239,13 @@ def run(setup: Setup) -> int:
                          channels_last=budget.channels_last)
     test = DeviceLoader(setup.data.test_images, setup.data.test_labels, EVAL_BATCH, device, train=False,
                         channels_last=budget.channels_last)
-    optimizer = make_optimizer(model, budget)
-    scheduler = make_scheduler(optimizer, budget, len(train), setup.epochs)
-    criterion = nn.CrossEntropyLoss(label_smoothing=budget.label_smoothing)
+    training = make_training(model, train, budget, setup.epochs)
     history: list[dict[str, float]] = []
     start_epoch = 0
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if restore_scheduler(scheduler, ckpt, setup.epochs):
+        training.optimizer.load_state_dict(ckpt["optimizer"])
+        if restore_scheduler(training.scheduler, ckpt, setup.epochs):
             print(f"note: --epochs changed from {ckpt['epochs']} to {setup.epochs}; "
                   "the one-cycle schedule continues on the longer cycle", file=sys.stderr, flush=True)
         set_rng_state(ckpt["rng"], train, device)
@@ -268,30 +254,35 @@ def run(setup: Setup) -> int:
     setup.out.mkdir(parents=True, exist_ok=True)
     chosen = {"budget": budget.name, "batch_size": budget.batch_size, "lr": budget.lr, "seed": setup.seed,
               "train_size": setup.train_size}
-    session_start = time.perf_counter()
-    for epoch in range(start_epoch, setup.epochs):
-        t0 = time.perf_counter()
-        try:
-            result = train_epoch(model, train, optimizer, scheduler, criterion, epoch)
-        except Diverged as exc:
-            kept = (f"{setup.out / CHECKPOINT} keeps epoch {epoch}, the last good one" if epoch
-                    else "no epoch finished, so there is no checkpoint")
-            print(f"{PROG}: diverged: {exc}; {kept}; try a lower --lr", file=sys.stderr)
-            return 1
-        acc = evaluate_accuracy(model, test)
-        seconds = time.perf_counter() - t0
-        history.append({"epoch": epoch + 1, "train_loss": result.train_loss, "test_acc": acc,
-                        "images_per_s": result.images / result.seconds, "seconds": seconds})
-        atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "epochs": setup.epochs,
-                     "rng": rng_state(train, device), "history": history, "arch": setup.arch.to_dict(),
-                     "settings": chosen}, setup.out / CHECKPOINT)
-        done = epoch + 1 - start_epoch
-        eta = (time.perf_counter() - session_start) / done * (setup.epochs - epoch - 1)
-        print(f"epoch {epoch + 1}/{setup.epochs} loss {result.train_loss:.3f} test_acc {100 * acc:.1f}% "
-              f"{history[-1]['images_per_s']:.0f} img/s ETA {fmt_eta(eta)}", flush=True)
+
+    def checkpoint(stats: EpochStats) -> None:
+        """After each epoch: history, an atomic checkpoint, and a progress line."""
+        seconds = stats.seconds - sum(h["seconds"] for h in history[start_epoch:])
+        history.append({"epoch": stats.epoch, "train_loss": stats.train_loss, "test_acc": stats.accuracy,
+                        "images_per_s": stats.images_per_s, "seconds": seconds})
+        save_checkpoint(training, stats.epoch, history, setup, chosen)
+        done = stats.epoch - start_epoch
+        eta = stats.seconds / done * (setup.epochs - stats.epoch)
+        print(f"epoch {stats.epoch}/{setup.epochs} loss {stats.train_loss:.3f} test_acc {100 * stats.accuracy:.1f}% "
+              f"{stats.images_per_s:.0f} img/s ETA {fmt_eta(eta)}", flush=True)
+
+    result = fit(training, lambda m: evaluate_accuracy(m, test), start_epoch=start_epoch, on_epoch=checkpoint)
+    if result.status == "diverged":
+        epoch = start_epoch + result.epochs
+        kept = (f"{setup.out / CHECKPOINT} keeps epoch {epoch}, the last good one" if epoch
+                else "no epoch finished, so there is no checkpoint")
+        print(f"{PROG}: diverged: {result.error}; {kept}; try a lower --lr", file=sys.stderr)
+        return 1
     write_outputs(setup, model, history, macs, params, chosen)
     return 0
+
+
+def save_checkpoint(training: Training, epoch: int, history: list[dict[str, float]], setup: Setup,
+                    chosen: dict[str, Any]) -> None:
+    atomic_save({"model": training.model.state_dict(), "optimizer": training.optimizer.state_dict(),
+                 "scheduler": training.scheduler.state_dict(), "epoch": epoch, "epochs": setup.epochs,
+                 "rng": rng_state(training.loader, setup.device), "history": history,
+                 "arch": setup.arch.to_dict(), "settings": chosen}, setup.out / CHECKPOINT)
 
 
 def write_outputs(setup: Setup, model: nn.Module, history: list[dict[str, float]], macs: int, params: int,
@@ -315,17 +306,13 @@ def write_outputs(setup: Setup, model: nn.Module, history: list[dict[str, float]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point: exit status 0 done, 1 diverged, 2 user error."""
-    try:
-        args = build_parser().parse_args(argv)
-        setup = prepare(args)
-    except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+    """Exit status 0 done, 1 diverged, 2 user error."""
+    args = build_parser().parse_args(argv)
+    setup = prepare(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     return run(setup)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, prog=PROG))

@@ -1,0 +1,285 @@
+"""The run directory: everything one search produces, in one place.
+
+Layout (the contract between `search`, which writes it, and `analysis`, which reads it)::
+
+    <storage-path>/<name>/
+        run.json      settings of the search (objectives, sampler, seed, budget, data_dir, ...)
+        trials.csv    one row per finished trial, appended and fsync'ed as it finishes
+        study.db      the Optuna study (SQLite storage)
+        ray/          Ray Tune's experiment state, one folder per attempt
+        report.html   the Plotly report written at the end
+
+The trials table is the ground truth for resume: a trial counts as finished
+only once its row is on disk, so a SIGKILL can lose at most the trials that
+were still running.  Its columns come from the objective vocabulary and the
+flat-architecture codec, so a new objective needs no edit here.
+"""
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from space import N_BLOCKS
+from space.cli import UserError
+
+from .arch import arch_columns, n_mca_columns
+from .objectives import OBJECTIVES
+
+RUN_VERSION = 1
+RUN_FILE = "run.json"
+TRIALS_FILE = "trials.csv"
+STUDY_FILE = "study.db"
+LOCK_FILE = ".lock"
+REPORT_FILE = "report.html"
+
+HEAD_COLUMNS = ["number", "trial_id", "status", "key", "preset"]
+# Measurements kept beside the objectives (name -> type); not optimised.
+MEASURES: dict[str, type] = {
+    "latency_p10_ms": float, "latency_p90_ms": float, "epochs": int,
+    "train_seconds": float, "images_per_s": float, "wall_seconds": float,
+}
+TAIL_COLUMNS = ["error", "finished_at"]
+RESULT_COLUMNS = [*OBJECTIVES, *MEASURES]  # what a trainable reports and the table keeps
+STATUSES = ("ok", "diverged", "failed", "infeasible")
+# Statuses that count towards --trials: the architecture was handed to a trainer.
+TRAINED_STATUSES = ("ok", "diverged", "failed")
+
+
+def trial_columns(n_mca: int = N_BLOCKS) -> list[str]:
+    """The trials table's columns for architectures with `n_mca` placement bits."""
+    return [*HEAD_COLUMNS, *arch_columns(n_mca), *RESULT_COLUMNS, *TAIL_COLUMNS]
+
+
+COLUMNS = trial_columns()
+
+
+def column_types(columns: list[str]) -> dict[str, type]:
+    """Numeric columns of a table and their type (int or float); the rest are text or bits."""
+    types: dict[str, type] = {"number": int, "ratio": int, "dw_size": int, "width": float}
+    types.update({name: int if o.integer else float for name, o in OBJECTIVES.items()})
+    types.update(MEASURES)
+    return {c: t for c, t in types.items() if c in columns}
+
+
+class RunDirError(UserError):
+    """A user-fixable problem with a run directory (missing, locked, damaged, foreign)."""
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def read_trials(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """(columns, rows) of a trials table, read-only.
+
+    A torn last line (the writer was killed mid-write, or is writing now) is
+    ignored.  A table written before a column was added reads with that
+    column empty.  Any other damage raises RunDirError naming the line.
+    """
+    with open(path, newline="") as f:
+        text = f.read()
+    complete = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
+    reader = csv.reader(io.StringIO(complete))
+    header = next(reader, None)
+    if header is None:
+        raise RunDirError(f"{path} is empty: not a trials table")
+    expected = trial_columns(n_mca_columns(header))
+    if set(header) - set(expected) or not set(HEAD_COLUMNS) <= set(header) or n_mca_columns(header) == 0:
+        raise RunDirError(f"{path} is not a trials table of this version (columns differ)")
+    rows = []
+    for line, cells in enumerate(reader, start=2):
+        if len(cells) != len(header):
+            raise RunDirError(f"{path}: line {line} is damaged ({len(cells)} fields, expected {len(header)}); "
+                              "remove that line to use the run")
+        row = dict.fromkeys(expected, "")
+        row.update(zip(header, cells))
+        rows.append(row)
+    return expected, rows
+
+
+def _write_rows(path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
+    """Write a whole table atomically (used once, to bring an older table to today's columns)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(columns)
+    writer.writerows([[r.get(c, "") for c in columns] for r in rows])
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        f.write(buf.getvalue())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def heal_tail(path: Path) -> int:
+    """Cut a half-written last line so the next append starts on a fresh line; bytes cut."""
+    with open(path, "rb+") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        if size == 0:
+            return 0
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return 0
+        f.seek(0)
+        data = f.read()
+        keep = data.rfind(b"\n") + 1
+        f.truncate(keep)
+        return size - keep
+
+
+@dataclass
+class TrialsTable:
+    """Append-only CSV of finished trials; every append is flushed and fsync'ed.
+
+    The table heals itself before each append: a torn last line (a writer
+    killed mid-line, or anything else that left a partial line) is cut, and
+    the cut is reported in `notes` for the caller to show.
+    """
+
+    path: Path
+    columns: list[str]
+    rows: list[dict[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, path: Path, n_mca: int = N_BLOCKS) -> "TrialsTable":
+        if not path.exists():
+            columns = trial_columns(n_mca)
+            _write_rows(path, columns, [])
+            return cls(path, columns)
+        heal_tail(path)
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), [])
+        columns, rows = read_trials(path)
+        if header != columns:  # written before a column was added: rewrite once with today's columns
+            _write_rows(path, columns, rows)
+        return cls(path, columns, rows)
+
+    def append(self, row: dict[str, Any]) -> dict[str, str]:
+        unknown = set(row) - set(self.columns)
+        if unknown:
+            raise KeyError(f"unknown trials.csv columns: {sorted(unknown)}")
+        full = {c: _cell(row.get(c)) for c in self.columns}
+        full["number"] = str(len(self.rows))
+        full["finished_at"] = full["finished_at"] or utc_now()
+        buf = io.StringIO()
+        csv.writer(buf).writerow([full[c] for c in self.columns])
+        cut = heal_tail(self.path)
+        if cut:
+            self.notes.append(f"{self.path.name}: cut a torn line of {cut} bytes before writing trial {full['number']}")
+        with open(self.path, "a", newline="") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+        self.rows.append(full)
+        return full
+
+    def trained(self) -> list[dict[str, str]]:
+        return [r for r in self.rows if r["status"] in TRAINED_STATUSES]
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """run.json of the run at `path`, read-only (no lock): RunDirError if it is not a run directory."""
+    run_file = path / RUN_FILE
+    if not run_file.is_file():
+        raise RunDirError(f"{path} is not a run directory (no {RUN_FILE}); check the name and --storage-path")
+    try:
+        meta = json.loads(run_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{run_file} is not valid JSON ({getattr(exc, 'msg', exc)}); "
+                          f"{path} is not a run directory") from None
+    if not isinstance(meta, dict):
+        raise RunDirError(f"{run_file} does not hold a JSON object; {path} is not a run directory")
+    return meta
+
+
+@dataclass
+class RunDir:
+    """A run directory opened for writing: one search process holds its lock."""
+
+    path: Path
+    meta: dict[str, Any]
+    table: TrialsTable
+    _lock: Any = None
+
+    @property
+    def study_url(self) -> str:
+        return f"sqlite:///{(self.path / STUDY_FILE).resolve()}"
+
+    @property
+    def ray_dir(self) -> Path:
+        return self.path / "ray"
+
+    @property
+    def report_path(self) -> Path:
+        return self.path / REPORT_FILE
+
+    @classmethod
+    def create(cls, path: Path, meta: dict[str, Any], n_mca: int = N_BLOCKS) -> "RunDir":
+        if path.exists() and any(path.iterdir()):
+            raise RunDirError(f"run directory {path} already exists; use --resume to continue it "
+                              "or --name to start another")
+        path.mkdir(parents=True, exist_ok=True)
+        lock = _acquire_lock(path)
+        meta = {"version": RUN_VERSION, **meta, "created": utc_now(), "attempts": 0}
+        _write_json_atomic(path / RUN_FILE, meta)
+        return cls(path, meta, TrialsTable.open(path / TRIALS_FILE, n_mca), lock)
+
+    @classmethod
+    def open(cls, path: Path) -> "RunDir":
+        if not (path / RUN_FILE).is_file():
+            raise RunDirError(f"no search run to resume at {path} (no {RUN_FILE}); check --name and --storage-path")
+        meta = read_meta(path)
+        if meta.get("version") != RUN_VERSION:
+            raise RunDirError(f"{path} was written by another version of this tool")
+        lock = _acquire_lock(path)
+        try:
+            table = TrialsTable.open(path / TRIALS_FILE)
+        except BaseException:
+            lock.close()
+            raise
+        return cls(path, meta, table, lock)
+
+    def update_meta(self, **changes: Any) -> None:
+        self.meta.update(changes)
+        _write_json_atomic(self.path / RUN_FILE, self.meta)
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+def _acquire_lock(path: Path):
+    """One search process per run directory: a second one would corrupt the table."""
+    handle = open(path / LOCK_FILE, "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise RunDirError(f"run directory {path} is in use by another search process") from None
+    return handle
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)

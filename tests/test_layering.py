@@ -1,0 +1,83 @@
+"""The package layering of DESIGN.md, read from the code's imports (ast).
+
+space ← trainer, record ← search, analysis: a package may import only the
+ones below it.  `search` uses `analysis` in one place only (the final report
+in `search.run`), and no layer below `search` imports Ray or Optuna.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ALLOWED = {
+    "space": set(),
+    "trainer": {"space"},
+    "record": {"space"},
+    "search": {"space", "trainer", "record"},
+    "analysis": {"space", "record"},
+}
+EXCEPTIONS = {("search.run", "analysis")}  # search writes the final report with analysis
+FORBIDDEN = {"space": {"ray", "optuna"}, "trainer": {"ray", "optuna"}, "record": {"ray", "optuna", "torch"},
+             "analysis": {"ray", "torch"}}
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node except those under `if TYPE_CHECKING:` (type-only imports never run)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            test = child.test if isinstance(child, ast.If) else None
+            if test is not None and "TYPE_CHECKING" in ast.unparse(test):
+                stack.extend(child.orelse)
+                continue
+            stack.append(child)
+
+
+def imported_roots(source: str) -> set[str]:
+    """Top-level names of every absolute import in a module (inside functions too)."""
+    roots = set()
+    for node in _runtime_nodes(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def violations(root: Path) -> list[str]:
+    """'module imports package' for every import the layering forbids under `root`."""
+    found = []
+    for package, allowed in ALLOWED.items():
+        for path in sorted((root / package).rglob("*.py")):
+            module = ".".join(path.relative_to(root).with_suffix("").parts)
+            for name in sorted(imported_roots(path.read_text())):
+                if name in ALLOWED and name != package and name not in allowed \
+                        and (module, name) not in EXCEPTIONS:
+                    found.append(f"{module} imports {name}")
+                if name in FORBIDDEN.get(package, ()):
+                    found.append(f"{module} imports {name}")
+    return found
+
+
+def test_the_code_follows_the_layering():
+    assert violations(REPO) == []
+
+
+def test_a_wrong_import_is_caught(tmp_path):
+    """The check fails on deliberately wrong imports, in a copy-like tree and in the real one."""
+    for package in ALLOWED:
+        (tmp_path / package).mkdir()
+    (tmp_path / "analysis" / "bad.py").write_text("def f():\n    from search.run import main\n")
+    (tmp_path / "space" / "bad.py").write_text("import trainer.loop\nimport optuna\n")
+    (tmp_path / "search" / "report.py").write_text("import analysis.report\n")  # only search.run may
+    assert violations(tmp_path) == ["space.bad imports optuna", "space.bad imports trainer",
+                                    "search.report imports analysis", "analysis.bad imports search"]
+    probe = REPO / "record" / "_layering_probe.py"
+    try:
+        probe.write_text("from search.ledger import Ledger\n")
+        assert violations(REPO) == ["record._layering_probe imports search"]
+    finally:
+        probe.unlink()

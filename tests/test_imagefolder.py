@@ -298,7 +298,7 @@ def test_bad_image_folders_give_one_line_naming_the_problem(tmp_path, case, as_a
         _pixels(5).save(buf, "JPEG")
         (root / "train" / "cat" / "0000.png").unlink()
         _replace_image(root, "train/cat/0000.jpg", raw=buf.getvalue()[: len(buf.getvalue()) // 2])
-        match, named = "corrupt image", "train/cat/0000.jpg"
+        match, named = "corrupt or truncated image", "train/cat/0000.jpg"
     elif case == "not an image":
         _replace_image(root, "train/deer/0001.png", raw=b"\x89PNG but not really")
         match, named = "not a JPEG or PNG image", "train/deer/0001.png"

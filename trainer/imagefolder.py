@@ -139,10 +139,10 @@ def _plan(files: list[str], dirs: list[str], name: Callable[[str], str], where: 
             raise DataError(f"{name(f'{split}/{unknown[0]}')}: unknown class folder; "
                             f"the class folders must be exactly: {_ALLOWED}")
         if not any(found.values()):
-            raise DataError(f"{name(split)}: empty split, no images in its class folders ({LAYOUT})")
+            raise DataError(f"{name(split)}/: empty split, no {', '.join(IMAGE_SUFFIXES)} images in its class folders")
         missing = [c for c in CLASSES if c not in found]
         if missing:
-            raise DataError(f"{name(split)}: no folder for class {missing[0]!r}; "
+            raise DataError(f"{name(split)}/: no folder for class {missing[0]!r}; "
                             f"the class folders must be exactly: {_ALLOWED}")
         empty = [c for c in CLASSES if not found[c]]
         if empty:
@@ -285,33 +285,48 @@ class _Archive:
 
 
 # ------------------------------------------------------------------ decode
-def decode_image(data: bytes, name: str) -> np.ndarray:
-    """JPEG or PNG bytes → uint8 [32, 32, 3]; anything else is a one-line DataError naming `name`."""
+class _BadImage(Exception):
+    """Why an image is refused; the caller adds its name (built only on failure: 60,000 names cost time)."""
+
+
+def _pixels(data: bytes) -> np.ndarray:
+    """JPEG or PNG bytes → uint8 [32, 32, 3], or _BadImage saying why not."""
     try:
         with Image.open(io.BytesIO(data), formats=FORMATS) as im:
-            # Size and mode come from the header: check them before decoding any pixels.
+            # Size and mode come from the header: checked before any pixel is decoded.
             if im.size != (32, 32):
-                raise DataError(f"{name}: {im.size[0]}x{im.size[1]} image; CIFAR-10 images are 32x32 RGB")
+                raise _BadImage(f"{im.size[0]}x{im.size[1]} image; CIFAR-10 images are 32x32 RGB")
             if im.mode != "RGB":
-                raise DataError(f"{name}: {im.mode}-mode image; CIFAR-10 images are RGB (3 channels)")
+                raise _BadImage(f"{im.mode}-mode image; CIFAR-10 images are RGB (3 channels)")
             pixels = im.tobytes()
-    except DataError:
+    except _BadImage:
         raise
     except UnidentifiedImageError:
-        raise DataError(f"{name}: not a JPEG or PNG image (corrupt or another format)") from None
+        raise _BadImage("not a JPEG or PNG image (corrupt or another format)") from None
     except Exception as exc:  # OSError("image file is truncated"), SyntaxError from the PNG reader, ...
-        raise DataError(f"{name}: corrupt image ({type(exc).__name__}: {_one_line(exc)})") from None
+        raise _BadImage(f"corrupt or truncated image ({type(exc).__name__}: {_one_line(exc)})") from None
     return np.frombuffer(pixels, np.uint8).reshape(32, 32, 3)
+
+
+def decode_image(data: bytes, name: str) -> np.ndarray:
+    """JPEG or PNG bytes → uint8 [3, 32, 32]; anything else is a one-line DataError naming `name`."""
+    try:
+        return _pixels(data).transpose(2, 0, 1).copy()
+    except _BadImage as exc:
+        raise DataError(f"{name}: {exc}") from None
 
 
 def _decode_all(plan: _Plan, read: Callable[[str], bytes], name: Callable[[str], str]) -> dict[str, np.ndarray]:
     arrays = {}
     for split in SPLITS:
         entries = plan.files[split]
-        images = np.empty((len(entries), 32, 32, 3), np.uint8)
+        images = np.empty((len(entries), 3, 32, 32), np.uint8)
         for i, (_, rel) in enumerate(entries):
-            images[i] = decode_image(read(rel), name(rel))
-        arrays[f"{split}_images"] = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+            try:
+                images[i] = _pixels(read(rel)).transpose(2, 0, 1)
+            except _BadImage as exc:
+                raise DataError(f"{name(rel)}: {exc}") from None
+        arrays[f"{split}_images"] = images
         arrays[f"{split}_labels"] = np.array([label for label, _ in entries], np.int64)
     return arrays
 

@@ -160,25 +160,30 @@ class _Folder:
     def __init__(self, root: Path):
         self.root = root
         files, dirs, self.stats = [], [], {}
-        for split in SPLITS:
-            top = root / split
-            if not top.is_dir():
-                continue
-            dirs.append(split)
-            for entry in sorted(os.scandir(top), key=lambda e: e.name):
-                if entry.is_dir():
-                    dirs.append(f"{split}/{entry.name}")
-                    for item in os.scandir(entry.path):
-                        rel = f"{split}/{entry.name}/{item.name}"
-                        if item.is_dir():
-                            dirs.append(rel)
-                        else:
-                            files.append(rel)
-                            if item.is_file():
-                                st = item.stat()
-                                self.stats[rel] = (st.st_size, st.st_mtime_ns)
-                else:
-                    files.append(f"{split}/{entry.name}")
+        try:
+            for split in SPLITS:
+                if not (root / split).is_dir():
+                    continue
+                dirs.append(split)
+                with os.scandir(root / split) as top:
+                    for entry in top:
+                        if not entry.is_dir():
+                            files.append(f"{split}/{entry.name}")
+                            continue
+                        dirs.append(f"{split}/{entry.name}")
+                        with os.scandir(entry.path) as folder:
+                            for item in folder:
+                                rel = f"{split}/{entry.name}/{item.name}"
+                                if item.is_dir():
+                                    dirs.append(rel)
+                                    continue
+                                files.append(rel)
+                                if item.is_file():
+                                    st = item.stat()
+                                    self.stats[rel] = (st.st_size, st.st_mtime_ns)
+        except OSError as exc:
+            raise DataError(f"{root}: cannot list the image folder ({type(exc).__name__}: {_one_line(exc)})") \
+                from None
         self.plan = _plan(files, dirs, self.name, str(root))
 
     def name(self, rel: str) -> str:
@@ -215,7 +220,6 @@ class _Archive:
     def __init__(self, path: Path):
         self.path = path
         self.prefix = ""
-        self._members: dict[str, bytes] | None = None
 
     def name(self, rel: str) -> str:
         return f"{self.path}: {self.prefix}{rel}"
@@ -252,13 +256,13 @@ class _Archive:
 
     def plan_and_read(self) -> tuple[_Plan, Callable[[str], bytes]]:
         entries = self._scan()
-        if any(parts[-1].startswith("data_batch_") for parts, is_dir, _ in entries if not is_dir):
+        if any(parts[-1] == "data_batch_1" for parts, is_dir, _ in entries if not is_dir):
             raise DataError(f"{self.path} holds CIFAR-10 python batches, not an image folder; extract it "
                             f"(tar xzf {self.path.name}) and pass the extracted folder as --data-dir")
         # The layout sits at the top level, or under exactly one top-level folder.
         visible = [parts for parts, _, _ in entries if parts[0] != _JUNK_TOP and not any(map(_hidden, parts))]
         if not any(parts[0] in SPLITS and len(parts) >= 2 for parts in visible):
-            tops = sorted({parts[0] for parts in visible if len(parts) >= 3 and parts[1] in SPLITS})
+            tops = sorted({parts[0] for parts in visible if len(parts) >= 2 and parts[1] in SPLITS})
             if len(tops) != 1:
                 found = sorted({parts[0] for parts in visible})
                 where = f"several top-level folders hold one ({', '.join(tops)})" if tops else \

@@ -1,4 +1,4 @@
-"""CIFAR-10 in the image-folder layout: the real shared JPEG archive, hand-made folders and archives, the cache, errors."""
+"""CIFAR-10 image folders: the real shared JPEG archive, hand-made folders and archives, the cache, errors."""
 from __future__ import annotations
 
 import io

@@ -123,3 +123,23 @@ def test_split_is_stratified_disjoint_and_seeded(cifar_dir):
     again, _ = split_train_val(labels, 0.1, seed=3)
     other, _ = split_train_val(labels, 0.1, seed=4)
     assert torch.equal(train, again) and not torch.equal(train, other)
+
+
+def test_data_error_is_the_projects_user_error_and_a_value_error():
+    from space.cli import UserError
+
+    assert issubclass(DataError, UserError) and issubclass(DataError, ValueError)
+
+
+def test_missing_data_message_names_every_layout_on_one_line(tmp_path):
+    with pytest.raises(DataError) as err:
+        load_cifar10(tmp_path / "nowhere")
+    message = str(err.value)
+    assert "\n" not in message
+    for layout in ("cifar-10-batches-py/data_batch_1..5", "train/<class>/", ".tar.gz"):
+        assert layout in message
+
+
+def test_sample_is_the_batch_layout_and_not_cached(cifar_dir):
+    data = load_cifar10(cifar_dir)
+    assert data.source_kind == "batches" and data.cached is False and data.cache_file is None

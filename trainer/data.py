@@ -1,5 +1,8 @@
 """CIFAR-10 from the standard python batches, loaded without trusting the pickles.
 
+`load_cifar10` also reads the image-folder layout (a folder, or a .tar/.tar.gz/.tgz
+archive of one); that reader and its cache live in `trainer.imagefolder`.
+
 The batches are pickles, and unpickling runs whatever code a file names. The
 loader therefore uses a restricted unpickler that admits only the handful of
 globals a CIFAR batch needs (numpy array reconstruction, dtype, the codecs
@@ -35,6 +38,7 @@ OFFICIAL_MD5 = {
     "test_batch": "40351d587109b95175f43aff81a1287e",
 }
 OFFICIAL_SIZE_RANGE = (31_000_000, 31_100_000)
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")  # of an image folder (trainer.imagefolder)
 SAFE_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
@@ -45,18 +49,28 @@ SAFE_GLOBALS = {
 
 
 class DataError(UserError):
-    """The data directory or a batch file is missing, corrupt or unsafe (a user error)."""
+    """The data directory, a batch file or an image is missing, corrupt or unsafe (a user error)."""
 
 
 @dataclass(frozen=True)
 class Cifar10:
-    """Images as uint8 tensors [N, 3, 32, 32] (R, G, B planes), labels as int64 [N]."""
+    """Images as uint8 tensors [N, 3, 32, 32] (R, G, B planes), labels as int64 [N].
+
+    `root` is the folder of the batches, the image folder (the one holding
+    train/ and test/) or the archive file. `source_kind` is "batches",
+    "imagefolder" or "archive"; for the last two `cache_file` is the decoded
+    arrays' cache and `cached` says whether this load read it instead of
+    decoding the images.
+    """
 
     train_images: torch.Tensor
     train_labels: torch.Tensor
     test_images: torch.Tensor
     test_labels: torch.Tensor
     root: Path
+    source_kind: str = "batches"
+    cached: bool = False
+    cache_file: Path | None = None
 
 
 class _Refused(pickle.UnpicklingError):
@@ -127,16 +141,50 @@ def fetch_cifar10(root: Path) -> None:
                         f"without internet, copy {BATCHES_DIR}/ there and pass --data-dir") from None
 
 
+def not_found_message(root: Path) -> str:
+    """One line naming every accepted layout (and an archive sitting in `root`, which must be passed itself)."""
+    hint = ""
+    try:
+        archives = sorted(p.name for p in root.iterdir() if p.name.lower().endswith(ARCHIVE_SUFFIXES) and p.is_file())
+    except OSError:  # missing or unreadable folder
+        archives = []
+    if archives:
+        hint = f"; {root} holds {', '.join(archives)}: pass the archive file itself as --data-dir"
+    return (f"CIFAR-10 not found in {root}: expected the python batches ({BATCHES_DIR}/data_batch_1..5 and "
+            f"test_batch), an image folder (train/<class>/*.jpg|png and test/<class>/*, classes {', '.join(CLASSES)}) "
+            f"or a {'/'.join(ARCHIVE_SUFFIXES)} archive of one{hint}; "
+            "pass --data-dir DIR, set $CIFAR10_DIR, or add --download to fetch it")
+
+
 def load_cifar10(data_dir: str | Path | None = None, download: bool = False) -> Cifar10:
-    """Load all train batches and the test batch; `download=True` fetches them when missing."""
+    """Load CIFAR-10 from whichever layout `data_dir` holds; `download=True` fetches the batches when none is there.
+
+    Tried in this order: the python batches (`root/cifar-10-batches-py/` or
+    `root` itself), an image folder (`root/train/<class>/*`, `root/test/<class>/*`,
+    or the same under root's one sub-folder), and, when `root` is a file, a
+    .tar/.tar.gz/.tgz archive of an image folder. Image folders are decoded
+    once and cached (`trainer.imagefolder`).
+    """
     root = resolve_data_dir(data_dir)
+    if root.is_file():
+        from .imagefolder import is_archive, load_image_folder
+
+        if not is_archive(root):
+            raise DataError(f"{root} is a file but not a {'/'.join(ARCHIVE_SUFFIXES)} archive; "
+                            "--data-dir takes a CIFAR-10 folder or an archive of an image folder")
+        return load_image_folder(root)
     folder = batches_dir(root)
+    if folder is None and root.is_dir():
+        from .imagefolder import find_image_folder, load_image_folder
+
+        layout = find_image_folder(root)
+        if layout is not None:
+            return load_image_folder(layout)
     if folder is None and download:
         fetch_cifar10(root)
         folder = batches_dir(root)
     if folder is None:
-        raise DataError(f"CIFAR-10 not found in {root} (expected {BATCHES_DIR}/data_batch_1..5 and test_batch); "
-                        "pass --data-dir DIR, set $CIFAR10_DIR, or add --download to fetch it")
+        raise DataError(not_found_message(root))
     parts = []
     for name in (*TRAIN_FILES, TEST_FILE):
         path = folder / name

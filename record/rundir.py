@@ -4,7 +4,7 @@ Layout (the contract between `search`, which writes it, and `analysis`, which re
 
     <storage-path>/<name>/
         run.json      settings of the search (objectives, sampler, seed, budget, data_dir, ...)
-        trials.csv    one row per finished trial, appended and fsync'ed as it finishes
+        trials.csv    one row per finished training (architecture × seed), appended and fsync'ed
         study.db      the Optuna study (SQLite storage)
         ray/          Ray Tune's experiment state, one folder per attempt
         report.html   the Plotly report written at the end
@@ -40,6 +40,11 @@ LOCK_FILE = ".lock"
 REPORT_FILE = "report.html"
 
 HEAD_COLUMNS = ["number", "trial_id", "status", "key", "preset"]
+# One row per training: an architecture trained with K seeds has K rows, told
+# apart by `seed` (the trainer's seed).  Tables written before seeds were
+# recorded lack the column; `TrialsTable.open` adds it once, filled with the
+# run's seed (the only one those runs trained with).
+SEED_COLUMN = "seed"
 # Measurements kept beside the objectives (name -> type); not optimised.
 MEASURES: dict[str, type] = {
     "latency_p10_ms": float, "latency_p90_ms": float, "epochs": int,
@@ -54,7 +59,7 @@ TRAINED_STATUSES = ("ok", "diverged", "failed")
 
 def trial_columns(n_mca: int = N_BLOCKS) -> list[str]:
     """The trials table's columns for architectures with `n_mca` placement bits."""
-    return [*HEAD_COLUMNS, *arch_columns(n_mca), *RESULT_COLUMNS, *TAIL_COLUMNS]
+    return [*HEAD_COLUMNS, SEED_COLUMN, *arch_columns(n_mca), *RESULT_COLUMNS, *TAIL_COLUMNS]
 
 
 COLUMNS = trial_columns()
@@ -62,7 +67,7 @@ COLUMNS = trial_columns()
 
 def column_types(columns: list[str]) -> dict[str, type]:
     """Numeric columns of a table and their type (int or float); the rest are text or bits."""
-    types: dict[str, type] = {"number": int, "ratio": int, "dw_size": int, "width": float}
+    types: dict[str, type] = {"number": int, SEED_COLUMN: int, "ratio": int, "dw_size": int, "width": float}
     types.update({name: int if o.integer else float for name, o in OBJECTIVES.items()})
     types.update(MEASURES)
     return {c: t for c, t in types.items() if c in columns}
@@ -160,7 +165,13 @@ class TrialsTable:
     notes: list[str] = field(default_factory=list)
 
     @classmethod
-    def open(cls, path: Path, n_mca: int = N_BLOCKS) -> "TrialsTable":
+    def open(cls, path: Path, n_mca: int = N_BLOCKS, run_seed: int | None = None) -> "TrialsTable":
+        """Open (or create) the table; an older one is rewritten once with today's columns.
+
+        `run_seed` fills the seed of trained rows in a table from before seeds
+        were recorded: such runs trained every architecture once, with the
+        run's seed.
+        """
         if not path.exists():
             columns = trial_columns(n_mca)
             _write_rows(path, columns, [])
@@ -170,6 +181,10 @@ class TrialsTable:
             header = next(csv.reader(f), [])
         columns, rows = read_trials(path)
         if header != columns:  # written before a column was added: rewrite once with today's columns
+            if SEED_COLUMN not in header and run_seed is not None:
+                for row in rows:
+                    if row["status"] in TRAINED_STATUSES:
+                        row[SEED_COLUMN] = str(run_seed)
             _write_rows(path, columns, rows)
         return cls(path, columns, rows)
 
@@ -252,7 +267,7 @@ class RunDir:
             raise RunDirError(f"{path} was written by another version of this tool")
         lock = _acquire_lock(path)
         try:
-            table = TrialsTable.open(path / TRIALS_FILE)
+            table = TrialsTable.open(path / TRIALS_FILE, run_seed=int(meta.get("seed", 0)))
         except BaseException:
             lock.close()
             raise

@@ -23,8 +23,11 @@ BUDGET_NAMES = ("smoke", "cpu", "gpu")
 # Settings that define *what* is searched: fixed at creation, read back on --resume.
 SEARCH_SETTINGS = (
     "objectives", "sampler", "seed", "budget", "budget_overrides", "max_macs",
-    "baselines", "population_size", "kernel_sets", "ratios", "width",
+    "baselines", "population_size", "kernel_sets", "ratios", "width", "val_size",
 )
+# How much each architecture is measured: stored, and may change on --resume (like --trials).
+# Runs created before they existed trained every architecture once (LEGACY).
+MEASURE_SETTINGS = {"baseline_seeds": 1, "repeats": 1}
 
 
 
@@ -39,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     s = p.add_argument_group("search")
-    s.add_argument("--trials", type=int, default=None, help="architectures to train (default 200; on --resume: the stored target)")
+    s.add_argument("--trials", type=int, default=None,
+                   help="proxy trainings to run, every seed of every architecture counting once, so the cost "
+                        "is trials x one training (default 200; on --resume: the stored target)")
     s.add_argument("--objectives", default=None, help=f"comma list of {', '.join(OBJECTIVES)} (default {','.join(DEFAULT_OBJECTIVES)})")
     s.add_argument("--sampler", default=None, help=f"one of {', '.join(SAMPLERS)} (default nsga2)")
     s.add_argument("--seed", type=int, default=None, help="seed of the sampler and the trainers (default 0)")
@@ -47,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-macs", type=float, default=None, help="never train architectures above this many MACs (at 32x32); they are recorded as infeasible")
     s.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=None,
                    help="evaluate the presets cnn, ghostnet, all_mca, selective_mca first (default on)")
+    s.add_argument("--baseline-seeds", type=int, default=None,
+                   help="seeds each baseline is trained with; their spread measures the run's seed noise (default 3)")
+    s.add_argument("--repeats", type=int, default=None,
+                   help="re-train architectures on the Pareto front, or within one standard error of it, with "
+                        "new seeds until each has this many results (default 1 = off)")
     s.add_argument("--kernel-sets", default=None, help="MCA kernel-scale menu, e.g. 3-5-7,5-7-11,7-11-21")
     s.add_argument("--ratios", default=None, help="ghost ratio menu, e.g. 2,3,4")
     s.add_argument("--width", type=float, default=None, help="width multiplier of every sampled net (default 1.0)")
@@ -55,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--budget", default=None, help="trainer preset smoke|cpu|gpu (default gpu with CUDA, else cpu)")
     t.add_argument("--epochs", type=int, default=None, help="override the budget's epochs")
     t.add_argument("--train-size", type=int, default=None, help="override the budget's training-subset size")
+    t.add_argument("--val-size", type=int, default=None,
+                   help="validation images, stratified, carved from the training batches (default: the larger of "
+                        "10%% of them and 5000, at most 20%% of them: 5000 on CIFAR-10, 1034 on the 5170-image sample)")
     t.add_argument("--batch-size", type=int, default=None, help="override the budget's batch size")
     t.add_argument("--lr", type=float, default=None, help="override the budget's peak learning rate")
     t.add_argument("--data-dir", default=None, help="CIFAR-10 python batches (default $CIFAR10_DIR, else ./data)")
@@ -86,6 +99,9 @@ class Options:
     population_size: int
     max_macs: float | None
     baselines: bool
+    baseline_seeds: int
+    repeats: int
+    val_size: int | None
     kernel_sets: tuple[tuple[int, ...], ...]
     ratios: tuple[int, ...]
     width: float
@@ -115,7 +131,7 @@ class Options:
         return self.storage_path / self.name
 
     def search_settings(self) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in SEARCH_SETTINGS}
+        out = {k: getattr(self, k) for k in (*SEARCH_SETTINGS, *MEASURE_SETTINGS)}
         out["objectives"] = list(self.objectives)
         out["kernel_sets"] = [list(k) for k in self.kernel_sets]
         out["ratios"] = list(self.ratios)
@@ -173,6 +189,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     population = 20 if ns.population_size is None else ns.population_size
     if population < 2:
         raise UserError(f"--population-size must be at least 2, got {population}")
+    for flag, value in (("--baseline-seeds", ns.baseline_seeds), ("--repeats", ns.repeats), ("--val-size", ns.val_size)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} must be at least 1, got {value}")
     if ns.max_macs is not None and not ns.max_macs > 0:
         raise UserError(f"--max-macs must be positive, got {ns.max_macs:g}")
     if ns.cpus_per_trial <= 0:
@@ -198,6 +217,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         population_size=population,
         max_macs=ns.max_macs,
         baselines=True if ns.baselines is None else ns.baselines,
+        baseline_seeds=3 if ns.baseline_seeds is None else ns.baseline_seeds,
+        repeats=1 if ns.repeats is None else ns.repeats,
+        val_size=ns.val_size,
         kernel_sets=parse_kernel_sets(ns.kernel_sets or "3-5-7,5-7-11,7-11-21"),
         ratios=_parse_ints(ns.ratios or "2,3,4", "--ratios"),
         width=1.0 if ns.width is None else ns.width,
@@ -264,4 +286,7 @@ def merge_stored(opts: Options, stored: dict[str, Any]) -> Options:
         opts.data_dir = Path(stored["data_dir"])
     if "trials" not in opts.explicit:
         opts.trials = int(stored.get("trials", opts.trials))
+    for key, legacy in MEASURE_SETTINGS.items():
+        if key not in opts.explicit:
+            setattr(opts, key, int(stored.get(key, legacy)))
     return opts

@@ -14,7 +14,8 @@ from ray.tune import Callback
 
 from record.arch import to_flat
 from record.objectives import OBJECTIVES
-from record.rundir import RESULT_COLUMNS, TrialsTable
+from record.rundir import RESULT_COLUMNS, SEED_COLUMN, TrialsTable
+from record.stats import Estimate
 from search.ledger import Ledger
 from space import PRESETS, ArchConfig
 
@@ -28,9 +29,10 @@ def fmt_duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
-def trial_row(arch: ArchConfig, status: str, result: dict[str, Any], error: str = "", trial_id: str = "") -> dict[str, Any]:
+def trial_row(arch: ArchConfig, status: str, result: dict[str, Any], error: str = "", trial_id: str = "",
+              seed: int | None = None) -> dict[str, Any]:
     row: dict[str, Any] = {"trial_id": trial_id, "status": status, "key": arch.key,
-                           "preset": PRESET_BY_KEY.get(arch.key, ""), **to_flat(arch)}
+                           "preset": PRESET_BY_KEY.get(arch.key, ""), SEED_COLUMN: seed, **to_flat(arch)}
     row.update({k: result.get(k) for k in RESULT_COLUMNS})
     if status != "ok":
         row["val_acc"] = None  # accuracy only means something for a training that finished
@@ -108,21 +110,22 @@ class TableWriter(Callback):
 
     # -- helpers ----------------------------------------------------------
     def record(self, arch: ArchConfig, status: str, result: dict[str, Any], error: str = "",
-               trial_id: str = "") -> dict[str, str]:
-        """Append one trial to the table and the ledger, then print its progress line."""
+               trial_id: str = "", seed: int | None = None) -> dict[str, str]:
+        """Append one training to the table and the ledger, then print its progress line."""
         if self.cost is not None and result.get("macs") is None:
             macs, params = self.cost(arch)
             result = {**result, "macs": macs, "params": params}
-        row = self.table.append(trial_row(arch, status, result, error, trial_id))
+        row = self.table.append(trial_row(arch, status, result, error, trial_id, seed))
         self.ledger.record(row)
         for note in self.table.notes:
             self.say(f"warning: {note}")
         self.table.notes.clear()
-        self._print_status(describe_row(row))
+        self._print_status(describe_row(row, self.ledger.estimate(row["key"])))
         return row
 
     def _record(self, trial, status: str, result: dict[str, Any], error: str) -> None:
-        self.record(ArchConfig.from_dict(trial.config["arch"]), status, result, error, trial.trial_id)
+        self.record(ArchConfig.from_dict(trial.config["arch"]), status, result, error, trial.trial_id,
+                    seed=trial.config.get("seed"))
 
     def say(self, line: str) -> None:
         try:
@@ -142,11 +145,21 @@ class TableWriter(Callback):
         self.say(f"{line}  {what}" if what else line)
 
 
-def describe_row(row: dict[str, str]) -> str:
-    """`ok val_acc=0.4120 macs=13.94M params=0.52M latency_ms=3.10 <key> (preset)`: one trial in a line."""
+def describe_row(row: dict[str, str], estimate: Estimate | None = None) -> str:
+    """One training in a line: `ok seed=1 val_acc=0.4120 ± 0.0290 macs=13.94M ... <key> (preset)`.
+
+    With the architecture's `estimate`, val_acc is its mean over the seeds so
+    far ± the standard error, and this seed's own accuracy follows in brackets
+    once there are several.
+    """
     parts = [f"{row['status']:<8}"]
+    if row.get(SEED_COLUMN, "") != "":
+        parts.append(f"seed={row[SEED_COLUMN]}")
     for name, objective in OBJECTIVES.items():
-        if row.get(name):
+        if name == "val_acc" and row.get(name) and estimate is not None:
+            this = f" (mean of {estimate.n} seeds; this one {objective.show(float(row[name]))})" if estimate.n > 1 else ""
+            parts.append(f"val_acc={estimate.show()}{this}")
+        elif row.get(name):
             parts.append(f"{name}={objective.show(float(row[name]))}")
     parts.append(row["key"] + (f" ({row['preset']})" if row["preset"] else ""))
     if row["error"]:

@@ -26,11 +26,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_main(lambda a: run(parse_args(a)), argv, prog=PROG, interrupted=INTERRUPTED)
 
 
-def prepare(opts: Options) -> tuple[Options, Any, Any, RunDir | None]:
-    """Check flags, data and run directory before anything is written or started."""
+def prepare(opts: Options) -> tuple[Options, Any, Any, RunDir | None, dict[str, int]]:
+    """Check flags, data and run directory before anything is written or started.
+
+    Also settles the validation size (`--val-size`, else the data's default;
+    runs created before it existed keep their 10 %-per-class split) and
+    returns the image counts a training sees: {"pool", "train", "val"}.
+    """
     from space import SearchSpace
     from trainer.budget import get_budget
-    from trainer.data import load_cifar10
+    from trainer.data import default_val_size, load_cifar10
+    from trainer.proxy import proxy_split
 
     stored = None
     if opts.resume:
@@ -44,16 +50,29 @@ def prepare(opts: Options) -> tuple[Options, Any, Any, RunDir | None]:
             space = SearchSpace(kernel_sets=opts.kernel_sets, ratios=opts.ratios, width=opts.width)
         except ValueError as exc:
             raise UserError(f"bad search space: {exc}") from None
+        data = load_cifar10(opts.data_dir, download=opts.download)  # DataError is a UserError
+        pool = len(data.train_labels)
+        legacy_split = stored is not None and "val_size" not in stored.meta
+        if legacy_split and "val_size" in opts.explicit:
+            raise UserError(f"run {opts.name!r} was created before --val-size (10% of each class validates); "
+                            "drop --val-size to resume it, or start a new --name")
+        if not legacy_split:
+            opts.val_size = default_val_size(pool) if opts.val_size is None else opts.val_size
+            if opts.val_size >= pool:
+                raise UserError(f"--val-size {opts.val_size} leaves no training images: the data at "
+                                f"{opts.data_dir} has {pool} (use at most {pool // 2})")
         try:
-            budget = get_budget(opts.budget, **opts.budget_overrides)
+            budget = get_budget(opts.budget, **opts.budget_overrides, val_size=opts.val_size,
+                                val_fraction=0.1 if legacy_split else None)
         except ValueError as exc:
             raise UserError(str(exc)) from None
-        load_cifar10(opts.data_dir, download=opts.download)  # DataError is a UserError
+        train_idx, val_idx = proxy_split(data, budget, opts.seed)
+        sizes = {"pool": pool, "train": len(train_idx), "val": len(val_idx)}
     except BaseException:
         if stored is not None:
             stored.close()
         raise
-    return opts, space, budget, stored
+    return opts, space, budget, stored, sizes
 
 
 def create_run(opts: Options, space) -> RunDir:
@@ -71,10 +90,10 @@ def create_run(opts: Options, space) -> RunDir:
 
 
 def run(opts: Options) -> int:
-    opts, space, budget, rundir = prepare(opts)
+    opts, space, budget, rundir, sizes = prepare(opts)
     rundir = rundir or create_run(opts, space)
     try:
-        return search(opts, space, budget, rundir)
+        return search(opts, space, budget, rundir, sizes)
     finally:
         rundir.close()
 
@@ -87,15 +106,19 @@ def _cost(arch) -> tuple[int, int]:
     return count_macs(model), count_params(model)
 
 
-def search(opts: Options, space, budget, rundir: RunDir) -> int:
+def search(opts: Options, space, budget, rundir: RunDir, sizes: dict[str, int]) -> int:
     """The search in named steps: ledger, study, searcher, Ray, Tune, summary."""
     from search.ledger import Ledger
     from search.progress import TableWriter
+    from search.searcher import reconcile_study
 
     attempt = int(rundir.meta.get("attempts", 0)) + 1
     device = "cuda" if opts.gpus_per_trial > 0 else "cpu"
-    rundir.update_meta(attempts=attempt, trials=opts.trials, device=device, data_dir=str(opts.data_dir))
-    ledger = Ledger.from_rows(rundir.table.rows, list(opts.objectives), list(opts.directions))
+    # data_sizes: the images one training sees (the binomial term of val_acc's SE needs "val").
+    rundir.update_meta(attempts=attempt, trials=opts.trials, device=device, data_dir=str(opts.data_dir),
+                       baseline_seeds=opts.baseline_seeds, repeats=opts.repeats, data_sizes=sizes)
+    ledger = Ledger.from_rows(rundir.table.rows, list(opts.objectives), list(opts.directions),
+                              n_val=sizes["val"], run_seed=opts.seed)
     remaining = opts.trials - ledger.trained
     print(f"run directory: {rundir.path}")
     if remaining <= 0:
@@ -107,10 +130,14 @@ def search(opts: Options, space, budget, rundir: RunDir) -> int:
     max_concurrent = opts.max_concurrent or _fitting_trials(opts)
     tuner = make_tuner(opts, rundir, searcher, writer, budget, device, remaining, attempt, max_concurrent)
     print(f"searching: {remaining} trials to go of {opts.trials}, sampler {opts.sampler}, "
-          f"objectives {','.join(opts.objectives)}, budget {opts.budget}, up to {max_concurrent} at once", flush=True)
+          f"objectives {','.join(opts.objectives)}, budget {opts.budget}, up to {max_concurrent} at once; "
+          f"{sizes['train']} training / {sizes['val']} validation images, "
+          f"baselines x{opts.baseline_seeds if opts.baselines else 0} seeds, repeats {opts.repeats}", flush=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tuner.fit()
+    # Architectures whose repeats the budget cut short are told their mean so far.
+    reconcile_study(rundir.study_url, ledger, space, lambda a: _cost(a)[0], opts.max_macs)
     if exhausted:
         print("the sampler kept proposing architectures already evaluated or above --max-macs; "
               "the search space looks exhausted", file=sys.stderr)
@@ -122,13 +149,13 @@ def make_searcher(opts: Options, space, rundir: RunDir, ledger, writer, attempt:
     import optuna
 
     from search.progress import trial_row
-    from search.searcher import STUDY_NAME, ArchSearcher, heal_study, make_optuna_search, make_sampler, point_of
+    from search.searcher import STUDY_NAME, ArchSearcher, make_optuna_search, make_sampler, point_of, reconcile_study
     from space import PRESETS
 
     objectives, directions = list(opts.objectives), list(opts.directions)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     optuna.create_study(storage=rundir.study_url, study_name=STUDY_NAME, load_if_exists=True, directions=directions)
-    heal_study(rundir.study_url, ledger, space)
+    reconcile_study(rundir.study_url, ledger, space, lambda a: _cost(a)[0], opts.max_macs)
     # A resumed run draws a fresh random stream: replaying the first attempt's
     # start-up samples would only produce duplicates.
     sampler = make_sampler(opts.sampler, opts.seed + attempt - 1, opts.population_size)
@@ -144,7 +171,10 @@ def make_searcher(opts: Options, space, rundir: RunDir, ledger, writer, attempt:
 
     exhausted: list[bool] = []
     searcher = ArchSearcher(inner, space, objectives, directions, ledger, lambda a: _cost(a)[0], opts.max_macs,
-                            on_infeasible, on_exhausted=lambda: exhausted.append(True), references=references)
+                            on_infeasible, on_exhausted=lambda: exhausted.append(True), references=references,
+                            seed=opts.seed, repeats=opts.repeats, storage_url=rundir.study_url,
+                            baseline_keys=[cfg.key for cfg in PRESETS.values()] if opts.baselines else (),
+                            baseline_seeds=opts.baseline_seeds)
     return searcher, exhausted
 
 
@@ -228,8 +258,16 @@ def _fitting_trials(opts: Options) -> int:
 
 
 def finish(opts: Options, rundir: RunDir, ledger) -> int:
-    """The summary (from the ledger in memory) and the report; a report that fails is one line, not an exit."""
+    """The summary (from the ledger in memory) and the report; a report that fails is one line, not an exit.
+
+    The front is on means over seeds; val_acc shows ± its standard error, the
+    run's noise floor is stated, and front members this run cannot tell apart
+    (`record.stats.cheaper_within_noise`) are named.
+    """
     import pandas as pd
+
+    from record.objectives import OBJECTIVES
+    from record.stats import Estimate, cheaper_within_noise, describe_noise
 
     counts: dict[str, int] = {}
     for row in ledger.rows:
@@ -242,9 +280,33 @@ def finish(opts: Options, rundir: RunDir, ledger) -> int:
         for col in ("number", *opts.objectives):
             front[col] = pd.to_numeric(front[col])
         front = front.sort_values(["macs" if "macs" in opts.objectives else opts.objectives[0], "number"])
-        cols = ["number", "preset", *opts.objectives, "key"]  # the key, as in the progress lines
-        print(f"Pareto front ({len(front)} of {ok} ok trials):")
-        print(front[cols].to_string(index=False))
+        n_archs = sum(1 for e in ledger.entries.values() if e.values is not None)
+        shown = front.assign(val_acc=[Estimate(m, se, n).show() for m, se, n in
+                                      zip(front["val_acc"], front["val_acc_se"], front["n_seeds"])],
+                             seeds=front["n_seeds"])
+        for o in opts.objectives:
+            if o != "val_acc":
+                shown[o] = [OBJECTIVES[o].show(float(v)) for v in shown[o]]
+        cols = ["number", "preset", "val_acc", "seeds", *[o for o in opts.objectives if o != "val_acc"], "key"]
+        print(f"Pareto front ({len(front)} of {n_archs} architectures, {ok} ok trainings; "
+              "val_acc = mean over seeds ± standard error):")
+        print(shown[cols].to_string(index=False))
+        means = [float(v) for v in front["val_acc"]]
+        print("noise: " + describe_noise(ledger.sd_seed, ledger.seeded_archs, ledger.n_val,
+                                         sum(means) / len(means) if means else None))
+        costs = [o for o in opts.objectives if o != "val_acc"]
+        if "val_acc" in opts.objectives and costs:
+            items = [(int(r["number"]), Estimate(r["val_acc"], r["val_acc_se"], int(r["n_seeds"])),
+                      [float(r[c]) for c in costs]) for _, r in front.iterrows()]
+            same = cheaper_within_noise(items)
+            est = {k: e for k, e, _ in items}
+            if same:
+                print("within noise (|Δval_acc| < 2·SE: the cheaper member is as good as this run can tell):")
+                for k, cheaper in same.items():
+                    print(f"  #{k} ({est[k].show()}) is not significantly more accurate than cheaper "
+                          f"#{cheaper} ({est[cheaper].show()})")
+            else:
+                print("within noise: none — every front member is significantly more accurate than the cheaper ones")
     print(f"\nrun directory: {rundir.path}")
     if opts.report and ok:
         write_report(rundir)

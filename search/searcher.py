@@ -10,21 +10,43 @@ define-by-run space from `SearchSpace`, baselines via `points_to_evaluate`).
   recorded as infeasible, and the sampler learns it through Optuna's
   constraints support (the trial carries a positive constraint and is told
   PRUNED: no score is invented for a net that was never trained);
-* failures — a trial that raised or diverged is told FAIL, never a fake score.
+* failures — a trial that raised or diverged is told FAIL, never a fake score;
+* seeds — baselines are trained with `--baseline-seeds` seeds, and with
+  `--repeats K` an architecture on the front or within one standard error of
+  it is re-trained with new seeds until it has K results.  Every training is
+  a Tune trial of the same trainable (the seed travels in the trial config),
+  so repeats run on a cluster like any other trial.
+
+How the sampler learns a mean.  A finished Optuna trial cannot change, so an
+architecture that may get more seeds keeps its Optuna trial open (RUNNING)
+and is told once, with the mean over its seeds, when its seeds are done (see
+`ArchSearcher._settle`).  An architecture told earlier whose mean moves later
+(it came within one SE of the front only after the front changed, or a kill
+closed its trial before its repeats finished) gets a new COMPLETE trial with
+the same parameters and the new mean, through
+`study.add_trial(optuna.trial.create_trial(...))`.  Telling a single-seed
+value early instead would let NSGA-II's elitism keep a lucky seed as a
+parent; the extra trial keeps the history append-only, as Optuna requires.
+Without repeats and with one baseline seed nothing waits: each trial is told
+its result as it finishes, as before.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+import math
+from typing import Any, Callable, Collection, Sequence
 
 import optuna
+from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from record.arch import from_flat
 from record.objectives import Direction, ray_mode
-from search.ledger import PENDING, Ledger
-from space import ArchConfig, SearchSpace
+from search.ledger import Ledger
+from space import N_BLOCKS, ArchConfig, SearchSpace
+from space.search_space import mca_param
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +101,76 @@ def heal_study(storage_url: str, ledger: Ledger, space: SearchSpace) -> None:
         storage.set_trial_state_values(trial_id, state=state, values=values)
 
 
+def distributions_of(space: SearchSpace) -> dict[str, CategoricalDistribution]:
+    """The distributions `SearchSpace.suggest` asks for, to add a trial by hand."""
+    out = {mca_param(i): CategoricalDistribution([False, True]) for i in range(N_BLOCKS)}
+    out["kernels"] = CategoricalDistribution(space.kernel_choices)
+    out["ratio"] = CategoricalDistribution(list(space.ratios))
+    return out
+
+
+def told_values(study: optuna.Study, space: SearchSpace) -> dict[str, list[float]]:
+    """Architecture key → the values of its newest COMPLETE trial in the study."""
+    out: dict[str, list[float]] = {}
+    for t in sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number):
+        try:
+            out[space.from_params(t.params).key] = list(t.values)
+        except ValueError:
+            continue
+    return out
+
+
+def _same(a: Sequence[float] | None, b: Sequence[float] | None) -> bool:
+    return a is not None and b is not None and len(a) == len(b) and all(
+        math.isclose(x, y, rel_tol=1e-12, abs_tol=0.0) for x, y in zip(a, b))
+
+
+class MeanTeller:
+    """Adds a COMPLETE trial carrying an architecture's current mean (see the module docstring)."""
+
+    def __init__(self, study: optuna.Study, space: SearchSpace, macs_of: Callable[[ArchConfig], int] | None = None,
+                 max_macs: float | None = None) -> None:
+        self.study = study
+        self.space = space
+        self.macs_of = macs_of
+        self.max_macs = max_macs
+        self.told = told_values(study, space)
+
+    def add(self, config: ArchConfig, values: list[float]) -> bool:
+        """A new trial for `config` with `values`; False when the menu cannot express it (a reference)."""
+        params = point_of(self.space, config)
+        if params is None:
+            return False
+        constraints = None
+        if self.max_macs is not None and self.macs_of is not None:
+            constraints = {"macs": float(self.macs_of(config) - self.max_macs)}
+        self.study.add_trial(optuna.trial.create_trial(
+            params=params, distributions=distributions_of(self.space), values=values, constraints=constraints))
+        self.told[config.key] = list(values)
+        return True
+
+
+def reconcile_study(storage_url: str, ledger: Ledger, space: SearchSpace,
+                    macs_of: Callable[[ArchConfig], int] | None = None, max_macs: float | None = None) -> int:
+    """Make the study agree with the trials table; returns the trials added.
+
+    Trials left open by a kill (or by the end of the budget while an
+    architecture waited for its repeats) are closed with the architecture's
+    mean (`heal_study`); every architecture whose newest COMPLETE trial
+    holds another value than its current mean gets a new trial with it.
+    """
+    heal_study(storage_url, ledger, space)
+    teller = MeanTeller(optuna.load_study(study_name=STUDY_NAME, storage=storage_url), space, macs_of, max_macs)
+    added = 0
+    for key, entry in ledger.entries.items():
+        if entry.values is None or entry.row is None or _same(teller.told.get(key), entry.values):
+            continue
+        added += teller.add(from_flat(entry.row), list(entry.values))
+    return added
+
+
 class ArchSearcher(Searcher):
-    """Deduplicating, budget-aware front of `OptunaSearch` (see module docstring)."""
+    """Deduplicating, budget-aware, seed-aware front of `OptunaSearch` (see module docstring)."""
 
     def __init__(
         self,
@@ -94,6 +184,12 @@ class ArchSearcher(Searcher):
         on_infeasible: Callable[[ArchConfig, int], None],
         on_exhausted: Callable[[], None] = lambda: None,
         references: list[ArchConfig] | None = None,
+        *,
+        seed: int = 0,
+        repeats: int = 1,
+        baseline_keys: Collection[str] = (),
+        baseline_seeds: int = 1,
+        storage_url: str | None = None,
     ) -> None:
         modes = [ray_mode(d) for d in directions]
         super().__init__(metric=inner.metric, mode=modes[0] if len(modes) == 1 else modes)
@@ -109,15 +205,28 @@ class ArchSearcher(Searcher):
         # --ratios): trained first for comparison, but Optuna cannot be told about
         # a point outside its distributions, so they bypass the sampler.
         self.references = [a for a in (references or []) if a.key not in ledger]
-        self._live: dict[str, str | None] = {}  # Tune trial id -> inner trial id (None: reference)
+        self.seed = seed  # an architecture's first seed; further ones count up from it
+        self.repeats = repeats
+        self.baseline_keys = set(baseline_keys)
+        self.baseline_seeds = baseline_seeds
+        self._live: dict[str, tuple[str, int]] = {}  # Tune trial id -> (architecture key, seed)
+        self._open: dict[str, str] = {}  # architecture key -> inner trial id not told yet (seeds to come)
+        self._configs: dict[str, ArchConfig] = {}
+        # The study behind `inner` (Ray's OptunaSearch keeps it as `_ot_study`), to add mean trials.
+        study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url) if storage_url else inner._ot_study
+        self._teller = MeanTeller(study, space, macs_of, max_macs)
         self.skipped_duplicates = 0
+        self.repeat_trainings = 0  # seeds beyond an architecture's first handed out in this attempt
 
+    # -- what to train next ---------------------------------------------------
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        self._settle()
         if self.references:
-            arch = self.references.pop(0)
-            self.ledger.mark(arch.key, PENDING)
-            self._live[trial_id] = None
-            return {"arch": arch.to_dict()}
+            return self._hand_out(trial_id, self.references.pop(0), self.seed)
+        repeat = self._next_repeat()
+        if repeat is not None:
+            self.repeat_trainings += 1
+            return self._hand_out(trial_id, *repeat)
         for attempt in range(MAX_ATTEMPTS):
             inner_id = trial_id if attempt == 0 else f"{trial_id}~{attempt}"
             params = self.inner.suggest(inner_id)
@@ -127,7 +236,10 @@ class ArchSearcher(Searcher):
             seen = self.ledger.get(arch.key)
             if seen is not None:
                 self.skipped_duplicates += 1
-                self._tell(inner_id, self.ledger.values(arch.key), pruned=seen.status == "infeasible")
+                values = self.ledger.values(arch.key)
+                self._tell(inner_id, values, pruned=seen.status == "infeasible")
+                if values is not None:
+                    self._teller.told[arch.key] = values
                 continue
             if self.max_macs is not None:
                 macs = self.macs_of(arch)
@@ -136,21 +248,83 @@ class ArchSearcher(Searcher):
                     self.on_infeasible(arch, macs)
                     self._tell(inner_id, None, pruned=True)
                     continue
-            self._live[trial_id] = inner_id
-            self.ledger.mark(arch.key, PENDING)
-            return {**params, "arch": arch.to_dict()}
+            self._open[arch.key] = inner_id
+            return self._hand_out(trial_id, arch, self.seed, params)
         self.on_exhausted()
         return Searcher.FINISHED
 
+    def _hand_out(self, trial_id: str, arch: ArchConfig, seed: int,
+                  params: dict[str, Any] | None = None) -> dict[str, Any]:
+        self._configs[arch.key] = arch
+        self.ledger.mark_pending(arch.key, seed)
+        self._live[trial_id] = (arch.key, seed)
+        return {**(params or {}), "arch": arch.to_dict(), "seed": seed}
+
+    def _base_target(self, key: str) -> int:
+        return self.baseline_seeds if key in self.baseline_keys else 1
+
+    def target(self, key: str) -> int:
+        """Trainings `key` should have: its baseline seeds, or --repeats while it is near the front."""
+        base = self._base_target(key)
+        if self.repeats > base and self.ledger.near_front(key):
+            return self.repeats
+        return base
+
+    def _wants_more(self, key: str) -> bool:
+        entry = self.ledger.get(key)
+        if entry is None or entry.status == "infeasible":
+            return False
+        if entry.trainings and entry.values is None:  # trained, never ok: a failure is not noise to average
+            return False
+        return entry.trainings + len(entry.pending) < self.target(key)
+
+    def _next_repeat(self) -> tuple[ArchConfig, int] | None:
+        """(architecture, new seed) of the first architecture that wants another seed, if any."""
+        for key in list(self.ledger.entries):
+            if self._wants_more(key):
+                taken = self.ledger.entries[key].seeds
+                seed = self.seed
+                while seed in taken:
+                    seed += 1
+                return self._config(key), seed
+        return None
+
+    def _config(self, key: str) -> ArchConfig:
+        if key not in self._configs:
+            self._configs[key] = from_flat(self.ledger.entries[key].row)  # type: ignore[arg-type]
+        return self._configs[key]
+
+    # -- telling the sampler ----------------------------------------------------
+    def _settled(self, key: str) -> bool:
+        entry = self.ledger.get(key)
+        return entry is not None and not entry.pending and not self._wants_more(key)
+
+    def _settle(self) -> None:
+        """Tell Optuna the mean of every architecture whose seeds are done (module docstring)."""
+        for key, entry in list(self.ledger.entries.items()):
+            if not self._settled(key):
+                continue
+            if key in self._open:
+                values = self.ledger.values(key)
+                self._tell(self._open.pop(key), values)
+                if values is not None:
+                    self._teller.told[key] = values
+            elif entry.values is not None and not _same(self._teller.told.get(key), entry.values):
+                self._teller.add(self._config(key), list(entry.values))
+
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        """Tune calls this before the table writer records the row, so only a one-seed
+        architecture is told here (its result is its value); the others wait for `_settle`."""
         if trial_id not in self._live:
             return
-        inner_id = self._live.pop(trial_id)
-        if inner_id is None:
+        key, _seed = self._live.pop(trial_id)
+        if key not in self._open or max(self.repeats, self._base_target(key)) > 1:
             return
         ok = not error and result is not None and result.get("status") == "ok"
-        values = [float(result[o]) for o in self.objectives] if ok else None
-        self._tell(inner_id, values)
+        values = [float(result[o]) for o in self.objectives] if ok else None  # type: ignore[index]
+        self._tell(self._open.pop(key), values)
+        if values is not None:
+            self._teller.told[key] = values
 
     def _tell(self, inner_id: str, values: list[float] | None, pruned: bool = False) -> None:
         if values is not None:

@@ -28,7 +28,7 @@ class TrialContext:
 
     data_dir: str
     budget: Budget  # built and checked once by the driver; workers use it as is
-    seed: int
+    seed: int  # the run's seed: an architecture's first training uses it, repeats the config's "seed"
     device: str
     threads: int
     latency_threads: int
@@ -59,20 +59,24 @@ def cost_metrics(model: torch.nn.Module, device: torch.device, latency_threads: 
     }
 
 
-def evaluate(arch: ArchConfig, ctx: TrialContext, report: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    """Measure and proxy-train one architecture; `report` gets per-epoch and final metrics."""
+def evaluate(arch: ArchConfig, ctx: TrialContext, report: Callable[[dict[str, Any]], None],
+             seed: int | None = None) -> dict[str, Any]:
+    """Measure and proxy-train one architecture with `seed` (default: the run's); `report` gets
+    per-epoch and final metrics.  The seed picks the validation split, the training subset, the
+    initialisation and the batch order (`trainer.proxy`)."""
+    seed = ctx.seed if seed is None else seed
     started = time.perf_counter()
     torch.set_num_threads(ctx.threads)
     device = resolve_device(ctx.device)
     if any(k and k in arch.key for k in ctx.fail_keys):
         raise InjectedFailure(f"injected failure for {arch.key} (GHOSTNAS_FAIL_KEYS)")
-    base = {"key": arch.key, **cost_metrics(build_model(arch), device, ctx.latency_threads)}
+    base = {"key": arch.key, "seed": seed, **cost_metrics(build_model(arch), device, ctx.latency_threads)}
 
     def on_epoch(stats: EpochStats) -> None:
         report({**base, "status": "running", "epoch": stats.epoch, "val_acc": stats.accuracy,
                 "train_loss": stats.train_loss, "images_per_s": stats.images_per_s})
 
-    result = train_proxy(arch, _dataset(ctx.data_dir), ctx.budget, device, seed=ctx.seed, on_epoch=on_epoch)
+    result = train_proxy(arch, _dataset(ctx.data_dir), ctx.budget, device, seed=seed, on_epoch=on_epoch)
     final = {
         **base,
         "status": result.status,
@@ -88,5 +92,5 @@ def evaluate(arch: ArchConfig, ctx: TrialContext, report: Callable[[dict[str, An
 
 
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
-    """Ray Tune entry point: the config carries the architecture as a dict."""
-    evaluate(ArchConfig.from_dict(config["arch"]), ctx, tune.report)
+    """Ray Tune entry point: the config carries the architecture as a dict and the training's seed."""
+    evaluate(ArchConfig.from_dict(config["arch"]), ctx, tune.report, seed=config.get("seed"))

@@ -20,7 +20,11 @@ class Budget:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
-    val_fraction: float = 0.1
+    # Validation images (stratified, carved from the training batches); None: the
+    # data's default (`trainer.data.default_val_size`: 1,034 on the sample, 5,000 on CIFAR-10).
+    val_size: int | None = None
+    # Only for runs created before val_size existed: round(10 % of each class), as they split.
+    val_fraction: float | None = None
     warmup: float = 0.25  # fraction of steps spent rising to the peak lr
     channels_last: bool = False
     bn_images: int = 512  # training images used to recalibrate BatchNorm before each validation; 0 = off
@@ -31,7 +35,8 @@ class Budget:
             "train_size": self.train_size is None or self.train_size >= 1,
             "batch_size": self.batch_size >= 1,
             "lr": self.lr > 0,
-            "val_fraction": 0 < self.val_fraction < 1,
+            "val_size": self.val_size is None or self.val_size >= 1,
+            "val_fraction": self.val_fraction is None or 0 < self.val_fraction < 1,
         }
         for name, ok in checks.items():
             if not ok:

@@ -2,7 +2,8 @@
 
 The search does not need converged accuracy, only a fair comparison, so every
 architecture gets the same budget on the same stratified split and seed, and
-is scored on the validation split (never the test batch).
+is scored on the validation split (never the test batch).  An architecture
+trained with several seeds (baselines, repeats) sees one split per seed.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from torch import nn
 from space import ArchConfig, build_model
 
 from .budget import Budget
-from .data import Cifar10, seeded_subset, split_train_val
+from .data import Cifar10, default_val_size, seeded_subset, split_train_val
 from .loader import DeviceLoader
 from .loop import EVAL_BATCH, EpochStats, evaluate_accuracy, fit, make_training, recalibrate_bn
 
@@ -35,8 +36,18 @@ class ProxyResult:
 
 
 def proxy_split(data: Cifar10, budget: Budget, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Training and validation indices for a budget: stratified split, then a seeded subset."""
-    train_idx, val_idx = split_train_val(data.train_labels, budget.val_fraction, seed)
+    """Training and validation indices for a budget: stratified split of `budget.val_size` images
+    (default: `default_val_size` of the data), then a seeded subset of `budget.train_size` for training.
+
+    The seed picks both, so each seed of a repeated architecture sees its own
+    split, and every architecture trained with the same seed sees the same one.
+    """
+    labels = data.train_labels
+    if budget.val_fraction is not None:  # a run from before val_size: its old split
+        train_idx, val_idx = split_train_val(labels, budget.val_fraction, seed)
+    else:
+        size = budget.val_size if budget.val_size is not None else default_val_size(len(labels))
+        train_idx, val_idx = split_train_val(labels, None, seed, val_size=size)
     subset = seeded_subset(len(train_idx), budget.train_size, seed)
     return (train_idx if subset is None else train_idx[subset]), val_idx
 

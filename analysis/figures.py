@@ -2,8 +2,10 @@
 
 Only SVG trace types are used where points matter (`go.Scatter`, not
 `Scattergl`): the report must draw in any browser, offline, and the browser
-test counts the drawn points.  Every function takes the ok trials (rows with
-an accuracy) and returns a `go.Figure`; the caller decides what to skip.
+test counts the drawn points.  Every function takes the ok architectures
+(`RunData.ok`: one row per architecture, val_acc the mean over its seeds
+with `val_acc_se`) and returns a `go.Figure`; the caller decides what to skip.
+Accuracy-against-cost plots draw ± 1 standard error as error bars.
 """
 from __future__ import annotations
 
@@ -25,30 +27,40 @@ PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e
 LABELS = {name: o.label for name, o in OBJECTIVES.items()}
 
 _ARCH_HOVER = ["label", "mca_string", "mca_kernels", "ratio", "number"]
-_HOVER_COLUMNS = [*_ARCH_HOVER, *OBJECTIVES]
+_UNCERTAINTY = ["val_acc_se", "n_seeds"]
+_HOVER_COLUMNS = [*_ARCH_HOVER, *OBJECTIVES, *_UNCERTAINTY]
+_SE = 5 + len(OBJECTIVES)  # customdata index of val_acc_se (n_seeds follows)
 _HOVER = ("<b>%{customdata[0]}</b> (trial %{customdata[4]})<br>mca %{customdata[1]}<br>"
           "kernels %{customdata[2]}, ratio s=%{customdata[3]}"
           + "".join(f"<br>{name} %{{customdata[{5 + j}]:{',.0f' if o.integer else o.fmt}}}"
+                    + (f" ± %{{customdata[{_SE}]:.4f}} (%{{customdata[{_SE + 1}]}} seeds)" if name == "val_acc" else "")
                     for j, (name, o) in enumerate(OBJECTIVES.items()))
           + "<extra></extra>")
+ERROR_BAR = dict(type="data", visible=True, thickness=1.2, width=4)
 
 
 def _custom(df: pd.DataFrame) -> list[list]:
-    """Per-point hover data: the architecture and every objective, NaN as null."""
+    """Per-point hover data: the architecture, every objective and val_acc's SE, NaN as null."""
     out = []
-    for _, r in df[_HOVER_COLUMNS].iterrows():
+    for _, r in df.reindex(columns=_HOVER_COLUMNS).iterrows():
         row = []
         for c in _HOVER_COLUMNS:
             v = r[c]
-            if c in OBJECTIVES:
+            if c in OBJECTIVES or c == "val_acc_se":
                 v = None if pd.isna(v) else float(v)
-            elif c in ("ratio", "number"):
-                v = int(v)
+            elif c in ("ratio", "number", "n_seeds"):
+                v = None if pd.isna(v) else int(v)
             else:
                 v = str(v)
             row.append(v)
         out.append(row)
     return out
+
+
+def error_bars(df: pd.DataFrame, color: str) -> dict:
+    """± 1 standard error of val_acc (Plotly `error_y`); a point whose SE is unknown gets none."""
+    se = df["val_acc_se"] if "val_acc_se" in df.columns else pd.Series(float("nan"), index=df.index)
+    return dict(ERROR_BAR, array=_vals(se), color=color)
 
 
 def _vals(values) -> list:
@@ -69,19 +81,21 @@ def tradeoff_figure(ok: pd.DataFrame, cost: str, title: str) -> go.Figure:
     base = pts[pts["preset"] != ""]
     fig = go.Figure()
     fig.add_trace(go.Scatter(
-        name=f"all ok trials ({len(pts)})", x=_vals(pts[cost].astype(float)), y=_vals(pts["val_acc"]), mode="markers",
-        marker=dict(color=FAINT, size=7), customdata=_custom(pts), hovertemplate=_HOVER))
+        name=f"all ok architectures ({len(pts)})", x=_vals(pts[cost].astype(float)), y=_vals(pts["val_acc"]),
+        mode="markers", marker=dict(color=FAINT, size=7), error_y=error_bars(pts, FAINT),
+        customdata=_custom(pts), hovertemplate=_HOVER))
     fig.add_trace(go.Scatter(
         name=f"Pareto front ({len(front)})", x=_vals(front[cost].astype(float)), y=_vals(front["val_acc"]), mode="lines+markers",
         line=dict(color=FRONT, shape="hv", width=2), marker=dict(color=FRONT, size=10),
-        customdata=_custom(front), hovertemplate=_HOVER))
+        error_y=error_bars(front, FRONT), customdata=_custom(front), hovertemplate=_HOVER))
     fig.add_trace(go.Scatter(
         name="baselines", x=_vals(base[cost].astype(float)), y=_vals(base["val_acc"]), mode="markers+text",
         text=list(base["preset"]), textposition="top center",
         marker=dict(color=BASELINE, size=12, symbol="diamond-open", line=dict(width=2)),
         customdata=_custom(base), hovertemplate=_HOVER))
-    fig.update_layout(title=title, xaxis_title=LABELS.get(cost, cost), yaxis_title=LABELS["val_acc"],
-                      xaxis_tickformat="~s", template="plotly_white", height=480, legend=dict(orientation="h", y=-0.2))
+    fig.update_layout(title=f"{title} (mean over seeds, error bars ± 1 standard error)", xaxis_title=LABELS.get(cost, cost),
+                      yaxis_title=LABELS["val_acc"], xaxis_tickformat="~s", template="plotly_white", height=480,
+                      legend=dict(orientation="h", y=-0.2))
     return fig
 
 
@@ -133,7 +147,8 @@ def parallel_figure(ok: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def hypervolume_figure(curves: Sequence[tuple[str, pd.DataFrame]], objectives: Sequence[str], note: str) -> go.Figure:
+def hypervolume_figure(curves: Sequence[tuple[str, pd.DataFrame]], objectives: Sequence[str], note: str,
+                       yaxis_title: str = "hypervolume (normalised, reference 1.1)") -> go.Figure:
     """Hypervolume after each finished trial; several curves for a comparison."""
     fig = go.Figure()
     for i, (name, hist) in enumerate(curves):
@@ -144,7 +159,7 @@ def hypervolume_figure(curves: Sequence[tuple[str, pd.DataFrame]], objectives: S
             hovertemplate="trial %{customdata[0]} (%{customdata[1]} ok so far)<br>hypervolume %{y:.4f}<extra>"
                           + name + "</extra>"))
     fig.update_layout(title=f"Hypervolume of the {', '.join(objectives)} front ({note})",
-                      xaxis_title="finished trials", yaxis_title="hypervolume (normalised, reference 1.1)",
+                      xaxis_title="finished trials", yaxis_title=yaxis_title,
                       template="plotly_white", height=380, legend=dict(orientation="h", y=-0.25))
     return fig
 
@@ -159,8 +174,8 @@ def compare_fronts_figure(runs: Sequence[tuple[str, pd.DataFrame]], cost: str) -
         fig.add_trace(go.Scatter(
             name=f"{name} ({len(front)} on front of {len(pts)})", x=_vals(front[cost].astype(float)), y=_vals(front["val_acc"]),
             mode="lines+markers", line=dict(color=colour, shape="hv"), marker=dict(color=colour, size=9),
-            customdata=_custom(front), hovertemplate=_HOVER))
-    fig.update_layout(title=f"Pareto fronts compared: val_acc against {cost}", xaxis_title=LABELS.get(cost, cost),
+            error_y=error_bars(front, colour), customdata=_custom(front), hovertemplate=_HOVER))
+    fig.update_layout(title=f"Pareto fronts compared: val_acc against {cost} (error bars ± 1 standard error)", xaxis_title=LABELS.get(cost, cost),
                       yaxis_title=LABELS["val_acc"], xaxis_tickformat="~s", template="plotly_white", height=480,
                       legend=dict(orientation="h", y=-0.2))
     return fig

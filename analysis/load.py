@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import pandas as pd
 
 from record.arch import arch_columns, from_flat, mca_columns, n_mca_columns
-from record.objectives import check_objectives
-from record.rundir import STATUSES, TRIALS_FILE, RunDirError, column_types, read_meta, read_trials
+from record.objectives import OBJECTIVES, check_objectives
+from record.rundir import (MEASURES, SEED_COLUMN, STATUSES, TRAINED_STATUSES, TRIALS_FILE, RunDirError,
+                           column_types, read_meta, read_trials)
+from record.stats import estimates, pooled_sd
 from space import ArchConfig
 
 MCA_COLUMNS = mca_columns()  # GhostNet's 16 placement bits
@@ -28,7 +32,14 @@ RunError = RunDirError  # a user-fixable problem with the run directory given to
 
 @dataclass
 class RunData:
-    """One run: its directory, its settings (run.json) and its trials as a typed DataFrame."""
+    """One run: its directory, its settings (run.json) and its trials as a typed DataFrame.
+
+    `trials` holds one row per training (an architecture trained with K seeds
+    has K rows); `archs` one row per architecture, its objectives averaged
+    over its ok seeds, with `val_acc_se` (record.stats), `n_seeds` (ok seeds
+    averaged), `trainings` and `seeds`.  `ok` — what fronts, plots and
+    selection use — is the architectures with at least one ok seed.
+    """
 
     path: Path
     meta: dict[str, Any]
@@ -43,9 +54,31 @@ class RunData:
         return list(self.meta.get("objectives") or ["val_acc", "macs"])
 
     @property
+    def n_val(self) -> int | None:
+        """Validation images per training (None for runs recorded before the size was)."""
+        sizes = self.meta.get("data_sizes") or {}
+        value = sizes.get("val") or self.meta.get("val_size")
+        return int(value) if value else None
+
+    @property
+    def sd_seed(self) -> float | None:
+        """The run's seed noise: pooled SD of val_acc over architectures with ≥ 2 ok seeds."""
+        ok = self.trials[self.trials["status"] == "ok"]
+        return pooled_sd(ok.groupby("key", sort=False)["val_acc"].apply(list))
+
+    @property
+    def seeded_archs(self) -> int:
+        """Architectures the seed noise is pooled over (≥ 2 ok seeds)."""
+        return int((self.archs["n_seeds"] >= 2).sum())
+
+    @cached_property
+    def archs(self) -> pd.DataFrame:
+        return aggregate(self.trials, self.n_val)
+
+    @property
     def ok(self) -> pd.DataFrame:
-        """Trials that trained to the end: the only ones with an accuracy."""
-        return self.trials[self.trials["status"] == "ok"]
+        """Architectures that trained to the end at least once: the only ones with an accuracy (means)."""
+        return self.archs[self.archs["status"] == "ok"]
 
     @staticmethod
     def arch(row: Mapping[str, Any]) -> ArchConfig:
@@ -71,7 +104,48 @@ def load_run(path: str | Path, allow_empty: bool = False) -> RunData:
         raise RunError(f"cannot read {trials_file}: {exc}") from None
     if not rows and not allow_empty:
         raise RunError(f"run {path} is empty: {TRIALS_FILE} has no finished trial yet")
-    return RunData(path=path, meta=meta, trials=_typed(columns, rows, trials_file))
+    trials = _typed(columns, rows, trials_file)
+    # Tables read before a search reopened them may predate the seed column: those runs used their seed.
+    missing = trials[SEED_COLUMN].isna() & trials["status"].isin(TRAINED_STATUSES)
+    trials.loc[missing, SEED_COLUMN] = int(meta.get("seed", 0) or 0)
+    return RunData(path=path, meta=meta, trials=trials)
+
+
+def aggregate(trials: pd.DataFrame, n_val: int | None) -> pd.DataFrame:
+    """One row per architecture (first-seen order): objectives and measures averaged over its
+    ok seeds, `val_acc_se` from `record.stats`, `n_seeds`, `trainings`, `seeds` ("0 1 2").
+
+    The architecture columns, `number` (its first training), `label` and
+    `preset` come from its first row; `status` is "ok" once any seed is ok,
+    else its last training's status.
+    """
+    extra = {"val_acc_se": pd.Series(dtype=float), "n_seeds": pd.Series(dtype=int),
+             "trainings": pd.Series(dtype=int), "seeds": pd.Series(dtype=str)}
+    if trials.empty:
+        return trials.assign(**extra)
+    first = trials.drop_duplicates("key", keep="first").set_index("key", drop=False)
+    keys = list(first.index)
+    ok = trials[trials["status"] == "ok"]
+    numeric = [c for c in (*OBJECTIVES, *MEASURES) if c in trials.columns]
+    means = ok.groupby("key", sort=False)[numeric].mean()
+    archs = first.copy()
+    has_ok = archs.index.isin(means.index)
+    for c in numeric:
+        values = archs[c].astype(float)
+        values[has_ok] = means.loc[archs.index[has_ok], c].to_numpy(dtype=float)
+        archs[c] = values.round().astype("Int64") if str(trials[c].dtype) == "Int64" else values
+    last_status = trials.groupby("key", sort=False)["status"].last()
+    archs["status"] = np.where(has_ok, "ok", last_status.loc[keys].to_numpy())
+    archs.loc[~has_ok, "val_acc"] = np.nan
+    groups = {k: list(ok.loc[ok["key"] == k, "val_acc"]) for k in keys}
+    est = estimates(groups, n_val)
+    archs["val_acc_se"] = [est[k].se if est[k].n else np.nan for k in keys]
+    archs["n_seeds"] = [est[k].n for k in keys]
+    trained = trials[trials["status"].isin(TRAINED_STATUSES)]
+    archs["trainings"] = [int((trained["key"] == k).sum()) for k in keys]
+    archs["seeds"] = [" ".join(str(int(v)) for v in trained.loc[trained["key"] == k, SEED_COLUMN].dropna())
+                      for k in keys]
+    return archs.reset_index(drop=True)
 
 
 def _typed(columns: list[str], rows: list[dict[str, str]], where: Path) -> pd.DataFrame:

@@ -17,6 +17,12 @@ Conventions
   worst point still adds a thin slab and values lie in [0, 1.1**d].
 * An explicit ``reference`` is in the objectives' own units (e.g. val_acc 0.1,
   macs 50e6) and switches normalisation off.
+* Reports use a *fixed box* (`hypervolume_history(..., box=...)`): each
+  objective scaled between its ideal value (val_acc 1, zero cost) and a
+  reference that does not move with the trials (chance accuracy 0.1, costs
+  from the baselines; `fixed_box`), reference point 1 on every axis — so the
+  curve is the share of that box the front dominates, in [0, 1], and rises
+  only when the search finds something the baselines did not.
 """
 from __future__ import annotations
 
@@ -26,9 +32,12 @@ import numpy as np
 import pandas as pd
 
 from record.objectives import DIRECTIONS, check_objectives, directions_of
+from record.stats import CHANCE
 
 REFERENCE = 1.1
 Bounds = Mapping[str, tuple[float, float]]
+Box = Mapping[str, tuple[float, float]]  # objective -> (ideal, reference), in the objective's units
+BOX_COST_FACTOR = 2.0  # reference cost = this x the costliest baseline (room for nets above all_mca)
 
 
 def resolve_directions(objectives: Sequence[str], directions: Sequence[str] | None = None) -> list[str]:
@@ -205,6 +214,7 @@ def hypervolume_history(
     objectives: Sequence[str],
     directions: Sequence[str] | None = None,
     bounds: Bounds | None = None,
+    box: Box | None = None,
 ) -> pd.DataFrame:
     """Normalised hypervolume after each trial, in `number` order.
 
@@ -213,6 +223,16 @@ def hypervolume_history(
     The bounds are fixed for the whole curve (default: the final range of the
     ok trials), which makes it non-decreasing and comparable between runs
     given the same bounds.
+
+    With `box` ({objective: (ideal, reference)}, e.g. from `fixed_box`) each
+    objective is scaled so that the ideal maps to 0 and the reference to 1,
+    the reference point is 1 on every axis, and the value is the share of the
+    box dominated (points beyond the reference add nothing).
+
+    When `df` has a `key` column, rows with the same key are seeds of one
+    architecture: after each trial its point is the mean of its ok seeds so
+    far, so a new seed can move a point back and the curve can then dip.
+    Without repeated keys this is exactly the one-point-per-trial curve.
     """
     objectives = check_objectives(objectives)
     directions = resolve_directions(objectives, directions)
@@ -220,21 +240,38 @@ def hypervolume_history(
     status = df["status"].to_numpy() if "status" in df.columns else np.array(["ok"] * len(df))
     values = objective_values(df, objectives)
     usable = (status == "ok") & (np.isfinite(values).all(axis=1) if len(values) else np.zeros(0, dtype=bool))
-    if bounds is None:
-        bounds = objective_bounds(df[usable], objectives)
-    norm = normalise(values, objectives, directions, bounds) if len(values) else values
-    ref = np.full(len(objectives), REFERENCE)
+    if box is not None:
+        bounds = {o: (min(box[o]), max(box[o])) for o in objectives}
+        level = 1.0
+    else:
+        level = REFERENCE
+        if bounds is None:
+            bounds = objective_bounds(df[usable], objectives)
+    keys = df["key"].astype(str).to_numpy() if "key" in df.columns else np.arange(len(df)).astype(str)
+    ref = np.full(len(objectives), level)
     front = np.empty((0, len(objectives)))
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
     hv, completed = 0.0, 0
     rows = []
     for i in range(len(df)):
         if usable[i]:
             completed += 1
-            p = norm[i]
-            covered = len(front) and np.any(np.all(front <= p, axis=1))
-            if not covered:  # a dominated (or repeated) point cannot change the hypervolume
-                front = np.vstack([front[~np.all(p <= front, axis=1)], p])
+            k = keys[i]
+            repeat = k in sums
+            sums[k] = sums.get(k, 0.0) + values[i]
+            counts[k] = counts.get(k, 0) + 1
+            if repeat:  # a mean moved: rebuild the front from every architecture's current mean
+                means = np.array([sums[j] / counts[j] for j in sums])
+                norm = normalise(means, objectives, directions, bounds)
+                front = norm[non_dominated_mask(norm)]
                 hv = hypervolume_min(front, ref)
+            else:
+                p = normalise(values[i:i + 1], objectives, directions, bounds)[0]
+                covered = len(front) and np.any(np.all(front <= p, axis=1))
+                if not covered:  # a dominated (or repeated) point cannot change the hypervolume
+                    front = np.vstack([front[~np.all(p <= front, axis=1)], p])
+                    hv = hypervolume_min(front, ref)
         rows.append((status[i] == "ok", completed, hv))
     numbers = df["number"].to_numpy() if "number" in df.columns else np.arange(len(df))
     return pd.DataFrame({
@@ -245,7 +282,45 @@ def hypervolume_history(
     })
 
 
+def fixed_box(archs: pd.DataFrame, objectives: Sequence[str]) -> tuple[dict[str, tuple[float, float]], dict[str, str]]:
+    """A hypervolume box that does not move with the trials: ({objective: (ideal, reference)}, {objective: origin}).
+
+    val_acc: from 1 (ideal) down to chance, 0.1 — a net at chance adds
+    nothing.  Each cost: from 0 up to `BOX_COST_FACTOR` x the costliest
+    baseline preset of the run (their costs are known once the baselines
+    are in, before the search proper starts).  A cost without a baseline
+    value (a run with --no-baselines, or latency not measured) falls back to
+    the same factor over the run's own ok trials, which does move with them;
+    the origin says which.  `archs` are the run's architectures (means).
+    """
+    box: dict[str, tuple[float, float]] = {}
+    origin: dict[str, str] = {}
+    for o, d in zip(objectives, resolve_directions(list(objectives))):
+        if d == "maximize":
+            box[o] = (1.0, CHANCE) if o == "val_acc" else _own_range(archs, o, d)
+            origin[o] = "chance accuracy" if o == "val_acc" else "this run's range"
+            continue
+        ok = archs[archs["status"] == "ok"] if "status" in archs.columns else archs
+        base = pd.to_numeric(ok.loc[ok["preset"] != "", o], errors="coerce").astype(float).dropna() \
+            if "preset" in ok.columns else pd.Series(dtype=float)
+        if len(base):
+            box[o] = (0.0, BOX_COST_FACTOR * float(base.max()))
+            origin[o] = f"{BOX_COST_FACTOR:g} x the costliest baseline"
+        else:
+            own = pd.to_numeric(ok[o], errors="coerce").astype(float).dropna()
+            box[o] = (0.0, BOX_COST_FACTOR * float(own.max()) if len(own) else 1.0)
+            origin[o] = f"{BOX_COST_FACTOR:g} x this run's costliest trial (no baseline measured it; moves with the trials)"
+    return box, origin
+
+
+def _own_range(archs: pd.DataFrame, o: str, direction: str) -> tuple[float, float]:
+    values = pd.to_numeric(archs[o], errors="coerce").astype(float).dropna()
+    if values.empty:
+        return (1.0, 0.0)
+    return (float(values.max()), float(values.min())) if direction == "maximize" else (float(values.min()), float(values.max()))
+
+
 __all__ = [
     "REFERENCE", "pareto_front", "non_dominated_mask", "hypervolume", "hypervolume_min",
-    "hypervolume_history", "objective_bounds", "normalise", "minimization_matrix", "resolve_directions",
+    "hypervolume_history", "fixed_box", "objective_bounds", "normalise", "minimization_matrix", "resolve_directions",
 ]

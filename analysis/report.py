@@ -8,6 +8,14 @@ network address.  Every figure sits in a div with a stable id (`fig-acc-macs`,
 `fig-acc-latency`, `fig-mca-heatmap`, `fig-parallel`, `fig-hypervolume`,
 and with --compare `fig-compare-front`, `fig-compare-hypervolume`) so that
 tests and people can find them.
+
+Accuracy is the mean over an architecture's seeds with its standard error
+(`record.stats`): the plots draw ± 1 SE as error bars, a note states the
+run's noise floor (`note-noise`), and the front table marks members that are
+not significantly more accurate than a cheaper member ("≈ #n").  The
+hypervolume is the share of a fixed box — chance accuracy and the baselines'
+costs, not the trials' own range — stated in `note-hv-reference` and reused
+for every run of a comparison.
 """
 from __future__ import annotations
 
@@ -22,12 +30,13 @@ from plotly.offline import get_plotlyjs
 
 from record.objectives import OBJECTIVES
 from record.rundir import STATUSES, TRAINED_STATUSES
+from record.stats import Z, describe_noise
 
 from . import figures
 from .cli import Parser, UserError, parse_objectives, run_main
 from .load import RunData, RunError, check_objectives, load_run
-from .pareto import hypervolume_history, objective_bounds, pareto_front
-from .select import knee_point
+from .pareto import fixed_box, hypervolume_history, pareto_front
+from .select import cheaper_equivalents, estimate_of, knee_point, noise_message
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; color: #222; }
@@ -35,9 +44,11 @@ header dl { display: grid; grid-template-columns: max-content auto; gap: .2em 1e
 header dt { font-weight: 600; } .note { color: #8a5a00; background: #fff6e0; padding: .5em 1em; }
 table { border-collapse: collapse; font-size: 90%; } td, th { border: 1px solid #ccc; padding: .2em .5em; }
 tr.knee { background: #ffe8a8; font-weight: 600; } td.mca { font-family: monospace; }
+td.noise { color: #8a5a00; }
 section { margin: 2em 0; }
 """
-TABLE_COLUMNS = ["label", "number", *OBJECTIVES, "mca_string", "mca_kernels", "ratio"]
+TABLE_COLUMNS = ["label", "number", *OBJECTIVES, "n_seeds", "mca_string", "mca_kernels", "ratio"]
+HV_AXIS = "hypervolume (share of the fixed box)"
 
 
 def _objectives(data: RunData, objectives: Sequence[str] | None) -> list[str]:
@@ -66,42 +77,78 @@ def _header(data: RunData, objectives: list[str]) -> str:
     items = [("run", data.name), ("directory", str(data.path)), ("sampler", data.meta.get("sampler", "?")),
              ("objectives", ", ".join(objectives)), ("trials done / requested", f"{done} / {requested}"),
              ("status counts", status), ("budget", data.meta.get("budget", "?")),
+             ("images per training", _sizes(data)),
+             ("seeds", f"baselines x{data.meta.get('baseline_seeds', 1)}, repeats {data.meta.get('repeats', 1)}"),
              ("created", data.meta.get("created", "?"))]
     rows = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in items)
     return f"<header><h1>Search report: {html.escape(data.name)}</h1><dl>{rows}</dl></header>"
 
 
-def _front_table(front: pd.DataFrame, knee_number: int | None, sort_by: str) -> str:
+def _sizes(data: RunData) -> str:
+    sizes = data.meta.get("data_sizes") or {}
+    if not sizes:
+        return "not recorded"
+    return f"{int(sizes.get('train', 0)):,} training, {int(sizes.get('val', 0)):,} validation"
+
+
+def _front_table(front: pd.DataFrame, knee_number: int | None, sort_by: str, same: dict[int, int]) -> str:
+    """The front, one row per architecture; `same` marks members within noise of a cheaper one (≈ #n)."""
     front = front.sort_values([sort_by, "number"])
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["selected", *TABLE_COLUMNS])
+    labels = {int(n): str(lab) for n, lab in zip(front["number"], front["label"])}
+    columns = ["selected", *TABLE_COLUMNS, "within noise"]
+    head = "".join(f"<th>{html.escape('seeds' if c == 'n_seeds' else c)}</th>" for c in columns)
     body = []
     for _, r in front.iterrows():
-        knee = knee_number is not None and int(r["number"]) == knee_number
+        number = int(r["number"])
+        knee = knee_number is not None and number == knee_number
         cells = ["★ knee" if knee else ""]
         for c in TABLE_COLUMNS:
             v = r[c]
-            if pd.isna(v):
+            if c == "val_acc" and pd.notna(v):
+                cells.append(estimate_of(r).show())
+            elif pd.isna(v):
                 cells.append("")
             elif c in OBJECTIVES:
                 cells.append(f"{int(v):,}" if OBJECTIVES[c].integer else format(float(v), OBJECTIVES[c].fmt))
             else:
                 cells.append(str(v))
-        tds = "".join(f'<td class="{"mca" if c == "mca_string" else ""}">{html.escape(x)}</td>'
-                      for c, x in zip(["selected", *TABLE_COLUMNS], cells))
-        body.append(f'<tr class="{"knee" if knee else ""}" data-number="{int(r["number"])}">{tds}</tr>')
+        cells.append(f"≈ {labels[same[number]]} (cheaper)" if number in same else "")
+        classes = {"mca_string": "mca", "within noise": "noise"}
+        tds = "".join(f'<td class="{classes.get(c, "")}">{html.escape(x)}</td>' for c, x in zip(columns, cells))
+        marks = " ".join(m for m in ("knee" if knee else "", "within-noise" if number in same else "") if m)
+        body.append(f'<tr class="{marks}" data-number="{number}">{tds}</tr>')
     return f'<table id="front-table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
-def _run_sections(data: RunData, objectives: list[str]) -> list[str]:
+def _box_note(box: dict[str, tuple[float, float]], origin: dict[str, str], source: str) -> str:
+    def show(o: str, v: float) -> str:
+        return OBJECTIVES[o].show(v) if o in OBJECTIVES else f"{v:g}"
+    parts = [f"{o} {show(o, ideal)} → {show(o, ref)} ({origin[o]})" for o, (ideal, ref) in box.items()]
+    return (f"Hypervolume: the share of a fixed box, from the ideal to the reference point, that the front "
+            f"dominates (1 = all of it); the box is {source}: " + "; ".join(parts) + ". It does not move with the "
+            "trials, so the curve rises only when the search finds something new.")
+
+
+def noise_floor(data: RunData) -> str:
+    """The run's noise floor in a line (record.stats), for the report."""
+    ok = data.ok
+    p = float(ok["val_acc"].mean()) if len(ok) else None
+    return describe_noise(data.sd_seed, data.seeded_archs, data.n_val, p)
+
+
+def _run_sections(data: RunData, objectives: list[str], box: dict, origin: dict) -> list[str]:
     ok = data.ok
     out: list[str] = []
-    failed = len(data.trials) - len(ok)
+    failed = int((data.trials["status"] != "ok").sum())
     if failed:
         out.append(_note(f"{failed} of {len(data.trials)} trials are not ok (failed, diverged or infeasible); "
                          "they are counted above and left out of every plot.", "note-not-ok"))
     if ok.empty:
         out.append(_note("no ok trial yet: nothing to plot.", "note-empty"))
         return out
+    out.append(_note(f"val_acc is the mean over an architecture's seeds ± its standard error (error bars: ± 1 SE); "
+                     f"front members closer than {Z:g} standard errors are indistinguishable. Noise floor: "
+                     + noise_floor(data) + ".", "note-noise"))
     out.append("<section><h2>Accuracy against cost</h2>")
     out.append(_figure_html(figures.tradeoff_figure(ok, "macs", "val_acc against MACs"), "fig-acc-macs"))
     if figures.with_cost(ok, "latency_ms").empty:
@@ -116,39 +163,48 @@ def _run_sections(data: RunData, objectives: list[str]) -> list[str]:
     out.append(_figure_html(figures.mca_heatmap(ok, front), "fig-mca-heatmap"))
     out.append(_figure_html(figures.parallel_figure(ok), "fig-parallel"))
     out.append("</section><section><h2>Search progress</h2>")
-    hist = hypervolume_history(data.trials, objectives)
-    out.append(_figure_html(figures.hypervolume_figure([(data.name, hist)], objectives,
-                                                       "normalised over this run's ok trials"), "fig-hypervolume"))
+    hist = hypervolume_history(data.trials, objectives, box=box)
+    out.append(_note(_box_note(box, origin, "this run's"), "note-hv-reference"))
+    out.append(_figure_html(figures.hypervolume_figure([(data.name, hist)], objectives, "share of the fixed box",
+                                                       yaxis_title=HV_AXIS), "fig-hypervolume"))
     out.append("</section>")
     knee = knee_point(front, objectives) if len(front) else None
     sort_by = next((o for o in objectives if o != "val_acc"), "macs")
-    out.append(f"<section><h2>Pareto front ({len(front)} of {len(ok)} ok trials, objectives "
+    same = cheaper_equivalents(front, objectives)
+    out.append(f"<section><h2>Pareto front ({len(front)} of {len(ok)} ok architectures, objectives "
                f"{html.escape(', '.join(objectives))})</h2>")
     if knee is not None:
         out.append(f"<p>Selected (knee point: closest to the ideal point after normalising each objective over "
                    f"the front): <b>{html.escape(str(knee['label']))}</b>, "
                    f"<code>python -m analysis.select {html.escape(str(data.path))} -o best.json</code></p>")
-    out.append(_front_table(front, None if knee is None else int(knee["number"]), sort_by))
+        knee_number = int(knee["number"])
+        if knee_number in same:
+            cheaper = front[front["number"] == same[knee_number]].iloc[0]
+            out.append(_note("Not significant: " + noise_message(knee, cheaper, objectives) + ".", "note-knee-noise"))
+    if same:
+        out.append(_note(f"{len(same)} front member{'s are' if len(same) != 1 else ' is'} not significantly more "
+                         f"accurate than a cheaper member (marked ≈ in the table: |Δval_acc| < {Z:g}·SE).",
+                         "note-within-noise"))
+    out.append(_front_table(front, None if knee is None else int(knee["number"]), sort_by, same))
     out.append("</section>")
     return out
 
 
-def _compare_sections(runs: list[RunData], objectives: list[str]) -> list[str]:
+def _compare_sections(runs: list[RunData], objectives: list[str], box: dict, origin: dict) -> list[str]:
     names: list[str] = []
     for i, r in enumerate(runs):  # legends must tell runs apart even when two share a name
         names.append(r.name if r.name not in names else f"{r.name} [{i + 1}]")
-    union = pd.concat([r.ok for r in runs], ignore_index=True)
-    bounds = objective_bounds(union, objectives)
     cost = next((o for o in objectives if o != "val_acc"), "macs")
-    curves = [(n, hypervolume_history(r.trials, objectives, bounds=bounds)) for n, r in zip(names, runs)]
-    rows = "".join(f"<li>{html.escape(n)}: {len(r.ok)} ok of {len(r.trials)} trials, sampler "
+    curves = [(n, hypervolume_history(r.trials, objectives, box=box)) for n, r in zip(names, runs)]
+    rows = "".join(f"<li>{html.escape(n)}: {len(r.ok)} ok architectures, {len(r.trials)} trials, sampler "
                    f"{html.escape(str(r.meta.get('sampler', '?')))} — {html.escape(str(r.path))}</li>"
                    for n, r in zip(names, runs))
     return [
         f"<section><h2>Comparison of {len(runs)} runs</h2><ul>{rows}</ul>",
         _figure_html(figures.compare_fronts_figure([(n, r.ok) for n, r in zip(names, runs)], cost), "fig-compare-front"),
-        _figure_html(figures.hypervolume_figure(curves, objectives, "normalised over the union of the runs"),
-                     "fig-compare-hypervolume"),
+        _note(_box_note(box, origin, f"{names[0]}'s, the same for every run"), "note-compare-hv-reference"),
+        _figure_html(figures.hypervolume_figure(curves, objectives, f"share of {names[0]}'s fixed box",
+                                                yaxis_title=HV_AXIS), "fig-compare-hypervolume"),
         "</section>",
     ]
 
@@ -163,9 +219,10 @@ def write_report(run_dirs: Sequence[Path], out_path: Path, objectives: Sequence[
         raise RunError("no run directory given")
     runs = [load_run(p) for p in run_dirs]
     objectives = _objectives(runs[0], objectives)
-    body = [_header(runs[0], objectives), *_run_sections(runs[0], objectives)]
+    box, origin = fixed_box(runs[0].archs, objectives)  # one box for the run and every run it is compared with
+    body = [_header(runs[0], objectives), *_run_sections(runs[0], objectives, box, origin)]
     if len(runs) > 1:
-        body += _compare_sections(runs, objectives)
+        body += _compare_sections(runs, objectives, box, origin)
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>Search report: {html.escape(runs[0].name)}</title><style>{CSS}</style>"
             f'<script type="text/javascript" id="plotlyjs">{get_plotlyjs()}</script></head>'

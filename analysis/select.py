@@ -10,6 +10,11 @@ front member closest (Euclidean) to the ideal point after normalising each
 objective to [0, 1] over the front (0 = best value on the front).  Unlike the
 "farthest from the line between the extremes" rule, it works for any number
 of objectives, including one.
+
+Architectures are compared on their mean val_acc over seeds.  When the pick
+is not significantly more accurate than a cheaper front member
+(|Δval_acc| < 2 · SE of the difference, `record.stats`), the command says
+so and names that member: on this run's evidence the cheaper one is as good.
 """
 from __future__ import annotations
 
@@ -22,12 +27,13 @@ import numpy as np
 import pandas as pd
 
 from record.objectives import OBJECTIVES
+from record.stats import Z, Estimate, cheaper_within_noise
 
 from .cli import Parser, UserError, parse_objectives, run_main
 from .load import RunData, load_run
 from .pareto import objective_values, normalise, objective_bounds, pareto_front, resolve_directions
 
-SHOW = ["label", "number", *OBJECTIVES, "mca_string", "mca_kernels", "ratio", "key"]
+SHOW = ["label", "number", *OBJECTIVES, "val_acc_se", "n_seeds", "mca_string", "mca_kernels", "ratio", "key"]
 
 
 class SelectionError(UserError):
@@ -94,6 +100,60 @@ def select(data: RunData, objectives: Sequence[str] | None = None, max_macs: flo
     return knee_point(front, objectives)
 
 
+def estimate_of(row: pd.Series) -> Estimate:
+    """val_acc ± se of an architecture row (`RunData.archs`)."""
+    se = row.get("val_acc_se", np.nan)
+    return Estimate(float(row["val_acc"]), float(se) if pd.notna(se) else np.nan, int(row.get("n_seeds", 1) or 0))
+
+
+def cost_objectives(objectives: Sequence[str]) -> list[str]:
+    """The objectives other than val_acc (all minimised in the vocabulary): what "cheaper" is judged on."""
+    return [o for o in objectives if o != "val_acc"]
+
+
+def cheaper_equivalents(front: pd.DataFrame, objectives: Sequence[str]) -> dict[int, int]:
+    """Trial number of each front member → that of a cheaper member within noise of it (`record.stats`)."""
+    costs = cost_objectives(objectives)
+    if "val_acc" not in objectives or not costs or front.empty:
+        return {}
+    rows = front[np.isfinite(objective_values(front, ["val_acc", *costs])).all(axis=1)]
+    items = [(int(r["number"]), estimate_of(r), [float(r[c]) for c in costs]) for _, r in rows.iterrows()]
+    return cheaper_within_noise(items)
+
+
+def not_significantly_better(data: RunData, row: pd.Series, objectives: Sequence[str] | None = None) -> pd.Series | None:
+    """A cheaper front member whose val_acc is within noise of the chosen `row`'s, or None.
+
+    "Cheaper" is judged on the run's cost objectives (every one no worse, one
+    better); the front is the run's, on means.  Of several, the one with the
+    smallest first cost is returned: the cheapest design this run cannot
+    tell apart from the pick.
+    """
+    objectives = list(objectives or data.objectives)
+    costs = cost_objectives(objectives)
+    if not costs:
+        return None
+    ok = data.ok
+    front = pareto_front(ok, objectives)
+    candidates = pd.concat([front[front["number"] != row["number"]], row.to_frame().T], ignore_index=True)
+    for c in ("number", "n_seeds"):
+        candidates[c] = candidates[c].astype(int)
+    same = cheaper_equivalents(candidates, objectives)
+    match = same.get(int(row["number"]))
+    return None if match is None else front[front["number"] == match].iloc[0]
+
+
+def noise_message(row: pd.Series, cheaper: pd.Series, objectives: Sequence[str]) -> str:
+    """`#12 (0.4520 ± 0.0210) is not significantly better than the cheaper front member #5 (...)`."""
+    a, b = estimate_of(row), estimate_of(cheaper)
+    limit = Z * float(np.hypot(a.se, b.se))
+    costs = ", ".join(f"{c} {OBJECTIVES[c].show(float(cheaper[c]))} vs {OBJECTIVES[c].show(float(row[c]))}"
+                      for c in cost_objectives(objectives))
+    return (f"{row['label']} (val_acc {a.show()}) is not significantly better than the cheaper front member "
+            f"{cheaper['label']} (val_acc {b.show()}; {costs}): |Δval_acc| = {abs(a.mean - b.mean):.4f} < "
+            f"{Z:g}·SE = {limit:.4f}; consider {cheaper['label']}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = Parser(prog="python -m analysis.select",
                description="Choose an architecture from a search run and write it as ArchConfig JSON "
@@ -121,8 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
     how = "best val_acc within budget" if args.max_macs is not None or args.max_latency_ms is not None \
         else f"knee point of the {','.join(objectives)} front"
-    print(f"selected ({how}):")
+    print(f"selected ({how}; val_acc is the mean over seeds, val_acc_se its standard error):")
     print(row[[c for c in SHOW if c in row.index]].to_frame().T.to_string(index=False))
+    cheaper = not_significantly_better(data, row, objectives)
+    if cheaper is not None:
+        print("note: " + noise_message(row, cheaper, objectives))
     print(f"wrote {out}")
     return 0
 

@@ -65,6 +65,8 @@ def smoke_run(cifar_dir, tmp_path_factory):
     """A real 6-trial smoke search on a local Ray (with dashboard): (run dir, finished process).
 
     The analysis tests read this run directory too, so it is made once per session.
+    One seed per baseline (`--baseline-seeds 1`), so its 6 trials are 6
+    architectures; seeds and repeats have their own search test.
     """
     import subprocess
     import sys
@@ -72,6 +74,7 @@ def smoke_run(cifar_dir, tmp_path_factory):
     storage = tmp_path_factory.mktemp("runs")
     proc = subprocess.run(
         [sys.executable, "-m", "search.run", "--trials", "6", "--budget", "smoke", "--max-concurrent", "2",
+         "--baseline-seeds", "1",
          "--objectives", "val_acc,macs", "--data-dir", str(cifar_dir), "--storage-path", str(storage),
          "--name", "e2e", "--dashboard-port", str(_free_port())],
         cwd=REPO, capture_output=True, text=True, timeout=900,

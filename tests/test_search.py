@@ -53,7 +53,7 @@ def test_end_to_end_local_cluster(smoke_run):
 
 def test_resume_after_sigkill(ray_cluster, cifar_dir, tmp_path):
     args = smoke_args(cifar_dir, tmp_path, "killed", "--trials", "5", "--objectives", "val_acc,macs",
-                      "--max-concurrent", "1", "--address", ray_cluster)
+                      "--max-concurrent", "1", "--baseline-seeds", "1", "--address", ray_cluster)
     proc = subprocess.Popen([sys.executable, "-m", "search.run", *args], cwd=REPO, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     table = tmp_path / "killed" / "trials.csv"
@@ -86,7 +86,8 @@ def test_failures_and_infeasible_are_recorded(ray_cluster, cifar_dir, tmp_path):
     limit = (macs["all_mca"] + macs["selective_mca"]) / 2  # all_mca is over budget, the rest fit
     env = {"GHOSTNAS_FAIL_KEYS": PRESETS["ghostnet"].key}
     done = search(*smoke_args(cifar_dir, tmp_path, "faults", "--trials", "4", "--objectives", "val_acc,macs",
-                              "--max-macs", str(limit), "--sampler", "random", "--address", ray_cluster), env=env)
+                              "--max-macs", str(limit), "--sampler", "random", "--baseline-seeds", "1",
+                              "--address", ray_cluster), env=env)
     assert done.returncode == 0, done.stderr
     rows = read_rows(tmp_path / "faults")
     by_preset = {r["preset"]: r for r in rows if r["preset"]}
@@ -121,6 +122,8 @@ def test_same_seed_same_architectures(ray_cluster, cifar_dir, tmp_path):
         (["--kernel-sets", "3-4"], "kernels"),
         (["--bogus-flag"], "unrecognized arguments: --bogus-flag"),
         (["--resume", "--name", "nope"], "no search run to resume"),
+        (["--repeats", "0"], "--repeats must be at least 1"),
+        (["--val-size", "999999"], "--val-size 999999 leaves no training images"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(cifar_dir, tmp_path, args, message):
@@ -144,7 +147,8 @@ def test_help_lists_the_flags():
     done = search("--help", timeout=120)
     assert done.returncode == 0
     for flag in ("--trials", "--objectives", "--sampler", "--budget", "--resume", "--address",
-                 "--max-concurrent", "--max-macs", "--baselines", "--storage-path"):
+                 "--max-concurrent", "--max-macs", "--baselines", "--storage-path", "--baseline-seeds", "--repeats",
+                 "--val-size"):
         assert flag in done.stdout
 
 
@@ -210,3 +214,74 @@ def test_resume_with_only_the_name_keeps_every_stored_setting(ray_cluster, cifar
     changed = search(*where, "--resume", "--epochs", "2")
     assert changed.returncode == 2 and len(changed.stderr.strip().splitlines()) == 1
     assert "created with epochs=1" in changed.stderr
+
+
+def test_seeds_and_repeats_across_sigkill(ray_cluster, cifar_dir, tmp_path):
+    """Baselines with 2 seeds, --repeats 2, a kill -9 in the middle and --resume (real Ray, real Optuna).
+
+    Every architecture trained with K seeds has K rows; its mean and standard
+    error are numpy's on them; no (architecture, seed) pair is trained twice;
+    the study's newest trial of each architecture carries its mean.
+    """
+    import numpy as np
+    import optuna
+
+    from analysis.load import load_run
+    from search.searcher import STUDY_NAME
+    from space import SearchSpace, build_model, count_macs
+
+    limit = (count_macs(build_model(PRESETS["all_mca"])) + count_macs(build_model(PRESETS["cnn"]))) / 2
+    args = smoke_args(cifar_dir, tmp_path, "seeds", "--trials", "7", "--objectives", "val_acc,macs",
+                      "--baseline-seeds", "2", "--repeats", "2", "--max-macs", str(limit), "--sampler", "random",
+                      "--epochs", "1", "--train-size", "256", "--max-concurrent", "1", "--address", ray_cluster)
+    run = tmp_path / "seeds"
+    proc = _start(args)
+    _wait_for_rows(proc, run, 3)  # in the middle of the baselines' seeds
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    before = read_rows(run)
+    done = search(*args[:-2], "--resume", "--address", ray_cluster)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = read_rows(run)
+    assert rows[: len(before)] == before, "finished trainings are kept as they were"
+
+    trained = [r for r in rows if r["status"] in TRAINED_STATUSES]
+    assert len(trained) == 7, "--trials counts trainings"
+    pairs = [(r["key"], r["seed"]) for r in trained]
+    assert len(set(pairs)) == len(pairs), "no (architecture, seed) pair is trained twice"
+    for name in ("cnn", "ghostnet", "selective_mca"):
+        seeds = sorted(int(r["seed"]) for r in trained if r["preset"] == name)
+        assert seeds == [0, 1], f"{name} has one result per baseline seed"
+    assert [r["status"] for r in rows if r["preset"] == "all_mca"] == ["infeasible"]
+
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["baseline_seeds"] == 2 and meta["repeats"] == 2 and meta["attempts"] == 2
+    assert meta["val_size"] == meta["data_sizes"]["val"] == 1034  # default on the 5,170-image sample
+    data = load_run(run)
+    accs = {}
+    for r in trained:
+        if r["status"] == "ok":
+            accs.setdefault(r["key"], []).append(float(r["val_acc"]))
+    multi = {k: np.array(v) for k, v in accs.items() if len(v) >= 2}
+    assert len(multi) >= 3
+    sd = np.sqrt(sum(np.var(v, ddof=1) * (len(v) - 1) for v in multi.values())
+                 / sum(len(v) - 1 for v in multi.values()))
+    archs = data.archs.set_index("key")
+    for key, v in multi.items():
+        p = v.mean()
+        se = np.sqrt(sd ** 2 / len(v) + p * (1 - p) / 1034 / len(v))
+        assert archs.loc[key, "n_seeds"] == len(v)
+        assert archs.loc[key, "val_acc"] == pytest.approx(np.mean(v), abs=1e-12)
+        assert archs.loc[key, "val_acc_se"] == pytest.approx(se, rel=1e-9)
+
+    # The sampler learned the means: each in-menu architecture's newest COMPLETE trial holds its mean.
+    study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{run / 'study.db'}")
+    space = SearchSpace()
+    newest = {}
+    for t in sorted(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)), key=lambda t: t.number):
+        newest[space.from_params(t.params).key] = t.values
+    for key, v in accs.items():
+        if key != PRESETS["cnn"].key:  # s=1 is outside the default menu: never an Optuna trial
+            assert newest[key][0] == pytest.approx(np.mean(v), abs=1e-12), key
+    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    assert " ± " in done.stdout and "noise: seed noise" in done.stdout

@@ -5,8 +5,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from record.arch import to_flat
 from search.ledger import Ledger
-from search.searcher import STUDY_NAME, ArchSearcher, heal_study, make_optuna_search, make_sampler, point_of
+from search.searcher import (STUDY_NAME, ArchSearcher, heal_study, make_optuna_search, make_sampler, point_of,
+                             reconcile_study)
 from space import PRESETS, ArchConfig, SearchSpace, build_model, count_macs
 
 SPACE = SearchSpace()
@@ -20,14 +22,16 @@ def macs_of(arch: ArchConfig, _cache={}) -> int:
     return _cache[arch.key]
 
 
-def make(tmp_path, sampler="random", points=(), max_macs=None, references=()):
+def make(tmp_path, sampler="random", points=(), max_macs=None, references=(), **seeding):
+    """`seeding`: ArchSearcher's repeats / baseline_keys / baseline_seeds."""
     url = f"sqlite:///{tmp_path / 'study.db'}"
     inner = make_optuna_search(SPACE, OBJECTIVES, DIRECTIONS, make_sampler(sampler, 3, 4), url, list(points),
                                max_macs=max_macs, macs_of=macs_of)
     infeasible: list[tuple[str, int]] = []
-    known = Ledger(OBJECTIVES, DIRECTIONS)
+    known = Ledger(OBJECTIVES, DIRECTIONS, n_val=1000)
     searcher = ArchSearcher(inner, SPACE, OBJECTIVES, DIRECTIONS, known, macs_of, max_macs,
-                            lambda a, m: infeasible.append((a.key, m)), references=list(references))
+                            lambda a, m: infeasible.append((a.key, m)), references=list(references),
+                            storage_url=url, **seeding)
     study = optuna.load_study(study_name=STUDY_NAME, storage=url)
     return searcher, known, infeasible, study
 
@@ -113,3 +117,65 @@ def test_every_sampler_drives_the_space(tmp_path, sampler):
         config = searcher.suggest(f"t{i}")
         keys.add(finish(searcher, known, f"t{i}", config, val_acc=0.1 * i).key)
     assert len(keys) == 5
+
+
+def finish_seed(searcher, known, trial_id, config, val_acc):
+    """As `finish`, for the training of `config["seed"]`."""
+    arch = ArchConfig.from_dict(config["arch"])
+    values = [val_acc, macs_of(arch)]
+    known.record({**ok_row(arch, values), **to_flat(arch), "seed": str(config["seed"])})
+    searcher.on_trial_complete(trial_id, {"status": "ok", "val_acc": values[0], "macs": values[1]})
+    return arch
+
+
+def test_repeats_wait_for_their_seeds_then_tell_the_mean(tmp_path):
+    """--repeats 3: the front member gets seeds 1 and 2; Optuna hears once, the mean, when they are done."""
+    import numpy as np
+
+    searcher, known, _, study = make(tmp_path, repeats=3)
+    first = searcher.suggest("t0")
+    arch = finish_seed(searcher, known, "t0", first, 0.6)
+    assert first["seed"] == 0
+    assert [t.state for t in study.get_trials()] == [TrialState.RUNNING], "not told a single seed"
+    repeats = [searcher.suggest("t1"), searcher.suggest("t2")]
+    assert [ArchConfig.from_dict(c["arch"]).key for c in repeats] == [arch.key, arch.key]
+    assert [c["seed"] for c in repeats] == [1, 2], "new seeds, never one already taken"
+    finish_seed(searcher, known, "t1", repeats[0], 0.5)
+    finish_seed(searcher, known, "t2", repeats[1], 0.64)
+    nxt = searcher.suggest("t3")
+    assert ArchConfig.from_dict(nxt["arch"]).key != arch.key and nxt["seed"] == 0
+    told = study.get_trials()[0]
+    assert told.state == TrialState.COMPLETE and told.values == pytest.approx([np.mean([0.6, 0.5, 0.64]), macs_of(arch)])
+    est = known.estimate(arch.key)
+    assert est.n == 3 and est.mean == pytest.approx(np.mean([0.6, 0.5, 0.64]))
+    p = est.mean
+    sd = np.std([0.6, 0.5, 0.64], ddof=1)
+    assert est.se == pytest.approx(np.sqrt(sd ** 2 / 3 + p * (1 - p) / 1000 / 3))
+    assert searcher.repeat_trainings == 2
+
+
+def test_baselines_are_trained_with_their_seeds(tmp_path):
+    points = [p for p in (point_of(SPACE, c) for c in PRESETS.values()) if p]
+    refs = [c for c in PRESETS.values() if point_of(SPACE, c) is None]
+    searcher, known, _, study = make(tmp_path, points=points, references=refs, baseline_seeds=2,
+                                     baseline_keys=[c.key for c in PRESETS.values()])
+    configs = [searcher.suggest(f"t{i}") for i in range(8)]
+    pairs = [(ArchConfig.from_dict(c["arch"]).key, c["seed"]) for c in configs]
+    assert sorted(pairs) == sorted((c.key, s) for c in PRESETS.values() for s in (0, 1))
+    # Optuna knows nothing until an architecture's seeds are in: every baseline trial is still open.
+    assert all(t.state == TrialState.RUNNING for t in study.get_trials())
+
+
+def test_a_mean_that_moves_after_the_tell_becomes_a_new_trial(tmp_path):
+    """Optuna's finished trials are immutable: a later seed adds a trial with the new mean (on resume too)."""
+    searcher, known, _, study = make(tmp_path)
+    config = searcher.suggest("t0")
+    arch = finish_seed(searcher, known, "t0", config, 0.6)  # one seed, told at once
+    assert [t.values for t in study.get_trials()] == [[0.6, macs_of(arch)]]
+    known.record({**ok_row(arch, [0.4, macs_of(arch)]), **to_flat(arch), "seed": "1"})  # e.g. a repeat in a later attempt
+    assert reconcile_study(f"sqlite:///{tmp_path / 'study.db'}", known, SPACE) == 1
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert trials[0].values == [0.6, macs_of(arch)] and trials[1].values == pytest.approx([0.5, macs_of(arch)])
+    assert trials[1].params == trials[0].params
+    assert reconcile_study(f"sqlite:///{tmp_path / 'study.db'}", known, SPACE) == 0, "already agrees"

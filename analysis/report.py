@@ -44,7 +44,7 @@ header dl { display: grid; grid-template-columns: max-content auto; gap: .2em 1e
 header dt { font-weight: 600; } .note { color: #8a5a00; background: #fff6e0; padding: .5em 1em; }
 table { border-collapse: collapse; font-size: 90%; } td, th { border: 1px solid #ccc; padding: .2em .5em; }
 tr.knee { background: #ffe8a8; font-weight: 600; } td.mca { font-family: monospace; }
-td.noise { color: #8a5a00; }
+td.noise { color: #8a5a00; } td.acc { white-space: nowrap; }
 section { margin: 2em 0; }
 """
 TABLE_COLUMNS = ["label", "number", *OBJECTIVES, "n_seeds", "mca_string", "mca_kernels", "ratio"]
@@ -113,7 +113,7 @@ def _front_table(front: pd.DataFrame, knee_number: int | None, sort_by: str, sam
             else:
                 cells.append(str(v))
         cells.append(f"≈ {labels[same[number]]} (cheaper)" if number in same else "")
-        classes = {"mca_string": "mca", "within noise": "noise"}
+        classes = {"mca_string": "mca", "within noise": "noise", "val_acc": "acc"}
         tds = "".join(f'<td class="{classes.get(c, "")}">{html.escape(x)}</td>' for c, x in zip(columns, cells))
         marks = " ".join(m for m in ("knee" if knee else "", "within-noise" if number in same else "") if m)
         body.append(f'<tr class="{marks}" data-number="{number}">{tds}</tr>')

@@ -83,7 +83,7 @@ def build_run(
         "sampler": "random",
         "seed": seed,
         "budget": "synthetic",
-        "trials": trials if trials is not None else len(archs),
+        "trials": trials if trials is not None else len(archs) * seeds,
         "search_space": {"kernel_sets": [[3, 5, 7], [5, 7, 11], [7, 11, 21]], "ratios": [2, 3, 4], "width": 1.0},
         "baselines": list(PRESETS) if baselines else [],
         "data_dir": "",

@@ -171,3 +171,31 @@ def test_compare_synthetic_runs_in_chromium(browser, synthetic_runs, tmp_path):
     page, errors, blocked = open_report(browser, out)
     _check_compare(page, synthetic_runs)
     finish(page, errors, blocked, "report-compare-synthetic.png")
+
+
+def error_bar_traces(page, fig_id: str) -> int:
+    """Traces of a figure that carry visible error bars (Plotly `error_y`)."""
+    return page.evaluate("id => document.getElementById(id).data.filter(t => t.error_y && t.error_y.visible).length",
+                         fig_id)
+
+
+def drawn_error_bars(page, fig_id: str) -> int:
+    return page.evaluate("id => document.getElementById(id).querySelectorAll('.errorbar path.yerror').length", fig_id)
+
+
+def test_error_bars_in_chromium(browser, synthetic_runs, tmp_path):
+    """A run with 3 seeds per architecture: ± 1 SE on every point of the accuracy-cost plots."""
+    run = build_run(tmp_path / "seeded", 3, seeds=3, statuses=["ok"] * 5 + ["failed", "ok"])
+    out = write_report([run, synthetic_runs[1]], tmp_path / "seeded.html")
+    page, errors, blocked = open_report(browser, out)
+    check_run_figures(page, run)
+    ok = load_run(run).ok
+    for fig_id, cost in (("fig-acc-macs", "macs"), ("fig-acc-latency", "latency_ms")):
+        assert error_bar_traces(page, fig_id) == 2, fig_id  # all architectures, and the front
+        pts, front, _ = expected_tradeoff(ok, cost)
+        assert drawn_error_bars(page, fig_id) == pts + front, fig_id
+        bars = page.evaluate(f"() => document.getElementById('{fig_id}').data[0].error_y.array")
+        assert bars == pytest.approx(list(ok.sort_index()["val_acc_se"]))
+    assert error_bar_traces(page, "fig-compare-front") == 2  # one front per run
+    assert page.locator("#note-noise").count() == 1 and page.locator("#note-hv-reference").count() == 1
+    finish(page, errors, blocked, "report-error-bars.png")

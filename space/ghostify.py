@@ -43,6 +43,9 @@ from typing import Callable, Collection
 import torch
 from torch import nn
 
+from .ghost import GhostModule
+from .mca import MCA
+
 Keep = Callable[[str, nn.Module], bool]
 """Decides, from a layer's dotted name and the layer (a Conv2d or Linear), that it stays plain."""
 
@@ -153,6 +156,15 @@ def keep_names(names: Collection[str]) -> Keep:
     return lambda name, layer: name in chosen
 
 
+def _leave_alone(layer: nn.Module) -> bool:
+    """Layers ghostify never looks inside: Ghost modules already (no ghosts of ghosts) and MCA blocks.
+
+    MCA's 1x1 convs (q, k, v, projection) compute attention; they are not
+    the feature convs the Ghost paper replaces.
+    """
+    return isinstance(layer, (GhostConv2d, GhostLinear, GhostModule, MCA))
+
+
 def _replacement(layer: nn.Module, ratio: int, dw_size: int, linear: bool) -> nn.Module | None:
     """The Ghost stand-in for `layer`, or None when it is not a layer ghostify replaces."""
     if type(layer) is nn.Conv2d and layer.groups == 1:
@@ -169,7 +181,9 @@ def ghostify(model: nn.Module, ratio: int, dw_size: int = 3, keep: Keep | Collec
     `keep` is a predicate `(name, layer) -> bool` or a collection of dotted
     layer names (`keep_names`); None means `keep_stem_and_grouped`.  Grouped
     convs are never replaced, whatever `keep` says, and neither are
-    subclasses of Conv2d / Linear (they are someone's special layer).
+    subclasses of Conv2d / Linear (they are someone's special layer), nor
+    anything inside a Ghost module or an MCA block (`_leave_alone`), so
+    ghostifying twice changes nothing.
     `linear=True` replaces the `nn.Linear` layers not kept as well
     (`GhostLinear`).  `ratio` 1 returns the model untouched (a Ghost module
     with s = 1 is the plain conv).  Replacements are new, untrained modules
@@ -188,7 +202,13 @@ def ghostify(model: nn.Module, ratio: int, dw_size: int = 3, keep: Keep | Collec
         keep = keep_names(keep)
     # Collect first, then swap: replacing while iterating named_modules would walk the new modules.
     targets = []
+    skip: list[str] = []  # prefixes of modules left alone
     for name, layer in model.named_modules():
+        if any(name.startswith(prefix) for prefix in skip):
+            continue
+        if _leave_alone(layer):
+            skip.append(f"{name}." if name else "")
+            continue
         new = None if keep(name, layer) else _replacement(layer, ratio, dw_size, linear)
         if new is not None:
             targets.append((name, new))

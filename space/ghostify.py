@@ -17,7 +17,8 @@ Adding a BN + ReLU inside would normalise twice and put a ReLU before the
 residual sum where the original network has none (ResNet's last conv of a
 block).  This matches Huawei's released Ghost-ResNet-50, whose GhostModule's
 forward is conv -> depthwise conv -> concat, and it reproduces the paper's
-counts (tests/test_backbones.py).
+counts within 2 % but for two MAC figures the paper itself cannot have
+measured with d = 3 (tests/test_backbones.py says which and why).
 
 Which convs stay plain (`keep`, default `keep_stem_and_grouped`):
 - the stem, recognised as a conv reading 3 input channels: it is a small

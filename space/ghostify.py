@@ -44,7 +44,7 @@ from typing import Callable, Collection
 import torch
 from torch import nn
 
-from .ghost import GhostModule
+from .ghost import GhostModule, ghost_maps
 from .mca import MCA
 
 Keep = Callable[[str, nn.Module], bool]
@@ -93,11 +93,7 @@ class GhostConv2d(nn.Module):
         return module.to(device=conv.weight.device, dtype=conv.weight.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        intrinsic = self.primary_conv(x)
-        if self.cheap_operation is None:
-            return intrinsic
-        out = torch.cat([intrinsic, self.cheap_operation(intrinsic)], dim=1)
-        return out[:, : self.out_channels]
+        return ghost_maps(self.primary_conv(x), self.cheap_operation, self.out_channels)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.primary_conv.kernel_size}, "

@@ -166,3 +166,22 @@ def compare_fronts_figure(runs: Sequence[tuple[str, pd.DataFrame]], cost: str) -
                       yaxis_title=LABELS["val_acc"], xaxis_tickformat="~s", template="plotly_white", height=480,
                       legend=dict(orientation="h", y=-0.2))
     return fig
+
+
+def fidelity_figure(pairs: pd.DataFrame, epochs: int, tau: float, tau_ci: tuple[float, float]) -> go.Figure:
+    """Proxy val_acc against the reference training's, one point per re-trained architecture, y = x dashed."""
+    lo = float(min(pairs["proxy"].min(), pairs["reference"].min()))
+    hi = float(max(pairs["proxy"].max(), pairs["reference"].max()))
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(name="y = x", x=[lo, hi], y=[lo, hi], mode="lines",
+                             line=dict(color=FAINT, dash="dash"), hoverinfo="skip"))
+    fig.add_trace(go.Scatter(
+        name=f"re-trained ({len(pairs)})", x=_vals(pairs["proxy"]), y=_vals(pairs["reference"]),
+        mode="markers+text", text=list(pairs["label"].astype(str)), textposition="top center",
+        marker=dict(color=FRONT, size=10),
+        hovertemplate="%{text}<br>proxy %{x:.4f}<br>reference %{y:.4f}<extra></extra>"))
+    fig.update_layout(title=f"Proxy against {epochs}-epoch reference: Kendall τ = {tau:.2f} "
+                            f"[{tau_ci[0]:.2f}, {tau_ci[1]:.2f}]",
+                      xaxis_title="val_acc, proxy (the search's budget)", yaxis_title="val_acc, reference training",
+                      template="plotly_white", height=440, legend=dict(orientation="h", y=-0.2))
+    return fig

@@ -84,7 +84,7 @@ def _train(job: tuple[str, dict, str, int, int, int]) -> dict:
     name, arch, budget_name, epochs, train_size, seed = job
     budget = get_budget("cpu", epochs=epochs, train_size=train_size)
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    result = train_proxy(ArchConfig.from_dict(arch), _DATA, budget, "cpu", seed=seed)
+    result = train_proxy(ArchConfig.from_dict(arch), _DATA, budget, "cpu", seed=seed, eval_every=epochs)
     return {"arch": name, "key": ArchConfig.from_dict(arch).key, "budget": budget_name, "seed": seed,
             "val_acc": result.val_acc if result.val_acc is not None else float("nan"),
             "cpu_seconds": time.process_time() - cpu0, "wall_seconds": time.perf_counter() - wall0}

@@ -33,6 +33,7 @@ from record.rundir import STATUSES, TRAINED_STATUSES
 from record.stats import Z, describe_noise
 
 from . import figures
+from .fidelity import fidelity, load_fidelity
 from .cli import Parser, UserError, parse_objectives, run_main
 from .load import RunData, RunError, check_objectives, load_run
 from .pareto import fixed_box, hypervolume_history, pareto_front
@@ -186,6 +187,27 @@ def _run_sections(data: RunData, objectives: list[str], box: dict, origin: dict)
                          f"accurate than a cheaper member (marked ≈ in the table: |Δval_acc| < {Z:g}·SE).",
                          "note-within-noise"))
     out.append(_front_table(front, None if knee is None else int(knee["number"]), sort_by, same))
+    out.append("</section>")
+    out += _fidelity_section(data, objectives)
+    return out
+
+
+def _fidelity_section(data: RunData, objectives: list[str]) -> list[str]:
+    """"Can you trust this front?": proxy against reference accuracy, when search.fidelity has run."""
+    reference = load_fidelity(data.path)
+    if reference is None:
+        return []
+    head = '<section id="fidelity"><h2>Can you trust this front?</h2>'
+    result = fidelity(data.ok, reference, objectives)
+    if result is None:
+        return [head, _note("fewer than 3 architectures have both a proxy and a reference result yet.",
+                            "note-fidelity-empty"), "</section>"]
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in result.lines())
+    out = [head, f'<ul id="fidelity-stats">{items}</ul>']
+    if result.warning():
+        out.append(_note(result.warning(), "note-fidelity-warning"))
+    out.append(_figure_html(figures.fidelity_figure(result.pairs, result.epochs, result.tau, result.tau_ci),
+                            "fig-fidelity"))
     out.append("</section>")
     return out
 

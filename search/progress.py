@@ -17,9 +17,10 @@ from record.objectives import OBJECTIVES
 from record.rundir import RESULT_COLUMNS, SEED_COLUMN, TrialsTable
 from record.stats import Estimate
 from search.ledger import Ledger
-from space import PRESETS, ArchConfig
+from space import BACKBONES, ArchConfig, presets_for
 
-PRESET_BY_KEY = {cfg.key: name for name, cfg in PRESETS.items()}
+# Keys differ between backbones, so one map names the presets of all of them.
+PRESET_BY_KEY = {cfg.key: name for b in BACKBONES for name, cfg in presets_for(b).items()}
 
 
 def fmt_duration(seconds: float) -> str:

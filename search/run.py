@@ -47,7 +47,8 @@ def prepare(opts: Options) -> tuple[Options, Any, Any, RunDir | None, dict[str, 
         if stored is not None:
             opts = merge_stored(opts, stored.meta)
         try:
-            space = SearchSpace(kernel_sets=opts.kernel_sets, ratios=opts.ratios, width=opts.width)
+            space = SearchSpace(kernel_sets=opts.kernel_sets, ratios=opts.ratios, width=opts.width,
+                                backbone=opts.backbone)
         except ValueError as exc:
             raise UserError(f"bad search space: {exc}") from None
         data = load_cifar10(opts.data_dir, download=opts.download)  # DataError is a UserError
@@ -76,7 +77,7 @@ def prepare(opts: Options) -> tuple[Options, Any, Any, RunDir | None, dict[str, 
 
 
 def create_run(opts: Options, space) -> RunDir:
-    from space import PRESETS
+    from space import presets_for
 
     return RunDir.create(opts.run_path, {
         "name": opts.name,
@@ -84,9 +85,9 @@ def create_run(opts: Options, space) -> RunDir:
         "directions": list(opts.directions),
         "trials": opts.trials,
         "search_space": space.to_dict(),
-        "baseline_presets": list(PRESETS) if opts.baselines else [],
+        "baseline_presets": list(presets_for(opts.backbone)) if opts.baselines else [],
         "data_dir": str(opts.data_dir),
-    })
+    }, n_mca=space.n_blocks)
 
 
 def run(opts: Options) -> int:
@@ -130,8 +131,8 @@ def search(opts: Options, space, budget, rundir: RunDir, sizes: dict[str, int]) 
     max_concurrent = opts.max_concurrent or _fitting_trials(opts)
     tuner = make_tuner(opts, rundir, searcher, writer, budget, device, remaining, attempt, max_concurrent)
     print(f"searching: {remaining} trials to go of {opts.trials}, sampler {opts.sampler}, "
-          f"objectives {','.join(opts.objectives)}, budget {opts.budget}, up to {max_concurrent} at once; "
-          f"{sizes['train']} training / {sizes['val']} validation images, "
+          f"objectives {','.join(opts.objectives)}, backbone {opts.backbone}, budget {opts.budget}, "
+          f"up to {max_concurrent} at once; {sizes['train']} training / {sizes['val']} validation images, "
           f"baselines x{opts.baseline_seeds if opts.baselines else 0} seeds, repeats {opts.repeats}", flush=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -150,7 +151,7 @@ def make_searcher(opts: Options, space, rundir: RunDir, ledger, writer, attempt:
 
     from search.progress import trial_row
     from search.searcher import STUDY_NAME, ArchSearcher, make_optuna_search, make_sampler, point_of, reconcile_study
-    from space import PRESETS
+    from space import presets_for
 
     objectives, directions = list(opts.objectives), list(opts.directions)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -159,7 +160,7 @@ def make_searcher(opts: Options, space, rundir: RunDir, ledger, writer, attempt:
     # A resumed run draws a fresh random stream: replaying the first attempt's
     # start-up samples would only produce duplicates.
     sampler = make_sampler(opts.sampler, opts.seed + attempt - 1, opts.population_size)
-    baselines = [cfg for cfg in PRESETS.values() if opts.baselines and cfg.key not in ledger]
+    baselines = [cfg for cfg in presets_for(opts.backbone).values() if opts.baselines and cfg.key not in ledger]
     points = [p for p in (point_of(space, cfg) for cfg in baselines) if p is not None]
     references = [cfg for cfg in baselines if point_of(space, cfg) is None]
     inner = make_optuna_search(space, objectives, directions, sampler, rundir.study_url, points,
@@ -170,11 +171,11 @@ def make_searcher(opts: Options, space, rundir: RunDir, ledger, writer, attempt:
                       error=f"macs {macs} above --max-macs {opts.max_macs:g}")
 
     exhausted: list[bool] = []
+    baseline_keys = [cfg.key for cfg in presets_for(opts.backbone).values()] if opts.baselines else []
     searcher = ArchSearcher(inner, space, objectives, directions, ledger, lambda a: _cost(a)[0], opts.max_macs,
                             on_infeasible, on_exhausted=lambda: exhausted.append(True), references=references,
                             seed=opts.seed, repeats=opts.repeats, storage_url=rundir.study_url,
-                            baseline_keys=[cfg.key for cfg in PRESETS.values()] if opts.baselines else (),
-                            baseline_seeds=opts.baseline_seeds)
+                            baseline_keys=baseline_keys, baseline_seeds=opts.baseline_seeds)
     return searcher, exhausted
 
 

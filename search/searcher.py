@@ -45,7 +45,7 @@ from ray.tune.search.optuna import OptunaSearch
 from record.arch import from_flat
 from record.objectives import Direction, ray_mode
 from search.ledger import Ledger
-from space import N_BLOCKS, ArchConfig, SearchSpace
+from space import ArchConfig, SearchSpace
 from space.search_space import mca_param
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def heal_study(storage_url: str, ledger: Ledger, space: SearchSpace) -> None:
 
 def distributions_of(space: SearchSpace) -> dict[str, CategoricalDistribution]:
     """The distributions `SearchSpace.suggest` asks for, to add a trial by hand."""
-    out = {mca_param(i): CategoricalDistribution([False, True]) for i in range(N_BLOCKS)}
+    out = {mca_param(i): CategoricalDistribution([False, True]) for i in range(space.n_blocks)}
     out["kernels"] = CategoricalDistribution(space.kernel_choices)
     out["ratio"] = CategoricalDistribution(list(space.ratios))
     return out

@@ -219,6 +219,9 @@ def test_resume_with_only_the_name_keeps_every_stored_setting(ray_cluster, cifar
 def test_seeds_and_repeats_across_sigkill(ray_cluster, cifar_dir, tmp_path):
     """Baselines with 2 seeds, --repeats 2, a kill -9 in the middle and --resume (real Ray, real Optuna).
 
+    The 6 trainings are the 3 feasible baselines x 2 seeds; their second seeds
+    take the searcher's repeat path (`ArchSearcher._next_repeat`, a seed in
+    the trial config), which test_searcher drives for --repeats proper.
     Every architecture trained with K seeds has K rows; its mean and standard
     error are numpy's on them; no (architecture, seed) pair is trained twice;
     the study's newest trial of each architecture carries its mean.

@@ -36,6 +36,7 @@ def test_a_resnet56_search_reports_selects_and_trains(ray_cluster, cifar_dir, tm
     """4-trial smoke search on Ghost-ResNet-56 → report in Chromium → analysis.select → trainer.train 1 epoch."""
     done = run_module("search.run", "--backbone", "resnet56", "--trials", "4", "--budget", "smoke", "--epochs", "1",
                       "--train-size", "256", "--objectives", "val_acc,macs", "--max-concurrent", "1",
+                      "--baseline-seeds", "1",
                       "--data-dir", str(cifar_dir), "--storage-path", str(tmp_path), "--name", "r56",
                       "--address", ray_cluster)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -79,8 +80,9 @@ def test_a_run_from_before_backbones_loads_and_resumes(ray_cluster, cifar_dir, t
     assert done.returncode == 0, done.stderr[-3000:]
     after = rows_of(run)
     assert len(after) == 3
-    for old, new in zip(before, after):  # the old rows are kept as they were (plus the new, empty-able column)
-        assert {k: v for k, v in new.items() if k != "backbone"} == old
+    for old, new in zip(before, after):  # the old rows are kept as they were (plus the new columns)
+        assert {k: v for k, v in new.items() if k not in ("backbone", "seed")} == old
+        assert new["seed"] == "3", "an old row's seed is the run's (3): the only one it trained with"
     assert after[2]["backbone"] == "ghostnet" and after[2]["epochs"] == "1", "stored budget overrides apply"
     assert len({r["key"] for r in after}) == 3
 

@@ -77,7 +77,8 @@ def fidelity(ok: pd.DataFrame, reference: pd.DataFrame, objectives: Sequence[str
              seed: int = 0) -> Fidelity | None:
     """Compare proxy (`ok`, the run's ok trials) with the reference re-trainings; None below 3 pairs."""
     ref = reference[reference["status"] == "ok"][["key", "val_acc", "epochs"]].rename(columns={"val_acc": "reference"})
-    pairs = ok.merge(ref, on="key").rename(columns={"val_acc": "proxy"})
+    # `epochs` of the pairs is the reference's (the proxy's own column would clash in the merge)
+    pairs = ok.drop(columns=["epochs"], errors="ignore").merge(ref, on="key").rename(columns={"val_acc": "proxy"})
     if len(pairs) < 3:
         return None
     x, y = pairs["proxy"].to_numpy(float), pairs["reference"].to_numpy(float)

@@ -26,11 +26,13 @@ Table format (JSON)::
     {"format": "ghostnas-latency-table", "version": 1,
      "device": {"type": "cpu", "name": "AMD EPYC", "threads": 1, "label": "cpu AMD EPYC, 1 thread", ...},
      "torch": "2.14.1", "batch_size": 1, "input_size": 32, "num_classes": 10,
+     "clock": "thread",   # CPU time of the timing thread (1 CPU thread), else "wall" (trainer.timing)
      "protocol": {"warmup": 10, "min_repeats": 30, "rel_ci": 0.03, ...},
      "menus": [{"kernel_sets": [[3, 5, 7], ...], "ratios": [2, 3, 4], "width": 1.0, "dw_size": 3}],
      "entries": {"<block key>": {"kind": "unit", "index": 5, "input_shape": [40, 8, 8], "params": 61234,
                                  "median_ms": 1.02, "ci_low_ms": 1.0, "ci_high_ms": 1.04,
-                                 "p10_ms": 0.98, "p90_ms": 1.2, "n": 60, "converged": true}, ...},
+                                 "p10_ms": 0.98, "p90_ms": 1.2, "n": 60, "converged": true,
+                                 "clock": "thread"}, ...},
      "overhead": {"constant_ms": 0.11, "method": "...",
                   "fit": [{"preset": "cnn", "measured_ms": 6.3, "blocks_ms": 6.2, "residual_ms": 0.1}, ...]}}
 """
@@ -56,14 +58,14 @@ from space.config import format_kernels
 from space.search_space import DEFAULT_KERNEL_SETS, DEFAULT_RATIOS, parse_ints, parse_kernel_sets
 
 from .device import resolve_device
-from .timing import Protocol, describe_device, time_module
+from .timing import Protocol, clock_for, describe_device, time_module
 
 PROG = "trainer.latency_table"
 TABLE_FORMAT = "ghostnas-latency-table"
 TABLE_VERSION = 1
 OVERHEAD_METHOD = "median over the presets of (whole network measured - sum of its blocks)"
 # What an existing table must share with a new build for its entries to be kept.
-COMPATIBLE = ("torch", "batch_size", "input_size", "num_classes")
+COMPATIBLE = ("torch", "batch_size", "input_size", "num_classes", "clock")
 
 
 class LatencyTableError(UserError):
@@ -148,10 +150,10 @@ class LatencyTable:
     # ------------------------------------------------------------ persistence
     @classmethod
     def new(cls, device: dict[str, Any], *, batch_size: int = 1, input_size: int = 32, num_classes: int = 10,
-            protocol: Protocol = Protocol(), path: Path | None = None) -> "LatencyTable":
+            protocol: Protocol = Protocol(), clock: str = "wall", path: Path | None = None) -> "LatencyTable":
         return cls({
             "format": TABLE_FORMAT, "version": TABLE_VERSION, "device": device, "torch": torch.__version__,
-            "batch_size": batch_size, "input_size": input_size, "num_classes": num_classes,
+            "batch_size": batch_size, "input_size": input_size, "num_classes": num_classes, "clock": clock,
             "protocol": protocol.to_dict(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "menus": [], "entries": {}, "overhead": None,
         }, path)
@@ -170,6 +172,8 @@ class LatencyTable:
         if not isinstance(device, dict) or not isinstance(device.get("label"), str) \
                 or device.get("type") not in ("cpu", "cuda"):
             raise _fail(where, "\"device\" must be an object with \"type\" (cpu or cuda) and \"label\"")
+        if data.get("clock") not in ("thread", "wall"):
+            raise _fail(where, "\"clock\" must be \"thread\" or \"wall\"")
         if not isinstance(data.get("torch"), str):
             raise _fail(where, "\"torch\" (the torch version) is missing")
         for name in ("batch_size", "input_size", "num_classes"):
@@ -209,11 +213,23 @@ class LatencyTable:
             raise ValueError("LatencyTable.save needs a path")
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with open(tmp, "w") as f:
-            f.write(json.dumps(self.data, indent=1) + "\n")
+            f.write(_dumps(self.data))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
         self.path = path
+
+
+def _dumps(data: dict[str, Any]) -> str:
+    """JSON with one line per setting and per entry: readable, and a diff shows which blocks changed."""
+    parts = []
+    for key, value in data.items():
+        if key == "entries" and value:
+            rows = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in value.items())
+            parts.append(f' "entries": {{\n{rows}\n }}')
+        else:
+            parts.append(f" {json.dumps(key)}: {json.dumps(value)}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
 def _as_table(table: "LatencyTable | str | Path") -> LatencyTable:
@@ -298,8 +314,9 @@ def table_configs(space: SearchSpace) -> list[ArchConfig]:
 def open_for_build(path: Path, device: dict[str, Any], *, batch_size: int, input_size: int, num_classes: int,
                    protocol: Protocol) -> LatencyTable:
     """The table at `path` to extend, or a new one; a table of another device/torch/shape is refused."""
+    clock = clock_for(device["type"], device["threads"], protocol.clock)
     fresh = LatencyTable.new(device, batch_size=batch_size, input_size=input_size, num_classes=num_classes,
-                             protocol=protocol, path=path)
+                             protocol=protocol, clock=clock, path=path)
     if not path.exists():
         return fresh
     old = LatencyTable.load(path)
@@ -435,6 +452,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def progress(done: int, total: int, key: str) -> None:
         nonlocal bar
+        if total == 0:
+            return
         if bar is None:
             bar = Progress(total, "blocks")
         bar.update(done, key)

@@ -7,14 +7,23 @@ same procedure:
 1. eval mode, `torch.no_grad`, batch 1, a fixed thread count (restored after);
 2. warm-up: at least `warmup` runs and `warmup_s` seconds (allocator, caches,
    oneDNN's first-call set-up);
-3. timed single forward passes (`perf_counter`, CUDA synchronised), in
-   rounds of `check_every`, until the distribution-free 95 % interval of the
-   median (order statistics n/2 ± 1.96·√n/2) lies within ±`rel_ci` of the
-   median, or `max_repeats` runs or `max_s` seconds are spent (`converged`
-   says which).
+3. timed single forward passes, in rounds of `check_every`, until the
+   distribution-free 95 % interval of the median (order statistics
+   n/2 ± 1.96·√n/2) lies within ±`rel_ci` of the median, or `max_repeats`
+   runs or `max_s` seconds are spent (`converged` says which).
 
-The median, not the mean: on a shared machine a few runs are preempted and
-take several times longer; the median of a few hundred runs barely notices.
+The clock (`clock_for`): on a CPU with one thread, the thread's CPU time
+(`time.thread_time`, CLOCK_THREAD_CPUTIME_ID, ns resolution).  A
+single-threaded forward pass on a core of its own takes as long in wall time
+as the CPU time its thread uses; the CPU-time clock leaves out the slices
+the OS gives other processes on a shared machine — the interference a
+latency table exists to remove.  (Measured on this project's 2-core box at
+load ~6: GhostNet 14.1 ms wall, 9.9 ms thread time, 9.5-10.0 ms wall when
+quiet.)  Several threads or CUDA: wall time (`perf_counter`, CUDA
+synchronised), since the work is not on the calling thread.
+
+The median, not the mean: a few runs still hit cache misses from a neighbour
+or an interrupt; the median of a few hundred runs barely notices.
 """
 from __future__ import annotations
 
@@ -30,6 +39,16 @@ import torch
 from torch import nn
 
 
+CLOCKS = ("auto", "thread", "wall")
+
+
+def clock_for(device: torch.device | str, threads: int | None, clock: str = "auto") -> str:
+    """'thread' (CPU time of the calling thread) for one CPU thread, else 'wall'; an explicit choice wins."""
+    if clock != "auto":
+        return clock
+    return "thread" if torch.device(device).type == "cpu" and threads == 1 else "wall"
+
+
 @dataclass(frozen=True)
 class Protocol:
     """How long to warm up and when to stop timing (see the module docstring)."""
@@ -41,8 +60,11 @@ class Protocol:
     max_s: float = 10.0
     rel_ci: float = 0.03
     check_every: int = 10
+    clock: str = "auto"  # "auto" (see clock_for), "thread" or "wall"
 
     def __post_init__(self) -> None:
+        if self.clock not in CLOCKS:
+            raise ValueError(f"protocol clock must be one of {', '.join(CLOCKS)}; got {self.clock!r}")
         if self.min_repeats < 1 or self.max_repeats < self.min_repeats or self.check_every < 1:
             raise ValueError(f"protocol needs 1 <= min_repeats <= max_repeats and check_every >= 1; got {self}")
         if not self.rel_ci > 0 or self.max_s <= 0 or self.warmup < 0 or self.warmup_s < 0:
@@ -63,6 +85,7 @@ class Timing:
     p90_ms: float
     n: int
     converged: bool  # the interval reached ±rel_ci before a limit
+    clock: str = "wall"  # "thread" or "wall"
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -84,11 +107,11 @@ def median_interval(sorted_values: list[float], z: float = 1.96) -> tuple[float,
     return sorted_values[lo], sorted_values[hi]
 
 
-def summarize(times_ms: list[float], converged: bool) -> Timing:
+def summarize(times_ms: list[float], converged: bool, clock: str = "wall") -> Timing:
     values = sorted(times_ms)
     lo, hi = median_interval(values)
     return Timing(statistics.median(values), lo, hi, _quantile(values, 0.1), _quantile(values, 0.9),
-                  len(values), converged)
+                  len(values), converged, clock)
 
 
 def _stable(values: list[float], rel_ci: float) -> bool:
@@ -112,6 +135,8 @@ def time_module(module: nn.Module, input_shape: tuple[int, ...], *, device: torc
     if threads:
         torch.set_num_threads(threads)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    clock = clock_for(device, threads, protocol.clock)
+    now = time.thread_time if clock == "thread" else time.perf_counter
     try:
         module.eval().to(device)
         x = torch.randn(batch_size, *input_shape, device=device)
@@ -125,10 +150,10 @@ def time_module(module: nn.Module, input_shape: tuple[int, ...], *, device: torc
         converged = False
         while True:
             for _ in range(protocol.check_every):
-                t0 = time.perf_counter()
+                t0 = now()
                 module(x)
                 sync()
-                times.append((time.perf_counter() - t0) * 1e3)
+                times.append((now() - t0) * 1e3)
             if len(times) >= protocol.min_repeats and _stable(times, protocol.rel_ci):
                 converged = True
                 break
@@ -137,7 +162,7 @@ def time_module(module: nn.Module, input_shape: tuple[int, ...], *, device: torc
     finally:
         module.train(was_training)
         torch.set_num_threads(old_threads)
-    return summarize(times, converged)
+    return summarize(times, converged, clock)
 
 
 def cpu_model() -> str:

@@ -61,8 +61,8 @@ def _describe(config: ArchConfig) -> str:
     preset = next((name for name, cfg in PRESETS.items() if cfg == config), None)
     if preset is not None:
         return f"baseline {preset}"
-    mca = f"MCA {format_kernels(config.kernels)}" if any(config.mca) else "no MCA"
-    return f"ratio {config.ratio} with {mca} (width {config.width:g}, d {config.dw_size})"
+    mca = f"with MCA {format_kernels(config.kernels)}" if any(config.mca) else "without MCA"
+    return f"ratio {config.ratio} {mca} (width {config.width:g}, d {config.dw_size})"
 
 
 def needed_configs(space: SearchSpace, baselines: bool) -> list[ArchConfig]:

@@ -459,6 +459,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         bar.update(done, key)
 
     info = describe_device(device, args.threads)
+    # Refuse an incompatible existing table before saying anything else (one line, exit 2).
+    open_for_build(out, info, batch_size=1, input_size=args.input, num_classes=10, protocol=protocol)
     print(f"latency table {out}: {info['label']}, torch {torch.__version__}, batch 1, {args.input}x{args.input}, "
           f"menu kernels {','.join(format_kernels(k) for k in space.kernel_sets)} ratios "
           f"{','.join(map(str, space.ratios))} width {space.width:g} d {space.dw_size}", file=sys.stderr, flush=True)

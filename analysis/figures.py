@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 
 from record.objectives import OBJECTIVES
 
-from .load import MCA_COLUMNS
+from .load import placement_columns
 from .pareto import pareto_front
 
 FAINT = "rgba(120,120,120,0.35)"
@@ -89,23 +89,24 @@ def tradeoff_figure(ok: pd.DataFrame, cost: str, title: str, x_title: str | None
 
 
 def mca_heatmap(ok: pd.DataFrame, front: pd.DataFrame) -> go.Figure:
-    """Per bottleneck, how often MCA is on: front members against all ok trials (2 × 16)."""
+    """Per insertion point, how often MCA is on: front members against all ok trials (2 × n)."""
     # Plotly draws y[0] at the bottom: the front goes on top.
-    rows = [ok[MCA_COLUMNS].astype(float).mean().to_numpy(),
-            front[MCA_COLUMNS].astype(float).mean().to_numpy() if len(front) else np.full(len(MCA_COLUMNS), np.nan)]
+    cols = placement_columns(ok)
+    rows = [ok[cols].astype(float).mean().to_numpy(),
+            front[cols].astype(float).mean().to_numpy() if len(front) else np.full(len(cols), np.nan)]
     names = [f"all ok trials ({len(ok)})", f"Pareto front ({len(front)})"]
     fig = go.Figure(go.Heatmap(
-        z=[list(map(float, r)) for r in rows], x=list(range(len(MCA_COLUMNS))), y=names, zmin=0, zmax=1,
+        z=[list(map(float, r)) for r in rows], x=list(range(len(cols))), y=names, zmin=0, zmax=1,
         colorscale="Blues", texttemplate="%{z:.0%}", colorbar=dict(title="MCA on"),
-        hovertemplate="bottleneck %{x}<br>%{y}<br>MCA on in %{z:.0%}<extra></extra>"))
-    fig.update_layout(title="MCA placement: share of trials with MCA after each bottleneck",
-                      xaxis=dict(title="bottleneck index", dtick=1), template="plotly_white", height=300)
+        hovertemplate="block %{x}<br>%{y}<br>MCA on in %{z:.0%}<extra></extra>"))
+    fig.update_layout(title="MCA placement: share of trials with MCA after each block",
+                      xaxis=dict(title="block index (MCA insertion point)", dtick=1), template="plotly_white", height=300)
     return fig
 
 
 def arch_features(ok: pd.DataFrame) -> pd.DataFrame:
     """Numeric summaries of each architecture for the parallel-coordinates plot."""
-    bits = ok[MCA_COLUMNS].to_numpy(dtype=bool)
+    bits = ok[placement_columns(ok)].to_numpy(dtype=bool)
     idx = np.arange(bits.shape[1])
     first = np.where(bits.any(axis=1), np.where(bits, idx, 99).min(axis=1), -1)
     last = np.where(bits.any(axis=1), np.where(bits, idx, -1).max(axis=1), -1)
@@ -115,12 +116,13 @@ def arch_features(ok: pd.DataFrame) -> pd.DataFrame:
 def parallel_figure(ok: pd.DataFrame) -> go.Figure:
     """Architecture choices against the outcomes, one line per ok trial, coloured by val_acc."""
     feats = arch_features(ok)
+    n = len(placement_columns(ok))
     kernel_sets = sorted(set(ok["kernels"]), key=lambda s: [int(k) for k in s.split("-")])
     kidx = ok["kernels"].map({k: i for i, k in enumerate(kernel_sets)}).astype(int)
     dims = [
-        dict(label="MCA blocks", values=_vals(feats["n_mca"]), range=[0, len(MCA_COLUMNS)]),
-        dict(label="first MCA (-1 none)", values=_vals(feats["first_mca"]), range=[-1, len(MCA_COLUMNS) - 1]),
-        dict(label="last MCA (-1 none)", values=_vals(feats["last_mca"]), range=[-1, len(MCA_COLUMNS) - 1]),
+        dict(label="MCA blocks", values=_vals(feats["n_mca"]), range=[0, n]),
+        dict(label="first MCA (-1 none)", values=_vals(feats["first_mca"]), range=[-1, n - 1]),
+        dict(label="last MCA (-1 none)", values=_vals(feats["last_mca"]), range=[-1, n - 1]),
         dict(label="kernels", values=_vals(kidx), tickvals=list(range(len(kernel_sets))), ticktext=kernel_sets),
         dict(label="ratio s", values=_vals(ok["ratio"]), tickvals=sorted(set(ok["ratio"].astype(int)))),
         dict(label="macs", values=_vals(ok["macs"].astype(float))),
@@ -166,4 +168,23 @@ def compare_fronts_figure(runs: Sequence[tuple[str, pd.DataFrame]], cost: str, x
     fig.update_layout(title=f"Pareto fronts compared: val_acc against {cost}", xaxis_title=x_title or LABELS.get(cost, cost),
                       yaxis_title=LABELS["val_acc"], xaxis_tickformat="~s", template="plotly_white", height=480,
                       legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def fidelity_figure(pairs: pd.DataFrame, epochs: int, tau: float, tau_ci: tuple[float, float]) -> go.Figure:
+    """Proxy val_acc against the reference training's, one point per re-trained architecture, y = x dashed."""
+    lo = float(min(pairs["proxy"].min(), pairs["reference"].min()))
+    hi = float(max(pairs["proxy"].max(), pairs["reference"].max()))
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(name="y = x", x=[lo, hi], y=[lo, hi], mode="lines",
+                             line=dict(color=FAINT, dash="dash"), hoverinfo="skip"))
+    fig.add_trace(go.Scatter(
+        name=f"re-trained ({len(pairs)})", x=_vals(pairs["proxy"]), y=_vals(pairs["reference"]),
+        mode="markers+text", text=list(pairs["label"].astype(str)), textposition="top center",
+        marker=dict(color=FRONT, size=10),
+        hovertemplate="%{text}<br>proxy %{x:.4f}<br>reference %{y:.4f}<extra></extra>"))
+    fig.update_layout(title=f"Proxy against {epochs}-epoch reference: Kendall τ = {tau:.2f} "
+                            f"[{tau_ci[0]:.2f}, {tau_ci[1]:.2f}]",
+                      xaxis_title="val_acc, proxy (the search's budget)", yaxis_title="val_acc, reference training",
+                      template="plotly_white", height=440, legend=dict(orientation="h", y=-0.2))
     return fig

@@ -15,15 +15,20 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from record.arch import arch_columns, from_flat, mca_columns, n_mca_columns
+from record.arch import DEFAULT_BACKBONE, arch_columns, from_flat, mca_columns, n_mca_columns
 from record.objectives import check_objectives
 from record.rundir import STATUSES, TRIALS_FILE, RunDirError, column_types, read_meta, read_trials
 from space import ArchConfig
 
-MCA_COLUMNS = mca_columns()  # GhostNet's 16 placement bits
+MCA_COLUMNS = mca_columns()  # GhostNet's 16 placement bits; other backbones: `placement_columns(df)`
 ARCH_COLUMNS = arch_columns()
 
 RunError = RunDirError  # a user-fixable problem with the run directory given to an analysis command
+
+
+def placement_columns(df: pd.DataFrame) -> list[str]:
+    """The `mca_i` columns of a trials frame (16 for GhostNet, 27 for ResNet-56, ...)."""
+    return mca_columns(n_mca_columns(df.columns))
 
 
 @dataclass
@@ -96,6 +101,7 @@ def _typed(columns: list[str], rows: list[dict[str, str]], where: Path) -> pd.Da
     df.loc[df["status"] != "ok", "val_acc"] = float("nan")
     for c in ("key", "preset", "kernels", "error", "trial_id", "finished_at"):
         df[c] = df[c].fillna("").astype(str)
+    df["backbone"] = df["backbone"].replace("", DEFAULT_BACKBONE).fillna(DEFAULT_BACKBONE).astype(str)
     df["mca_string"] = ["".join("1" if b else "0" for b in bits) for bits in df[mca].itertuples(index=False)]
     df["n_mca"] = df[mca].sum(axis=1).astype(int)
     # What users read: a net without MCA has no kernel scales, whatever the field holds.
@@ -104,4 +110,4 @@ def _typed(columns: list[str], rows: list[dict[str, str]], where: Path) -> pd.Da
     return df.sort_values("number", kind="stable").reset_index(drop=True)
 
 
-__all__ = ["RunData", "RunError", "load_run", "check_objectives", "MCA_COLUMNS", "ARCH_COLUMNS"]
+__all__ = ["RunData", "RunError", "load_run", "check_objectives", "MCA_COLUMNS", "ARCH_COLUMNS", "placement_columns"]

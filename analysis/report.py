@@ -24,6 +24,7 @@ from record.objectives import OBJECTIVES
 from record.rundir import STATUSES, TRAINED_STATUSES
 
 from . import figures
+from .fidelity import fidelity, load_fidelity
 from .cli import Parser, UserError, parse_objectives, run_main
 from .latency_label import latency_axis_label, latency_source
 from .load import RunData, RunError, check_objectives, load_run
@@ -131,6 +132,27 @@ def _run_sections(data: RunData, objectives: list[str]) -> list[str]:
                    f"the front): <b>{html.escape(str(knee['label']))}</b>, "
                    f"<code>python -m analysis.select {html.escape(str(data.path))} -o best.json</code></p>")
     out.append(_front_table(front, None if knee is None else int(knee["number"]), sort_by))
+    out.append("</section>")
+    out += _fidelity_section(data, objectives)
+    return out
+
+
+def _fidelity_section(data: RunData, objectives: list[str]) -> list[str]:
+    """"Can you trust this front?": proxy against reference accuracy, when search.fidelity has run."""
+    reference = load_fidelity(data.path)
+    if reference is None:
+        return []
+    head = '<section id="fidelity"><h2>Can you trust this front?</h2>'
+    result = fidelity(data.ok, reference, objectives)
+    if result is None:
+        return [head, _note("fewer than 3 architectures have both a proxy and a reference result yet.",
+                            "note-fidelity-empty"), "</section>"]
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in result.lines())
+    out = [head, f'<ul id="fidelity-stats">{items}</ul>']
+    if result.warning():
+        out.append(_note(result.warning(), "note-fidelity-warning"))
+    out.append(_figure_html(figures.fidelity_figure(result.pairs, result.epochs, result.tau, result.tau_ci),
+                            "fig-fidelity"))
     out.append("</section>")
     return out
 

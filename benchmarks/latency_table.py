@@ -32,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from space import N_BLOCKS, PRESETS, ArchConfig, SearchSpace, build_model, count_macs  # noqa: E402
+from space import ArchConfig, SearchSpace, build_model, count_macs, presets_for  # noqa: E402
 from space.search_space import DEFAULT_KERNEL_SETS, DEFAULT_RATIOS, parse_ints, parse_kernel_sets  # noqa: E402
 from trainer.latency_table import LatencyTable, Progress, build_table, predict_latency  # noqa: E402
 from trainer.timing import Protocol, time_module  # noqa: E402
@@ -79,9 +79,9 @@ def sample_archs(space: SearchSpace, n: int, seed: int) -> list[ArchConfig]:
     out: dict[str, ArchConfig] = {}
     while len(out) < n:
         density = rng.random()
-        cfg = ArchConfig(mca=tuple(rng.random() < density for _ in range(N_BLOCKS)),
+        cfg = ArchConfig(mca=tuple(rng.random() < density for _ in range(space.n_blocks)),
                          kernels=rng.choice(space.kernel_sets), ratio=rng.choice(space.ratios),
-                         width=space.width, dw_size=space.dw_size)
+                         width=space.width, dw_size=space.dw_size, backbone=space.backbone)
         out.setdefault(cfg.key, cfg)
     return list(out.values())
 
@@ -99,6 +99,7 @@ def main() -> int:
                    help="table to build / extend / reuse (default <tmp>/ghostnas-latency-table-<device>-<threads>t.json)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--backbone", default="ghostnet")
     p.add_argument("--kernel-sets", default=DEFAULT_KERNEL_SETS)
     p.add_argument("--ratios", default=DEFAULT_RATIOS)
     p.add_argument("--archs", type=int, default=30, help="random architectures besides the four presets")
@@ -112,7 +113,9 @@ def main() -> int:
 
     started = time.perf_counter()
     print(f"load average at start: {load_average()} ({os.cpu_count()} CPUs)", flush=True)
-    space = SearchSpace(kernel_sets=parse_kernel_sets(args.kernel_sets), ratios=parse_ints(args.ratios, "--ratios"))
+    space = SearchSpace(kernel_sets=parse_kernel_sets(args.kernel_sets), ratios=parse_ints(args.ratios, "--ratios"),
+                        backbone=args.backbone)
+    presets = presets_for(space.backbone)
     protocol = Protocol()
     bars: dict[int, Progress] = {}
 
@@ -127,9 +130,9 @@ def main() -> int:
     print(f"table {args.table}: {table.device_label}, {len(table.entries)} entries "
           f"({result.measured} measured now, {built_s:.0f} s), overhead {table.overhead_ms:+.3f} ms", flush=True)
 
-    named = dict(PRESETS)
-    archs = list(PRESETS.values()) + [a for a in sample_archs(space, args.archs, args.seed) if a not in named.values()]
-    names = list(PRESETS) + [f"random-{i}" for i in range(len(archs) - len(PRESETS))]
+    archs = list(presets.values()) + [a for a in sample_archs(space, args.archs, args.seed)
+                                      if a not in presets.values()]
+    names = list(presets) + [f"random-{i}" for i in range(len(archs) - len(presets))]
     predicted = [predict_latency(a, table) for a in archs]
     macs = [float(count_macs(build_model(a))) for a in archs]
     models = [build_model(a) for a in archs]
@@ -161,7 +164,7 @@ def main() -> int:
         for name, a, m, pr, me, e in zip(names, archs, macs, predicted, measured, errors):
             print(f"{name:14s} {a.n_mca:5d} {a.ratio:2d} {'-'.join(map(str, a.kernels)):>8s} {m / 1e6:8.2f}M "
                   f"{pr:9.3f}ms {me:8.3f}ms {e:+7.1%}")
-    print(f"\narchitectures: {len(archs)} ({len(PRESETS)} presets + {len(archs) - len(PRESETS)} random, seed {args.seed}), "
+    print(f"\narchitectures: {len(archs)} ({len(presets)} presets + {len(archs) - len(presets)} random, seed {args.seed}), "
           f"{args.rounds} rounds, device {table.device_label}")
     print(f"Kendall tau(predicted, measured) = {tau:.3f}  [95% bootstrap CI {lo:.3f}, {hi:.3f}]  (target >= 0.9)")
     print(f"within ±10%: {within:.0%} ({sum(abs(e) <= 0.10 for e in errors)}/{len(errors)})  (target >= 90%); "

@@ -32,7 +32,8 @@ import torch  # noqa: E402
 
 from search.run import main as search_main  # noqa: E402
 from search.trainable import TrialContext, _dataset, evaluate  # noqa: E402
-from space import ArchConfig  # noqa: E402
+from record.arch import from_flat  # noqa: E402
+from trainer.budget import get_budget  # noqa: E402
 
 
 def parse() -> argparse.Namespace:
@@ -67,14 +68,10 @@ def main() -> None:
         with open(storage / "timed" / "trials.csv", newline="") as f:
             rows = list(csv.DictReader(f))
     ray.shutdown()
-    archs = [ArchConfig.from_dict({
-        "mca": [r[f"mca_{i}"] == "1" for i in range(16)],
-        "kernels": [int(k) for k in r["kernels"].split("-")],
-        "ratio": int(r["ratio"]), "width": float(r["width"]), "dw_size": int(r["dw_size"]),
-    }) for r in rows]
+    archs = [from_flat(r) for r in rows]
     finished = [datetime.fromisoformat(r["finished_at"]) for r in rows]
 
-    ctx = TrialContext(data_dir=str(Path(args.data_dir).resolve()), budget=args.budget, budget_overrides={},
+    ctx = TrialContext(data_dir=str(Path(args.data_dir).resolve()), budget=get_budget(args.budget),
                        seed=0, device="cpu" if not torch.cuda.is_available() else "cuda",
                        threads=args.threads, latency_threads=1)
     _dataset(ctx.data_dir)  # the Tune worker also loads the data once

@@ -2,7 +2,7 @@
 
 The trials table, the loader, the report and the benchmarks all see an
 architecture as `mca_0` … `mca_{n-1}` (0/1), `kernels` ("3-5-7"), `ratio`,
-`width`, `dw_size` — the same names the search space gives Optuna's
+`width`, `dw_size`, `backbone` — the same names the search space gives Optuna's
 parameters (`space.search_space.mca_param`).
 """
 from __future__ import annotations
@@ -13,7 +13,8 @@ from space import N_BLOCKS, ArchConfig
 from space.config import format_kernels
 from space.search_space import mca_param
 
-ARCH_FIELDS = ("kernels", "ratio", "width", "dw_size")
+ARCH_FIELDS = ("kernels", "ratio", "width", "dw_size", "backbone")
+DEFAULT_BACKBONE = "ghostnet"  # tables written before backbones existed hold GhostNets
 
 
 def mca_columns(n: int = N_BLOCKS) -> list[str]:
@@ -28,7 +29,8 @@ def arch_columns(n: int = N_BLOCKS) -> list[str]:
 def to_flat(arch: ArchConfig) -> dict[str, Any]:
     """The table cells of `arch` (bits as 0/1 ints, kernels as "3-5-7")."""
     cols: dict[str, Any] = {mca_param(i): int(bit) for i, bit in enumerate(arch.mca)}
-    cols.update(kernels=format_kernels(arch.kernels), ratio=arch.ratio, width=arch.width, dw_size=arch.dw_size)
+    cols.update(kernels=format_kernels(arch.kernels), ratio=arch.ratio, width=arch.width, dw_size=arch.dw_size,
+                backbone=arch.backbone)
     return cols
 
 
@@ -55,7 +57,8 @@ def from_flat(row: Mapping[str, Any]) -> ArchConfig:
             value = value.item()
         bits.append(value)
     return ArchConfig(mca=tuple(bits), kernels=str(row["kernels"]), ratio=_number(row["ratio"], int),
-                      width=_number(row["width"], float), dw_size=_number(row["dw_size"], int))
+                      width=_number(row["width"], float), dw_size=_number(row["dw_size"], int),
+                      backbone=str(row.get("backbone") or DEFAULT_BACKBONE))
 
 
 def _number(value: Any, kind: type) -> Any:

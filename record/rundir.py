@@ -38,6 +38,10 @@ TRIALS_FILE = "trials.csv"
 STUDY_FILE = "study.db"
 LOCK_FILE = ".lock"
 REPORT_FILE = "report.html"
+FIDELITY_FILE = "fidelity.csv"
+# The proxy-fidelity check (search.fidelity): one row per re-trained architecture.
+FIDELITY_COLUMNS = ["number", "key", "status", "epochs", "train_size", "seed", "val_acc", "train_seconds",
+                    "error", "finished_at"]
 
 HEAD_COLUMNS = ["number", "trial_id", "status", "key", "preset"]
 # Measurements kept beside the objectives (name -> type); not optimised.
@@ -194,6 +198,51 @@ class TrialsTable:
 
     def trained(self) -> list[dict[str, str]]:
         return [r for r in self.rows if r["status"] in TRAINED_STATUSES]
+
+
+@dataclass
+class FidelityTable:
+    """Append-only CSV of the reference re-trainings (same durability as the trials table)."""
+
+    path: Path
+    rows: list[dict[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, path: Path) -> "FidelityTable":
+        if not path.exists():
+            _write_rows(path, FIDELITY_COLUMNS, [])
+            return cls(path)
+        heal_tail(path)
+        return cls(path, read_fidelity(path))
+
+    def append(self, row: dict[str, Any]) -> dict[str, str]:
+        full = {c: _cell(row.get(c)) for c in FIDELITY_COLUMNS}
+        full["finished_at"] = full["finished_at"] or utc_now()
+        buf = io.StringIO()
+        csv.writer(buf).writerow([full[c] for c in FIDELITY_COLUMNS])
+        heal_tail(self.path)
+        with open(self.path, "a", newline="") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+        self.rows.append(full)
+        return full
+
+
+def read_fidelity(path: Path) -> list[dict[str, str]]:
+    """Rows of fidelity.csv (a torn last line is ignored); RunDirError if it is not one."""
+    with open(path, newline="") as f:
+        text = f.read()
+    complete = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
+    reader = csv.reader(io.StringIO(complete))
+    if next(reader, None) != FIDELITY_COLUMNS:
+        raise RunDirError(f"{path} is not a fidelity table of this version (columns differ)")
+    rows = []
+    for line, cells in enumerate(reader, start=2):
+        if len(cells) != len(FIDELITY_COLUMNS):
+            raise RunDirError(f"{path}: line {line} is damaged; remove that line to use it")
+        rows.append(dict(zip(FIDELITY_COLUMNS, cells)))
+    return rows
 
 
 def read_meta(path: Path) -> dict[str, Any]:

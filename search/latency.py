@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 import torch
 
-from space import PRESETS, ArchConfig, SearchSpace
+from space import ArchConfig, SearchSpace, presets_for
 from space.blocks import block_keys, menu_configs
 from space.cli import UserError
 from space.config import format_kernels
@@ -58,7 +58,7 @@ def _sha256(path: Path) -> str:
 
 
 def _describe(config: ArchConfig) -> str:
-    preset = next((name for name, cfg in PRESETS.items() if cfg == config), None)
+    preset = next((name for name, cfg in presets_for(config.backbone).items() if cfg == config), None)
     if preset is not None:
         return f"baseline {preset}"
     mca = f"with MCA {format_kernels(config.kernels)}" if any(config.mca) else "without MCA"
@@ -67,12 +67,15 @@ def _describe(config: ArchConfig) -> str:
 
 def needed_configs(space: SearchSpace, baselines: bool) -> list[ArchConfig]:
     """Architectures whose blocks cover everything the search can train: the menu and the baselines."""
-    return [*menu_configs(space), *(PRESETS.values() if baselines else ())]
+    return [*menu_configs(space), *(presets_for(space.backbone).values() if baselines else ())]
 
 
 def check_table(table: LatencyTable, space: SearchSpace, baselines: bool) -> None:
     """Refuse a table the search cannot use, naming what is wrong or missing (LatencyTableError)."""
     table.check_torch()
+    if table.backbone != space.backbone:
+        raise LatencyTableError(f"latency table {table.where} times {table.backbone} blocks; the search is over "
+                                f"--backbone {space.backbone}: build a table with --backbone {space.backbone}")
     if table.input_size != SEARCH_INPUT_SIZE or table.num_classes != SEARCH_CLASSES:
         raise LatencyTableError(
             f"latency table {table.where} was built for {table.input_size}x{table.input_size} inputs and "
@@ -90,7 +93,7 @@ def check_table(table: LatencyTable, space: SearchSpace, baselines: bool) -> Non
             first = first or missing[0]
     if gaps:
         what = ", ".join(f"{name}: {n} block{'s' if n > 1 else ''}" for name, n in gaps.items())
-        menu = (f"--kernel-sets {','.join(space.kernel_choices)} --ratios {','.join(map(str, space.ratios))} "
+        menu = (f"--backbone {space.backbone} --kernel-sets {','.join(space.kernel_choices)} --ratios {','.join(map(str, space.ratios))} "
                 f"--width {space.width:g} --dw-size {space.dw_size}")
         raise LatencyTableError(
             f"latency table {table.where} ({table.device_label}) lacks {sum(gaps.values())} block(s) the search "

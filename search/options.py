@@ -24,8 +24,10 @@ BUDGET_NAMES = ("smoke", "cpu", "gpu")
 # Settings that define *what* is searched: fixed at creation, read back on --resume.
 SEARCH_SETTINGS = (
     "objectives", "sampler", "seed", "budget", "budget_overrides", "max_macs",
-    "baselines", "population_size", "kernel_sets", "ratios", "width",
+    "baselines", "population_size", "kernel_sets", "ratios", "width", "backbone",
 )
+# Backbones trained on CIFAR-10 (ResNet-50 is the paper's ImageNet network: 224² input, 1000 classes).
+CIFAR_BACKBONES = ("ghostnet", "vgg16", "resnet56")
 
 
 
@@ -51,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--kernel-sets", default=None, help="MCA kernel-scale menu, e.g. 3-5-7,5-7-11,7-11-21")
     s.add_argument("--ratios", default=None, help="ghost ratio menu, e.g. 2,3,4")
     s.add_argument("--width", type=float, default=None, help="width multiplier of every sampled net (default 1.0)")
+    s.add_argument("--backbone", default=None,
+                   help=f"network whose blocks get MCA: {', '.join(CIFAR_BACKBONES)} (default ghostnet)")
     s.add_argument("--latency-table", default=None, metavar="FILE",
                    help="predict latency_ms from this per-block table (python -m trainer.latency_table) "
                         "instead of measuring it in the trials")
@@ -93,6 +97,7 @@ class Options:
     kernel_sets: tuple[tuple[int, ...], ...]
     ratios: tuple[int, ...]
     width: float
+    backbone: str
     budget: str
     budget_overrides: dict[str, Any]
     data_dir: Path
@@ -176,6 +181,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         raise UserError(f"--max-concurrent must be at least 1, got {ns.max_concurrent}")
     if ns.latency_threads < 1:
         raise UserError(f"--latency-threads must be at least 1, got {ns.latency_threads}")
+    backbone = ns.backbone or "ghostnet"
+    if backbone not in CIFAR_BACKBONES:
+        hint = " (resnet50 is the paper's ImageNet network; this search trains on CIFAR-10)" \
+            if backbone == "resnet50" else ""
+        raise UserError(f"unknown --backbone {backbone!r}; choose from {', '.join(CIFAR_BACKBONES)}{hint}")
     if ns.resume and not ns.name:
         raise UserError("--resume needs --name of the run to continue")
     name = ns.name or datetime.now().strftime("search-%Y%m%d-%H%M%S")
@@ -193,6 +203,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         kernel_sets=parse_kernel_sets(ns.kernel_sets or DEFAULT_KERNEL_SETS),
         ratios=parse_ints(ns.ratios or DEFAULT_RATIOS, "--ratios"),
         width=1.0 if ns.width is None else ns.width,
+        backbone=backbone,
         budget=budget,
         budget_overrides=overrides,
         data_dir=Path(data_dir).expanduser().resolve(),

@@ -16,9 +16,10 @@ from record.arch import to_flat
 from record.objectives import OBJECTIVES
 from record.rundir import RESULT_COLUMNS, TrialsTable
 from search.ledger import Ledger
-from space import PRESETS, ArchConfig
+from space import BACKBONES, ArchConfig, presets_for
 
-PRESET_BY_KEY = {cfg.key: name for name, cfg in PRESETS.items()}
+# Keys differ between backbones, so one map names the presets of all of them.
+PRESET_BY_KEY = {cfg.key: name for b in BACKBONES for name, cfg in presets_for(b).items()}
 
 
 def fmt_duration(seconds: float) -> str:

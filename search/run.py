@@ -41,7 +41,8 @@ def prepare(opts: Options) -> tuple[Options, Any, Any, RunDir | None]:
         if stored is not None:
             opts = merge_stored(opts, stored.meta)
         try:
-            space = SearchSpace(kernel_sets=opts.kernel_sets, ratios=opts.ratios, width=opts.width)
+            space = SearchSpace(kernel_sets=opts.kernel_sets, ratios=opts.ratios, width=opts.width,
+                                backbone=opts.backbone)
         except ValueError as exc:
             raise UserError(f"bad search space: {exc}") from None
         try:
@@ -67,7 +68,7 @@ def _latency_setup(opts: Options, space, stored: RunDir | None):
 
 
 def create_run(opts: Options, space) -> RunDir:
-    from space import PRESETS
+    from space import presets_for
 
     return RunDir.create(opts.run_path, {
         "name": opts.name,
@@ -75,10 +76,10 @@ def create_run(opts: Options, space) -> RunDir:
         "directions": list(opts.directions),
         "trials": opts.trials,
         "search_space": space.to_dict(),
-        "baseline_presets": list(PRESETS) if opts.baselines else [],
+        "baseline_presets": list(presets_for(opts.backbone)) if opts.baselines else [],
         "data_dir": str(opts.data_dir),
         **opts.latency.run_meta(),
-    })
+    }, n_mca=space.n_blocks)
 
 
 def run(opts: Options) -> int:
@@ -118,7 +119,8 @@ def search(opts: Options, space, budget, rundir: RunDir) -> int:
     max_concurrent = opts.max_concurrent or _fitting_trials(opts)
     tuner = make_tuner(opts, rundir, searcher, writer, budget, device, remaining, attempt, max_concurrent)
     print(f"searching: {remaining} trials to go of {opts.trials}, sampler {opts.sampler}, "
-          f"objectives {','.join(opts.objectives)}, budget {opts.budget}, up to {max_concurrent} at once", flush=True)
+          f"objectives {','.join(opts.objectives)}, backbone {opts.backbone}, budget {opts.budget}, "
+          f"up to {max_concurrent} at once", flush=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tuner.fit()
@@ -134,7 +136,7 @@ def make_searcher(opts: Options, space, rundir: RunDir, ledger, writer, attempt:
 
     from search.progress import trial_row
     from search.searcher import STUDY_NAME, ArchSearcher, heal_study, make_optuna_search, make_sampler, point_of
-    from space import PRESETS
+    from space import presets_for
 
     objectives, directions = list(opts.objectives), list(opts.directions)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -143,7 +145,7 @@ def make_searcher(opts: Options, space, rundir: RunDir, ledger, writer, attempt:
     # A resumed run draws a fresh random stream: replaying the first attempt's
     # start-up samples would only produce duplicates.
     sampler = make_sampler(opts.sampler, opts.seed + attempt - 1, opts.population_size)
-    baselines = [cfg for cfg in PRESETS.values() if opts.baselines and cfg.key not in ledger]
+    baselines = [cfg for cfg in presets_for(opts.backbone).values() if opts.baselines and cfg.key not in ledger]
     points = [p for p in (point_of(space, cfg) for cfg in baselines) if p is not None]
     references = [cfg for cfg in baselines if point_of(space, cfg) is None]
     inner = make_optuna_search(space, objectives, directions, sampler, rundir.study_url, points,

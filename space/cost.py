@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 InputSize = int | Sequence[int]
+DEFAULT_INPUT = 32  # CIFAR: the size of a model that does not say what it was built for
 
 
 def _input_shape(input_size: InputSize) -> tuple[int, ...]:
@@ -28,14 +29,23 @@ def _input_shape(input_size: InputSize) -> tuple[int, ...]:
     return shape
 
 
-def _example(model: nn.Module, input_size: InputSize) -> torch.Tensor:
+def _example(model: nn.Module, input_size: InputSize | None) -> torch.Tensor:
+    """A zero batch of one, shaped by `input_size` or else by the size the model was built for.
+
+    Every backbone model of `space` keeps its build size as `input_size`
+    (MCA kernels are clipped for it, ResNet-50 is built for 224^2), so
+    `count_macs(model)` counts what the model is for; other modules count
+    at 32^2 as before.
+    """
+    if input_size is None:
+        input_size = getattr(model, "input_size", DEFAULT_INPUT)
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     return torch.zeros(_input_shape(input_size), device=device, dtype=dtype)
 
 
-def _count(model: nn.Module, input_size: InputSize) -> FlopCounterMode:
+def _count(model: nn.Module, input_size: InputSize | None) -> FlopCounterMode:
     """One eval-mode, no-grad forward under the flop counter (training state restored)."""
     was_training = model.training
     model.eval()
@@ -49,12 +59,15 @@ def _count(model: nn.Module, input_size: InputSize) -> FlopCounterMode:
     return counter
 
 
-def count_macs(model: nn.Module, input_size: InputSize = (1, 3, 32, 32)) -> int:
-    """Multiply-accumulates of one forward pass: ATen FLOPs // 2 (attention matmuls included)."""
+def count_macs(model: nn.Module, input_size: InputSize | None = None) -> int:
+    """Multiply-accumulates of one forward pass: ATen FLOPs // 2 (attention matmuls included).
+
+    `input_size` None: the model's own `input_size` (32 if it has none).
+    """
     return _count(model, input_size).get_total_flops() // 2
 
 
-def count_macs_by_module(model: nn.Module, input_size: InputSize = (1, 3, 32, 32)) -> dict[str, int]:
+def count_macs_by_module(model: nn.Module, input_size: InputSize | None = None) -> dict[str, int]:
     """MACs per submodule, keyed by its dotted name ('' = whole model, 'blocks.3', ...).
 
     Counts are inclusive: 'blocks.3' contains 'blocks.3.mca'.  Modules that do
@@ -76,7 +89,7 @@ def count_params(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def thop_macs(model: nn.Module, input_size: InputSize = (1, 3, 32, 32)) -> int:
+def thop_macs(model: nn.Module, input_size: InputSize | None = None) -> int:
     """MACs of the Conv2d and Linear modules as thop counts them (bias excluded).
 
     A cross-check of `count_macs` on the layers both tools see: thop hooks

@@ -83,11 +83,14 @@ class GhostModule(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        intrinsic = self.primary_conv(x)
-        if self.cheap_operation is None:
-            return intrinsic
-        out = torch.cat([intrinsic, self.cheap_operation(intrinsic)], dim=1)
-        return out[:, : self.out_channels]
+        return ghost_maps(self.primary_conv(x), self.cheap_operation, self.out_channels)
+
+
+def ghost_maps(intrinsic: torch.Tensor, cheap: nn.Module | None, out_channels: int) -> torch.Tensor:
+    """Paper eq. 3–5: the intrinsic maps, their cheap ghosts concatenated, cut to n channels."""
+    if cheap is None:
+        return intrinsic
+    return torch.cat([intrinsic, cheap(intrinsic)], dim=1)[:, :out_channels]
 
 
 class GhostBottleneck(nn.Module):

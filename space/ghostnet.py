@@ -3,8 +3,9 @@
 The 16-bottleneck layout is a tuple of `BlockSpec`s, so describe, cost
 reports and the builder all read the same table.  An `ArchConfig` chooses
 the ghost ratio, width, cheap-op kernel and after which bottlenecks an MCA
-block sits; `build_model` needs the input resolution because MCA kernels are
-clipped to the feature maps they will see.
+block sits; the builder needs the input resolution because MCA kernels are
+clipped to the feature maps they will see.  `space.build_model` (in
+`space.backbones`) dispatches here for `backbone="ghostnet"`.
 """
 from __future__ import annotations
 
@@ -78,9 +79,14 @@ class GhostNet(nn.Module):
     the MCA kernels actually used after clipping.
     """
 
+    stem_kernel = 3
+    head_kernel = 1
+
     def __init__(self, config: ArchConfig, num_classes: int = 10, input_size: int = 32, stem_stride: int = 1,
                  dropout: float = 0.2, mca_dropout: float = 0.0) -> None:
         super().__init__()
+        if config.backbone != "ghostnet":
+            raise ValueError(f"GhostNet needs a ghostnet ArchConfig; got backbone {config.backbone!r}")
         self.config = config
         self.num_classes = num_classes
         self.input_size = input_size
@@ -146,31 +152,15 @@ class GhostNet(nn.Module):
         return [unit.mca for unit in self.blocks if unit.mca is not None]
 
 
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}; got {value!r}")
-    return value
-
-
-def build_model(config: ArchConfig | str, num_classes: int = 10, input_size: int = 32,
-                stem_stride: int | None = None, dropout: float = 0.2, mca_dropout: float = 0.0) -> GhostNet:
-    """Build the GhostNet for `config` (an ArchConfig, preset name or JSON path).
+def build_ghostnet(config: ArchConfig, num_classes: int = 10, input_size: int = 32,
+                   stem_stride: int | None = None, dropout: float = 0.2, mca_dropout: float = 0.0) -> GhostNet:
+    """The GhostNet for `config` (`space.build_model` validates the common arguments and dispatches here).
 
     `stem_stride` defaults to 1 for CIFAR-sized inputs (<= 64 px, so a 32^2
     image ends on a 2x2 map) and 2 for ImageNet-sized ones, as in the paper.
     """
-    if isinstance(config, str):
-        from .presets import load_arch
-        config = load_arch(config)
-    if not isinstance(config, ArchConfig):
-        raise ValueError(f"config must be an ArchConfig or a preset name; got {type(config).__name__}")
-    _check_int("num_classes", num_classes, 1)
-    _check_int("input_size", input_size, 1)
     if stem_stride is None:
         stem_stride = 1 if input_size <= 64 else 2
     if stem_stride not in (1, 2) or isinstance(stem_stride, bool):
         raise ValueError(f"stem_stride must be 1, 2 or None (auto); got {stem_stride!r}")
-    for name, p in (("dropout", dropout), ("mca_dropout", mca_dropout)):
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"{name} must be in [0, 1); got {p!r}")
     return GhostNet(config, num_classes, input_size, stem_stride, dropout, mca_dropout)

@@ -1,14 +1,25 @@
-"""The four reference architectures every search is compared against."""
+"""The reference architectures every search is compared against, per backbone.
+
+GhostNet keeps its four historical names (`PRESETS`: cnn, ghostnet,
+all_mca, selective_mca), which run directories and CLIs already use.  Every
+other backbone has the same four roles under names that do not pretend to
+be GhostNet: `plain` (s = 1, the paper's baseline), `ghost` (s = 2, the
+paper's Ghost-<net>), `all_mca` and `selective_mca` (MCA on the backbone's
+middle stage only, kernels 3-5-7, s = 2).  A preset of another backbone is
+spelled 'backbone:preset' where one string names an architecture
+(`load_arch`, `--arch`), e.g. 'resnet56:selective_mca'.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
-from .config import N_BLOCKS, ArchConfig
+from .backbones import BACKBONES
+from .config import BACKBONE_NAMES, DEFAULT_BACKBONE, N_BLOCKS, ArchConfig, parse_backbone
 
 # Bottlenecks 5..10 run at 1/16 of the input resolution (14x14 at 224^2):
 # the middle stage, where the Selective-MCA paper places attention while the
 # shallow, high-resolution layers keep plain Ghost modules.
-SELECTIVE_BLOCKS = range(5, 11)
+SELECTIVE_BLOCKS = BACKBONES[DEFAULT_BACKBONE].middle
 
 PRESETS: dict[str, ArchConfig] = {
     "cnn": ArchConfig(mca=(False,) * N_BLOCKS, ratio=1),
@@ -20,19 +31,45 @@ PRESETS: dict[str, ArchConfig] = {
 }
 
 
-def get_preset(name: str) -> ArchConfig:
-    """The preset called `name`; a ValueError lists the valid names otherwise."""
+def _backbone_presets(backbone: str) -> dict[str, ArchConfig]:
+    entry = BACKBONES[backbone]
+    n = entry.n_points
+    return {
+        "plain": ArchConfig(mca=(False,) * n, ratio=1, backbone=backbone),
+        "ghost": ArchConfig(mca=(False,) * n, ratio=2, backbone=backbone),
+        "all_mca": ArchConfig(mca=(True,) * n, kernels=(3, 5, 7), ratio=2, backbone=backbone),
+        "selective_mca": ArchConfig(mca=tuple(i in entry.middle for i in range(n)), kernels=(3, 5, 7), ratio=2,
+                                    backbone=backbone),
+    }
+
+
+_BY_BACKBONE: dict[str, dict[str, ArchConfig]] = {
+    name: PRESETS if name == DEFAULT_BACKBONE else _backbone_presets(name) for name in BACKBONE_NAMES
+}
+
+
+def presets_for(backbone: str = DEFAULT_BACKBONE) -> dict[str, ArchConfig]:
+    """The presets of `backbone` by name (GhostNet: `PRESETS` itself); ValueError names the backbones."""
+    return _BY_BACKBONE[parse_backbone(backbone)]
+
+
+def get_preset(name: str, backbone: str = DEFAULT_BACKBONE) -> ArchConfig:
+    """The preset called `name` of `backbone`; a ValueError lists the valid names otherwise."""
+    presets = presets_for(backbone)
     try:
-        return PRESETS[name]
+        return presets[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
+        where = "" if backbone == DEFAULT_BACKBONE else f" for backbone {backbone!r}"
+        raise ValueError(f"unknown preset {name!r}{where}; choose one of: {', '.join(presets)}") from None
 
 
 def load_arch(spec: str | Path) -> ArchConfig:
-    """A preset name or the path of an ArchConfig JSON file (e.g. best.json).
+    """A GhostNet preset name, a 'backbone:preset' string, or the path of an ArchConfig JSON file.
 
-    CLIs take one `--arch` argument for both, so a user can start from a
-    baseline or from whatever analysis selected.
+    CLIs take one `--arch` argument for all of them, so a user can start from
+    a baseline or from whatever analysis selected (e.g. best.json).  An
+    existing file wins over the 'backbone:preset' reading of a path that
+    happens to contain a colon.
     """
     text = str(spec)
     if text in PRESETS:
@@ -40,7 +77,13 @@ def load_arch(spec: str | Path) -> ArchConfig:
     path = Path(text)
     if path.is_file():
         return ArchConfig.load(path)
+    backbone, colon, name = text.partition(":")
+    if colon and backbone in _BY_BACKBONE:
+        return get_preset(name, backbone)
     if path.exists():
         raise ValueError(f"arch {text!r} is not a preset and not a regular file")
-    raise ValueError(f"unknown arch {text!r}: neither a preset ({', '.join(PRESETS)}) "
-                     f"nor an existing ArchConfig JSON file")
+    if colon and "/" not in backbone and "\\" not in backbone:
+        raise ValueError(f"unknown arch {text!r}: backbone {backbone!r} is not one of "
+                         f"{', '.join(BACKBONE_NAMES)}")
+    raise ValueError(f"unknown arch {text!r}: neither a preset ({', '.join(PRESETS)}, or backbone:preset "
+                     f"such as resnet56:selective_mca) nor an existing ArchConfig JSON file")

@@ -17,7 +17,7 @@ ALLOWED = {
     "search": {"space", "trainer", "record"},
     "analysis": {"space", "record"},
 }
-EXCEPTIONS = {("search.run", "analysis")}  # search writes the final report with analysis
+EXCEPTIONS = {("search.run", "analysis"), ("search.fidelity", "analysis")}  # reports: the final one, the fidelity check
 FORBIDDEN = {"space": {"ray", "optuna"}, "trainer": {"ray", "optuna"}, "record": {"ray", "optuna", "torch"},
              "analysis": {"ray", "torch"}}
 

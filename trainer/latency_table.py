@@ -23,7 +23,7 @@ continues and a wider menu extends a table.
 
 Table format (JSON)::
 
-    {"format": "ghostnas-latency-table", "version": 1,
+    {"format": "ghostnas-latency-table", "version": 1, "backbone": "ghostnet",
      "device": {"type": "cpu", "name": "AMD EPYC", "threads": 1, "label": "cpu AMD EPYC, 1 thread", ...},
      "torch": "2.14.1", "batch_size": 1, "input_size": 32, "num_classes": 10,
      "clock": "thread",   # CPU time of the timing thread (1 CPU thread), else "wall" (trainer.timing)
@@ -51,10 +51,10 @@ from typing import Any, Callable, Iterable, Sequence, TextIO
 
 import torch
 
-from space import PRESETS, ArchConfig, SearchSpace, build_model, count_params
+from space import ArchConfig, SearchSpace, build_model, count_params, get_backbone, presets_for
 from space.blocks import block_keys, menu_configs, network_blocks
 from space.cli import Parser, UserError, run_main
-from space.config import format_kernels
+from space.config import BACKBONE_NAMES, DEFAULT_BACKBONE, format_kernels
 from space.search_space import DEFAULT_KERNEL_SETS, DEFAULT_RATIOS, parse_ints, parse_kernel_sets
 
 from .device import resolve_device
@@ -65,7 +65,7 @@ TABLE_FORMAT = "ghostnas-latency-table"
 TABLE_VERSION = 1
 OVERHEAD_METHOD = "median over the presets of (whole network measured - sum of its blocks)"
 # What an existing table must share with a new build for its entries to be kept.
-COMPATIBLE = ("torch", "batch_size", "input_size", "num_classes", "clock")
+COMPATIBLE = ("backbone", "torch", "batch_size", "input_size", "num_classes", "clock")
 
 
 class LatencyTableError(UserError):
@@ -109,6 +109,10 @@ class LatencyTable:
         return str(self.data["torch"])
 
     @property
+    def backbone(self) -> str:
+        return str(self.data["backbone"])
+
+    @property
     def input_size(self) -> int:
         return int(self.data["input_size"])
 
@@ -149,10 +153,12 @@ class LatencyTable:
 
     # ------------------------------------------------------------ persistence
     @classmethod
-    def new(cls, device: dict[str, Any], *, batch_size: int = 1, input_size: int = 32, num_classes: int = 10,
-            protocol: Protocol = Protocol(), clock: str = "wall", path: Path | None = None) -> "LatencyTable":
+    def new(cls, device: dict[str, Any], *, backbone: str = DEFAULT_BACKBONE, batch_size: int = 1,
+            input_size: int = 32, num_classes: int = 10, protocol: Protocol = Protocol(), clock: str = "wall",
+            path: Path | None = None) -> "LatencyTable":
         return cls({
-            "format": TABLE_FORMAT, "version": TABLE_VERSION, "device": device, "torch": torch.__version__,
+            "format": TABLE_FORMAT, "version": TABLE_VERSION, "backbone": backbone, "device": device,
+            "torch": torch.__version__,
             "batch_size": batch_size, "input_size": input_size, "num_classes": num_classes, "clock": clock,
             "protocol": protocol.to_dict(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "menus": [], "entries": {}, "overhead": None,
@@ -168,6 +174,8 @@ class LatencyTable:
         if data.get("version") != TABLE_VERSION:
             raise LatencyTableError(f"latency table {where} has version {data.get('version')!r}; "
                                     f"this tool reads version {TABLE_VERSION}: rebuild it")
+        if data.get("backbone") not in BACKBONE_NAMES:
+            raise _fail(where, f"\"backbone\" must be one of {', '.join(BACKBONE_NAMES)}")
         device = data.get("device")
         if not isinstance(device, dict) or not isinstance(device.get("label"), str) \
                 or device.get("type") not in ("cpu", "cuda"):
@@ -242,6 +250,8 @@ def predict_breakdown(arch: ArchConfig, table: "LatencyTable | str | Path") -> l
     MissingEntriesError names every key the table lacks.
     """
     table = _as_table(table)
+    if arch.backbone != table.backbone:
+        raise LatencyTableError(f"latency table {table.where} times {table.backbone} blocks, not {arch.backbone}")
     keys = block_keys(arch, input_size=table.input_size, num_classes=table.num_classes)
     missing = table.missing(keys)
     if missing:
@@ -307,16 +317,16 @@ class BuildResult:
 
 
 def table_configs(space: SearchSpace) -> list[ArchConfig]:
-    """Architectures whose blocks the table holds: the menu's (see `menu_configs`) and the presets'."""
-    return [*menu_configs(space), *PRESETS.values()]
+    """Architectures whose blocks the table holds: the menu's (see `menu_configs`) and the backbone's presets."""
+    return [*menu_configs(space), *presets_for(space.backbone).values()]
 
 
-def open_for_build(path: Path, device: dict[str, Any], *, batch_size: int, input_size: int, num_classes: int,
-                   protocol: Protocol) -> LatencyTable:
+def open_for_build(path: Path, device: dict[str, Any], *, backbone: str, batch_size: int, input_size: int,
+                   num_classes: int, protocol: Protocol) -> LatencyTable:
     """The table at `path` to extend, or a new one; a table of another device/torch/shape is refused."""
     clock = clock_for(device["type"], device["threads"], protocol.clock)
-    fresh = LatencyTable.new(device, batch_size=batch_size, input_size=input_size, num_classes=num_classes,
-                             protocol=protocol, clock=clock, path=path)
+    fresh = LatencyTable.new(device, backbone=backbone, batch_size=batch_size, input_size=input_size,
+                             num_classes=num_classes, protocol=protocol, clock=clock, path=path)
     if not path.exists():
         return fresh
     old = LatencyTable.load(path)
@@ -333,8 +343,8 @@ def open_for_build(path: Path, device: dict[str, Any], *, batch_size: int, input
 
 
 def build_table(path: str | Path, space: SearchSpace, *, device: str | torch.device = "cpu", threads: int = 1,
-                protocol: Protocol = Protocol(), batch_size: int = 1, input_size: int = 32,
-                num_classes: int = 10, extra: Sequence[ArchConfig] = (), refit: bool = False,
+                protocol: Protocol = Protocol(), batch_size: int = 1, input_size: int | None = None,
+                num_classes: int | None = None, extra: Sequence[ArchConfig] = (), refit: bool = False,
                 progress: Callable[[int, int, str], None] | None = None) -> BuildResult:
     """Measure every block of `space` (and of the presets and `extra`) missing from the table at `path`.
 
@@ -347,8 +357,11 @@ def build_table(path: str | Path, space: SearchSpace, *, device: str | torch.dev
     path = Path(path)
     device = resolve_device(device)
     info = describe_device(device, threads)
-    table = open_for_build(path, info, batch_size=batch_size, input_size=input_size, num_classes=num_classes,
-                           protocol=protocol)
+    entry = get_backbone(space.backbone)
+    input_size = entry.input_size if input_size is None else input_size
+    num_classes = entry.num_classes if num_classes is None else num_classes
+    table = open_for_build(path, info, backbone=space.backbone, batch_size=batch_size, input_size=input_size,
+                           num_classes=num_classes, protocol=protocol)
     configs = [*table_configs(space), *extra]
     menu = space.to_dict()
     if menu not in table.data["menus"]:
@@ -385,7 +398,7 @@ def build_table(path: str | Path, space: SearchSpace, *, device: str | torch.dev
     fitted = False
     if refit or total or table.overhead_ms is None:
         fit = []
-        for name, config in PRESETS.items():
+        for name, config in presets_for(space.backbone).items():
             model = build_model(config, num_classes=num_classes, input_size=input_size)
             whole = time_module(model, (3, input_size, input_size), device=device, threads=threads,
                                 batch_size=batch_size, protocol=protocol)
@@ -416,7 +429,10 @@ def build_parser() -> Parser:
     p.add_argument("--ratios", default=None, help=f"ghost ratio menu (default {DEFAULT_RATIOS})")
     p.add_argument("--width", type=float, default=1.0, help="width multiplier of the menu (default 1.0)")
     p.add_argument("--dw-size", type=int, default=3, help="cheap-op kernel d of the menu (default 3)")
-    p.add_argument("--input", type=int, default=32, metavar="SIZE", help="input resolution (default 32)")
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE,
+                   help=f"network whose blocks are timed: {', '.join(BACKBONE_NAMES)} (default %(default)s)")
+    p.add_argument("--input", type=int, default=None, metavar="SIZE",
+                   help="input resolution (default the backbone's: 32, 224 for resnet50)")
     p.add_argument("--rel-ci", type=float, default=Protocol.rel_ci,
                    help="stop timing a block when the median's 95%% interval is within ± this fraction "
                         "(default %(default)g)")
@@ -432,12 +448,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
-    if not 8 <= args.input <= 1024:
-        raise UserError(f"--input must be in 8..1024, got {args.input}")
     try:
         space = SearchSpace(kernel_sets=parse_kernel_sets(args.kernel_sets or DEFAULT_KERNEL_SETS),
                             ratios=parse_ints(args.ratios or DEFAULT_RATIOS, "--ratios"),
-                            width=args.width, dw_size=args.dw_size)
+                            width=args.width, dw_size=args.dw_size, backbone=args.backbone)
         protocol = Protocol(min_repeats=args.min_repeats, max_repeats=args.max_repeats, max_s=args.max_seconds,
                             rel_ci=args.rel_ci)
         device = resolve_device(args.device)
@@ -445,6 +459,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    backbone = get_backbone(space.backbone)
+    size = backbone.input_size if args.input is None else args.input
+    if not 8 <= size <= 1024:
+        raise UserError(f"--input must be in 8..1024, got {size}")
     out = Path(args.output)
     if not out.parent.is_dir():
         raise UserError(f"cannot write {out}: folder {out.parent} does not exist")
@@ -460,12 +478,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     info = describe_device(device, args.threads)
     # Refuse an incompatible existing table before saying anything else (one line, exit 2).
-    open_for_build(out, info, batch_size=1, input_size=args.input, num_classes=10, protocol=protocol)
-    print(f"latency table {out}: {info['label']}, torch {torch.__version__}, batch 1, {args.input}x{args.input}, "
+    open_for_build(out, info, backbone=space.backbone, batch_size=1, input_size=size,
+                   num_classes=backbone.num_classes, protocol=protocol)
+    print(f"latency table {out}: {space.backbone} on {info['label']}, torch {torch.__version__}, batch 1, "
+          f"{size}x{size}, "
           f"menu kernels {','.join(format_kernels(k) for k in space.kernel_sets)} ratios "
           f"{','.join(map(str, space.ratios))} width {space.width:g} d {space.dw_size}", file=sys.stderr, flush=True)
     result = build_table(out, space, device=device, threads=args.threads, protocol=protocol,
-                         input_size=args.input, refit=args.refit, progress=progress)
+                         input_size=size, refit=args.refit, progress=progress)
     table = result.table
     unstable = sum(1 for e in table.entries.values() if not e.get("converged", True))
     print(f"measured {result.measured} blocks, kept {result.kept}; {len(table.entries)} entries, "

@@ -182,8 +182,12 @@ class FitResult:
 
 
 def fit(training: Training, evaluate: Callable[[nn.Module], float], *, start_epoch: int = 0,
-        on_epoch: Callable[[EpochStats], None] | None = None) -> FitResult:
-    """Train from `start_epoch` to `training.epochs`, evaluating after each epoch.
+        on_epoch: Callable[[EpochStats], None] | None = None, eval_every: int = 1) -> FitResult:
+    """Train from `start_epoch` to `training.epochs`, evaluating after every `eval_every`-th epoch and the last.
+
+    Evaluating a large validation split can cost more than a short proxy
+    epoch; callers that need only the final accuracy pass `eval_every=epochs`
+    (epochs without an evaluation report NaN accuracy).
 
     A loss that turns NaN/inf ends the loop with status "diverged" and the
     reason instead of raising: a search must go on past a bad architecture,
@@ -207,7 +211,8 @@ def fit(training: Training, evaluate: Callable[[nn.Module], float], *, start_epo
         images += step.images
         train_seconds += step.seconds
         losses.append(step.train_loss)
-        accs.append(evaluate(training.model))
+        last = epoch + 1 == training.epochs
+        accs.append(evaluate(training.model) if last or (epoch + 1) % eval_every == 0 else float("nan"))
         if on_epoch is not None:
             on_epoch(EpochStats(epoch + 1, step.train_loss, accs[-1], step.images / step.seconds,
                                 time.perf_counter() - start))

@@ -42,7 +42,8 @@ def proxy_split(data: Cifar10, budget: Budget, seed: int) -> tuple[torch.Tensor,
 
 
 def train_proxy(arch: ArchConfig | nn.Module, data: Cifar10, budget: Budget, device: torch.device | str = "cpu",
-                seed: int = 0, on_epoch: Callable[[EpochStats], None] | None = None) -> ProxyResult:
+                seed: int = 0, on_epoch: Callable[[EpochStats], None] | None = None,
+                eval_every: int = 1) -> ProxyResult:
     """Train `arch` for `budget.epochs` and report validation accuracy after each epoch.
 
     Before each validation the BatchNorm statistics are recomputed on
@@ -67,7 +68,7 @@ def train_proxy(arch: ArchConfig | nn.Module, data: Cifar10, budget: Budget, dev
             recalibrate_bn(m, bn)
         return evaluate_accuracy(m, val)
 
-    result = fit(make_training(model, train, budget), evaluate, on_epoch=on_epoch)
+    result = fit(make_training(model, train, budget), evaluate, on_epoch=on_epoch, eval_every=eval_every)
     ok = result.status == "ok"
     return ProxyResult(result.status, result.accuracies[-1] if ok else None, result.train_losses,
                        result.accuracies, result.epochs, result.seconds, result.images_per_s, result.error)

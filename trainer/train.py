@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from space import ArchConfig, build_model, count_macs, count_params, load_arch
+from space import ArchConfig, build_model, count_macs, count_params, get_backbone, load_arch
 from space.cli import Parser, UserError, run_main
 from space.presets import PRESETS
 
@@ -87,7 +87,7 @@ class Setup:
 
 def arch_name(spec: str, width: float | None) -> str:
     """Folder-friendly name: the preset, or the JSON file's stem; a width override is appended."""
-    name = spec if spec in PRESETS else Path(spec).stem
+    name = spec.replace(":", "-") if spec in PRESETS or ":" in spec else Path(spec).stem
     return f"{name}-w{width:g}" if width is not None else name
 
 
@@ -136,6 +136,9 @@ def prepare(args: argparse.Namespace) -> Setup:
         arch = load_arch(args.arch)
         if args.width is not None:
             arch = dataclasses.replace(arch, width=args.width)
+        if get_backbone(arch.backbone).num_classes != 10:
+            raise UserError(f"--arch {args.arch}: {arch.backbone} is an ImageNet network; trainer.train "
+                            "trains CIFAR-10 networks (ghostnet, vgg16, resnet56)")
         device = resolve_device(args.device)
     except ValueError as exc:
         raise UserError(str(exc)) from None

@@ -64,6 +64,22 @@ def test_blocks_chain_to_the_network_and_keys_name_the_structure():
     assert len(mid) == 3
 
 
+@pytest.mark.parametrize("backbone", ["vgg16", "resnet56"])
+def test_every_backbone_splits_into_blocks(backbone):
+    from space import presets_for
+
+    model = build_model(presets_for(backbone)["selective_mca"]).eval()
+    blocks = network_blocks(model)
+    assert len(blocks) == 2 + SearchSpace(backbone=backbone).n_blocks
+    assert all(f"net={backbone}" in b.key for b in blocks)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        h = x
+        for b in blocks:
+            h = b.module(h)
+        assert torch.allclose(h, model(x))
+
+
 def test_menu_configs_cover_every_block_of_the_menu():
     space = SearchSpace(kernel_sets=((3, 5, 7), (5, 7, 11)), ratios=(2, 3))
     covered = {k for c in menu_configs(space) for k in block_keys(c)}
@@ -251,7 +267,7 @@ def _refused(cifar_dir: Path, tmp_path: Path, table: Path, *extra: str) -> None:
     assert not ray.is_initialized()
 
 
-@pytest.mark.parametrize("case", ["missing", "torch", "malformed", "not-a-table"])
+@pytest.mark.parametrize("case", ["missing", "torch", "malformed", "not-a-table", "backbone"])
 def test_a_table_the_search_cannot_use_is_refused_in_one_line(case, cifar_dir, small_table, tmp_path, capsys):
     bad = tmp_path / "bad.json"
     data = json.loads(small_table.read_text())
@@ -269,6 +285,10 @@ def test_a_table_the_search_cannot_use_is_refused_in_one_line(case, cifar_dir, s
     elif case == "malformed":
         bad.write_text(small_table.read_text()[:-40])
         expect = ["is not valid JSON"]
+    elif case == "backbone":
+        extra = ("--backbone", "vgg16")
+        bad.write_text(json.dumps(data))
+        expect = ["times ghostnet blocks", "--backbone vgg16"]
     else:
         bad.write_text(json.dumps({"entries": {}}))
         expect = ["is not a latency table"]
@@ -292,22 +312,26 @@ def test_without_a_table_the_run_says_latency_is_measured_in_isolation():
 # ------------------------------------------------------------------ the report
 
 def test_report_labels_the_latency_axis_with_the_device(tmp_path):
-    sys.path.insert(0, str(REPO / "tests"))
-    from runbuilder import build_run
-
-    from analysis.report import write_report
-    from record.rundir import RUN_FILE
-
-    run = build_run(tmp_path / "run", 1, objectives=("val_acc", "macs", "latency_ms"))
-    meta = json.loads((run / RUN_FILE).read_text())
-    meta["latency_source"] = "table cpu Test CPU 9000, 1 thread"
-    (run / RUN_FILE).write_text(json.dumps(meta))
-    page = write_report([run], tmp_path / "r.html").read_text()
-    assert "latency_ms (batch 1, table cpu Test CPU 9000, 1 thread)" in page
     from analysis import figures
     from analysis.latency_label import latency_axis_label
     from analysis.load import load_run
+    from analysis.report import write_report
+    from record.arch import to_flat
+    from record.rundir import RunDir
 
-    fig = figures.tradeoff_figure(load_run(run).ok, "latency_ms", "t", latency_axis_label([meta]))
-    assert fig.layout.xaxis.title.text == "latency_ms (batch 1, table cpu Test CPU 9000, 1 thread)"
+    source = "table cpu Test CPU 9000, 1 thread"
+    run = RunDir.create(tmp_path / "run", {"name": "run", "objectives": ["val_acc", "latency_ms"],
+                                           "directions": ["maximize", "minimize"], "trials": 3,
+                                           "latency_source": source})
+    for i, (name, arch) in enumerate(PRESETS.items()):
+        if i == 3:
+            break
+        run.table.append({"trial_id": f"t{i}", "status": "ok", "key": arch.key, "preset": name, **to_flat(arch),
+                          "val_acc": 0.3 + 0.01 * i, "macs": 10_000_000 + i, "params": 1000, "latency_ms": 5.0 + i})
+    run.close()
+    page = write_report([tmp_path / "run"], tmp_path / "r.html").read_text()
+    assert f"latency_ms (batch 1, {source})" in page
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    fig = figures.tradeoff_figure(load_run(tmp_path / "run").ok, "latency_ms", "t", latency_axis_label([meta]))
+    assert fig.layout.xaxis.title.text == f"latency_ms (batch 1, {source})"
     assert latency_axis_label([{}]) == "latency_ms (batch 1, source not recorded)"

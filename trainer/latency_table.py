@@ -44,7 +44,7 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence, TextIO
@@ -313,7 +313,6 @@ class BuildResult:
     measured: int  # entries measured by this call
     kept: int  # entries already in the table
     fitted: bool  # the overhead was (re)fitted by this call
-    notes: list[str] = field(default_factory=list)
 
 
 def table_configs(space: SearchSpace) -> list[ArchConfig]:
@@ -350,8 +349,8 @@ def build_table(path: str | Path, space: SearchSpace, *, device: str | torch.dev
 
     Each entry is saved atomically as soon as it is measured.  Then the
     overhead constant is fitted on the presets, timed whole with the same
-    protocol, unless the table already has one and nothing was added (or
-    `refit`).  `progress(done, total, key)` is called before and after
+    protocol — once per table (a wider menu adds blocks, not overhead), or
+    again with `refit`.  `progress(done, total, key)` is called before and after
     each entry.
     """
     path = Path(path)
@@ -396,7 +395,7 @@ def build_table(path: str | Path, space: SearchSpace, *, device: str | torch.dev
         del model
 
     fitted = False
-    if refit or total or table.overhead_ms is None:
+    if refit or table.overhead_ms is None:
         fit = []
         for name, config in presets_for(space.backbone).items():
             model = build_model(config, num_classes=num_classes, input_size=input_size)

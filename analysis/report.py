@@ -26,6 +26,7 @@ from record.rundir import STATUSES, TRAINED_STATUSES
 from . import figures
 from .fidelity import fidelity, load_fidelity
 from .cli import Parser, UserError, parse_objectives, run_main
+from .latency_label import latency_axis_label, latency_source
 from .load import RunData, RunError, check_objectives, load_run
 from .pareto import hypervolume_history, objective_bounds, pareto_front
 from .select import knee_point
@@ -67,6 +68,7 @@ def _header(data: RunData, objectives: list[str]) -> str:
     items = [("run", data.name), ("directory", str(data.path)), ("sampler", data.meta.get("sampler", "?")),
              ("objectives", ", ".join(objectives)), ("trials done / requested", f"{done} / {requested}"),
              ("status counts", status), ("budget", data.meta.get("budget", "?")),
+             ("latency_ms", latency_source(data.meta)),
              ("created", data.meta.get("created", "?"))]
     rows = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in items)
     return f"<header><h1>Search report: {html.escape(data.name)}</h1><dl>{rows}</dl></header>"
@@ -109,8 +111,8 @@ def _run_sections(data: RunData, objectives: list[str]) -> list[str]:
         out.append(_note("latency_ms was not measured in this run: the accuracy-latency plot is skipped.",
                          "note-no-latency"))
     else:
-        out.append(_figure_html(figures.tradeoff_figure(ok, "latency_ms", "val_acc against latency"),
-                                "fig-acc-latency"))
+        out.append(_figure_html(figures.tradeoff_figure(ok, "latency_ms", "val_acc against latency",
+                                                        latency_axis_label([data.meta])), "fig-acc-latency"))
     out.append("</section>")
     front = pareto_front(ok, objectives)
     out.append("<section><h2>Where MCA goes</h2>")
@@ -168,7 +170,9 @@ def _compare_sections(runs: list[RunData], objectives: list[str]) -> list[str]:
                    for n, r in zip(names, runs))
     return [
         f"<section><h2>Comparison of {len(runs)} runs</h2><ul>{rows}</ul>",
-        _figure_html(figures.compare_fronts_figure([(n, r.ok) for n, r in zip(names, runs)], cost), "fig-compare-front"),
+        _figure_html(figures.compare_fronts_figure(
+            [(n, r.ok) for n, r in zip(names, runs)], cost,
+            latency_axis_label([r.meta for r in runs]) if cost == "latency_ms" else None), "fig-compare-front"),
         _figure_html(figures.hypervolume_figure(curves, objectives, "normalised over the union of the runs"),
                      "fig-compare-hypervolume"),
         "</section>",

@@ -74,8 +74,11 @@ def with_cost(ok: pd.DataFrame, cost: str) -> pd.DataFrame:
     return ok[ok["val_acc"].notna() & ok[cost].notna()]
 
 
-def tradeoff_figure(ok: pd.DataFrame, cost: str, title: str) -> go.Figure:
-    """val_acc against one cost: every trial faint, the 2-D front as a step line, baselines labelled."""
+def tradeoff_figure(ok: pd.DataFrame, cost: str, title: str, x_title: str | None = None) -> go.Figure:
+    """val_acc against one cost: every trial faint, the 2-D front as a step line, baselines labelled.
+
+    `x_title` overrides the vocabulary's axis title (latency names its device).
+    """
     pts = with_cost(ok, cost)
     front = pareto_front(pts, ["val_acc", cost]).sort_values([cost, "val_acc"])
     base = pts[pts["preset"] != ""]
@@ -93,9 +96,9 @@ def tradeoff_figure(ok: pd.DataFrame, cost: str, title: str) -> go.Figure:
         text=list(base["preset"]), textposition="top center",
         marker=dict(color=BASELINE, size=12, symbol="diamond-open", line=dict(width=2)),
         customdata=_custom(base), hovertemplate=_HOVER))
-    fig.update_layout(title=f"{title} (mean over seeds, error bars ± 1 standard error)", xaxis_title=LABELS.get(cost, cost),
-                      yaxis_title=LABELS["val_acc"], xaxis_tickformat="~s", template="plotly_white", height=480,
-                      legend=dict(orientation="h", y=-0.2))
+    fig.update_layout(title=f"{title} (mean over seeds, error bars ± 1 standard error)",
+                      xaxis_title=x_title or LABELS.get(cost, cost), yaxis_title=LABELS["val_acc"],
+                      xaxis_tickformat="~s", template="plotly_white", height=480, legend=dict(orientation="h", y=-0.2))
     return fig
 
 
@@ -166,7 +169,7 @@ def hypervolume_figure(curves: Sequence[tuple[str, pd.DataFrame]], objectives: S
     return fig
 
 
-def compare_fronts_figure(runs: Sequence[tuple[str, pd.DataFrame]], cost: str) -> go.Figure:
+def compare_fronts_figure(runs: Sequence[tuple[str, pd.DataFrame]], cost: str, x_title: str | None = None) -> go.Figure:
     """Each run's 2-D (val_acc, cost) front, one colour per run."""
     fig = go.Figure()
     for i, (name, ok) in enumerate(runs):
@@ -177,7 +180,8 @@ def compare_fronts_figure(runs: Sequence[tuple[str, pd.DataFrame]], cost: str) -
             name=f"{name} ({len(front)} on front of {len(pts)})", x=_vals(front[cost].astype(float)), y=_vals(front["val_acc"]),
             mode="lines+markers", line=dict(color=colour, shape="hv"), marker=dict(color=colour, size=9),
             error_y=error_bars(front, colour), customdata=_custom(front), hovertemplate=_HOVER))
-    fig.update_layout(title=f"Pareto fronts compared: val_acc against {cost} (error bars ± 1 standard error)", xaxis_title=LABELS.get(cost, cost),
+    fig.update_layout(title=f"Pareto fronts compared: val_acc against {cost} (error bars ± 1 standard error)",
+                      xaxis_title=x_title or LABELS.get(cost, cost),
                       yaxis_title=LABELS["val_acc"], xaxis_tickformat="~s", template="plotly_white", height=480,
                       legend=dict(orientation="h", y=-0.2))
     return fig

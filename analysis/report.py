@@ -35,6 +35,7 @@ from record.stats import Z, describe_noise
 from . import figures
 from .fidelity import fidelity, load_fidelity
 from .cli import Parser, UserError, parse_objectives, run_main
+from .latency_label import latency_axis_label, latency_source
 from .load import RunData, RunError, check_objectives, load_run
 from .pareto import fixed_box, hypervolume_history, pareto_front
 from .select import cheaper_equivalents, estimate_of, knee_point, noise_message
@@ -80,6 +81,7 @@ def _header(data: RunData, objectives: list[str]) -> str:
              ("status counts", status), ("budget", data.meta.get("budget", "?")),
              ("images per training", _sizes(data)),
              ("seeds", f"baselines x{data.meta.get('baseline_seeds', 1)}, repeats {data.meta.get('repeats', 1)}"),
+             ("latency_ms", latency_source(data.meta)),
              ("created", data.meta.get("created", "?"))]
     rows = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in items)
     return f"<header><h1>Search report: {html.escape(data.name)}</h1><dl>{rows}</dl></header>"
@@ -156,8 +158,8 @@ def _run_sections(data: RunData, objectives: list[str], box: dict, origin: dict)
         out.append(_note("latency_ms was not measured in this run: the accuracy-latency plot is skipped.",
                          "note-no-latency"))
     else:
-        out.append(_figure_html(figures.tradeoff_figure(ok, "latency_ms", "val_acc against latency"),
-                                "fig-acc-latency"))
+        out.append(_figure_html(figures.tradeoff_figure(ok, "latency_ms", "val_acc against latency",
+                                                        latency_axis_label([data.meta])), "fig-acc-latency"))
     out.append("</section>")
     front = pareto_front(ok, objectives)
     out.append("<section><h2>Where MCA goes</h2>")
@@ -223,7 +225,9 @@ def _compare_sections(runs: list[RunData], objectives: list[str], box: dict, ori
                    for n, r in zip(names, runs))
     return [
         f"<section><h2>Comparison of {len(runs)} runs</h2><ul>{rows}</ul>",
-        _figure_html(figures.compare_fronts_figure([(n, r.ok) for n, r in zip(names, runs)], cost), "fig-compare-front"),
+        _figure_html(figures.compare_fronts_figure(
+            [(n, r.ok) for n, r in zip(names, runs)], cost,
+            latency_axis_label([r.meta for r in runs]) if cost == "latency_ms" else None), "fig-compare-front"),
         _note(_box_note(box, origin, f"{names[0]}'s, the same for every run"), "note-compare-hv-reference"),
         _figure_html(figures.hypervolume_figure(curves, objectives, f"share of {names[0]}'s fixed box",
                                                 yaxis_title=HV_AXIS), "fig-compare-hypervolume"),

@@ -96,7 +96,9 @@ def summarise(rows: list[dict], budgets: dict) -> None:
     for r in rows:
         acc.setdefault((r["budget"], r["arch"]), []).append(float(r["val_acc"]))
         cpu.setdefault(r["budget"], []).append(float(r["cpu_seconds"]))
-    archs = sorted({r["arch"] for r in rows})
+    # Only architectures with every budget and seed count: a partial run compares like with like.
+    archs = sorted(a for a in {r["arch"] for r in rows}
+                   if all(len(acc.get((b, a), [])) == len(SEEDS) for b in budgets))
     ref = {a: np.mean(acc[("ref", a)]) for a in archs if ("ref", a) in acc}
     print(f"\n{len(archs)} architectures x {len(SEEDS)} seeds; reference = {budgets['ref'][0]} epochs on "
           f"{budgets['ref'][1]} images")
@@ -148,9 +150,10 @@ def main() -> None:
         with open(out, newline="") as f:
             done = list(csv.DictReader(f))
     have = {(r["arch"], r["budget"], int(r["seed"])) for r in done}
-    # Reference first: it is the yardstick, and its trainings are the longest.
-    jobs = [(n, cfg.to_dict(), b, e, s, seed) for b, (e, s) in sorted(budgets.items(), key=lambda kv: kv[0] != "ref")
-            for n, cfg in archs for seed in SEEDS if (n, b, seed) not in have]
+    # One architecture at a time (reference first): a run cut short still gives complete architectures.
+    jobs = [(n, cfg.to_dict(), b, e, s, seed) for n, cfg in archs
+            for b, (e, s) in sorted(budgets.items(), key=lambda kv: kv[0] != "ref")
+            for seed in SEEDS if (n, b, seed) not in have]
     print(f"{len(archs)} architectures, budgets {budgets}, {len(jobs)} trainings to go "
           f"({len(done)} already in {out})", flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)

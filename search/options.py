@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from record.objectives import DEFAULT_OBJECTIVES, OBJECTIVES, Direction, check_objectives
 from space.cli import Parser, UserError
+from space.search_space import DEFAULT_KERNEL_SETS, DEFAULT_RATIOS, parse_ints, parse_kernel_sets
 
 SAMPLERS = ("nsga2", "tpe", "random")
 BUDGET_NAMES = ("smoke", "cpu", "gpu")
@@ -64,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--width", type=float, default=None, help="width multiplier of every sampled net (default 1.0)")
     s.add_argument("--backbone", default=None,
                    help=f"network whose blocks get MCA: {', '.join(CIFAR_BACKBONES)} (default ghostnet)")
+    s.add_argument("--latency-table", default=None, metavar="FILE",
+                   help="predict latency_ms from this per-block table (python -m trainer.latency_table) "
+                        "instead of measuring it in the trials")
 
     t = p.add_argument_group("training")
     t.add_argument("--budget", default=None, help="trainer preset smoke|cpu|gpu (default gpu with CUDA, else cpu)")
@@ -126,6 +130,8 @@ class Options:
     dashboard: bool
     dashboard_port: int
     explicit: frozenset[str]
+    latency_table: Path | None = None
+    latency: Any = None  # search.latency.LatencySetup, resolved by search.run.prepare
 
     @property
     def directions(self) -> tuple[Direction, ...]:
@@ -148,20 +154,6 @@ def parse_objectives(text: str) -> tuple[str, ...]:
         return tuple(check_objectives([n.strip() for n in text.split(",") if n.strip()]))
     except ValueError as exc:
         raise UserError(f"--objectives: {exc}") from None
-
-
-def _parse_ints(text: str, flag: str, sep: str = ",") -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split(sep) if x.strip())
-    except ValueError:
-        raise UserError(f"{flag} expects integers, got {text!r}") from None
-
-
-def parse_kernel_sets(text: str) -> tuple[tuple[int, ...], ...]:
-    sets = tuple(_parse_ints(part, "--kernel-sets", "-") for part in text.split(",") if part.strip())
-    if not sets:
-        raise UserError("--kernel-sets needs at least one set, e.g. 3-5-7")
-    return sets
 
 
 def _cuda_available() -> bool:
@@ -230,8 +222,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         baseline_seeds=3 if ns.baseline_seeds is None else ns.baseline_seeds,
         repeats=1 if ns.repeats is None else ns.repeats,
         val_size=ns.val_size,
-        kernel_sets=parse_kernel_sets(ns.kernel_sets or "3-5-7,5-7-11,7-11-21"),
-        ratios=_parse_ints(ns.ratios or "2,3,4", "--ratios"),
+        kernel_sets=parse_kernel_sets(ns.kernel_sets or DEFAULT_KERNEL_SETS),
+        ratios=parse_ints(ns.ratios or DEFAULT_RATIOS, "--ratios"),
         width=1.0 if ns.width is None else ns.width,
         backbone=backbone,
         budget=budget,
@@ -250,6 +242,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         dashboard=ns.dashboard,
         dashboard_port=ns.dashboard_port,
         explicit=explicit,
+        latency_table=Path(ns.latency_table).expanduser().resolve() if ns.latency_table else None,
     )
 
 

@@ -67,6 +67,7 @@ def prepare(opts: Options) -> tuple[Options, Any, Any, RunDir | None, dict[str, 
                                 val_fraction=0.1 if legacy_split else None)
         except ValueError as exc:
             raise UserError(str(exc)) from None
+        opts.latency = _latency_setup(opts, space, stored)
         train_idx, val_idx = proxy_split(data, budget, opts.seed)
         sizes = {"pool": pool, "train": len(train_idx), "val": len(val_idx)}
     except BaseException:
@@ -74,6 +75,15 @@ def prepare(opts: Options) -> tuple[Options, Any, Any, RunDir | None, dict[str, 
             stored.close()
         raise
     return opts, space, budget, stored, sizes
+
+
+def _latency_setup(opts: Options, space, stored: RunDir | None):
+    """Table checked, or isolated measurement chosen, before Ray starts or anything is written."""
+    from search.latency import setup_latency
+
+    return setup_latency(opts.latency_table, space, baselines=opts.baselines,
+                         device="cuda" if opts.gpus_per_trial > 0 else "cpu",
+                         latency_threads=opts.latency_threads, stored=stored.meta if stored else None)
 
 
 def create_run(opts: Options, space) -> RunDir:
@@ -87,6 +97,7 @@ def create_run(opts: Options, space) -> RunDir:
         "search_space": space.to_dict(),
         "baseline_presets": list(presets_for(opts.backbone)) if opts.baselines else [],
         "data_dir": str(opts.data_dir),
+        **opts.latency.run_meta(),
     }, n_mca=space.n_blocks)
 
 
@@ -194,6 +205,7 @@ def make_tuner(opts: Options, rundir: RunDir, searcher, writer, budget, device: 
         device=device,
         threads=max(1, int(opts.cpus_per_trial)),
         latency_threads=opts.latency_threads,
+        latency_table=opts.latency.table,
         fail_keys=tuple(k for k in os.environ.get("GHOSTNAS_FAIL_KEYS", "").split(";") if k),
     )
     trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),

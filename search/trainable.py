@@ -18,8 +18,11 @@ from space import ArchConfig, build_model, count_macs, count_params
 from trainer.budget import Budget
 from trainer.data import Cifar10, load_cifar10
 from trainer.device import resolve_device
-from trainer.latency import measure_latency
+from trainer.latency_table import LatencyTable
 from trainer.proxy import EpochStats, train_proxy
+from trainer.slot import NodeSlot, SharedSlot
+
+from search.latency import latency_metrics
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class TrialContext:
     device: str
     threads: int
     latency_threads: int
+    latency_table: LatencyTable | None = None  # predict latency_ms from it instead of measuring
     # Test hook: trials whose canonical key contains one of these raise, so the
     # failure path is exercised end to end through real Ray (GHOSTNAS_FAIL_KEYS).
     fail_keys: tuple[str, ...] = field(default_factory=tuple)
@@ -47,16 +51,11 @@ def _dataset(data_dir: str) -> Cifar10:
     return load_cifar10(data_dir)
 
 
-def cost_metrics(model: torch.nn.Module, device: torch.device, latency_threads: int) -> dict[str, Any]:
-    """MACs, parameters and batch-1 latency: the cheap objectives, known before training."""
-    latency = measure_latency(model, device, threads=latency_threads)
-    return {
-        "macs": count_macs(model),
-        "params": count_params(model),
-        "latency_ms": latency.median_ms,
-        "latency_p10_ms": latency.p10_ms,
-        "latency_p90_ms": latency.p90_ms,
-    }
+def cost_metrics(arch: ArchConfig, model: torch.nn.Module, device: torch.device, latency_threads: int,
+                 table: LatencyTable | None = None, slot: SharedSlot | None = None) -> dict[str, Any]:
+    """MACs, parameters and batch-1 latency (from the table, or measured alone on the node)."""
+    return {"macs": count_macs(model), "params": count_params(model),
+            **latency_metrics(arch, model, device, latency_threads, table, slot)}
 
 
 def evaluate(arch: ArchConfig, ctx: TrialContext, report: Callable[[dict[str, Any]], None],
@@ -70,13 +69,18 @@ def evaluate(arch: ArchConfig, ctx: TrialContext, report: Callable[[dict[str, An
     device = resolve_device(ctx.device)
     if any(k and k in arch.key for k in ctx.fail_keys):
         raise InjectedFailure(f"injected failure for {arch.key} (GHOSTNAS_FAIL_KEYS)")
-    base = {"key": arch.key, "seed": seed, **cost_metrics(build_model(arch), device, ctx.latency_threads)}
+    # The trial shares the node's slot while it computes and yields it after each epoch;
+    # a latency measurement takes it alone, so it never runs while a trial computes (trainer.slot).
+    with NodeSlot().shared() as slot:
+        base = {"key": arch.key, "seed": seed,
+                **cost_metrics(arch, build_model(arch), device, ctx.latency_threads, ctx.latency_table, slot)}
 
-    def on_epoch(stats: EpochStats) -> None:
-        report({**base, "status": "running", "epoch": stats.epoch, "val_acc": stats.accuracy,
-                "train_loss": stats.train_loss, "images_per_s": stats.images_per_s})
+        def on_epoch(stats: EpochStats) -> None:
+            report({**base, "status": "running", "epoch": stats.epoch, "val_acc": stats.accuracy,
+                    "train_loss": stats.train_loss, "images_per_s": stats.images_per_s})
+            slot.pause()
 
-    result = train_proxy(arch, _dataset(ctx.data_dir), ctx.budget, device, seed=seed, on_epoch=on_epoch)
+        result = train_proxy(arch, _dataset(ctx.data_dir), ctx.budget, device, seed=seed, on_epoch=on_epoch)
     final = {
         **base,
         "status": result.status,

@@ -12,11 +12,36 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
+from .cli import UserError
 from .config import (DEFAULT_BACKBONE, ArchConfig, as_bit, as_int, format_kernels, mca_length,
                      parse_backbone, parse_dw_size, parse_kernels, parse_ratio, parse_width)
 
 if TYPE_CHECKING:  # optuna is only needed by callers that own a trial
     import optuna
+
+
+DEFAULT_KERNEL_SETS = "3-5-7,5-7-11,7-11-21"
+DEFAULT_RATIOS = "2,3,4"
+
+
+def parse_ints(text: str, flag: str, sep: str = ",") -> tuple[int, ...]:
+    """'2,3,4' -> (2, 3, 4): the menu flags' integer lists, parsed in one place.
+
+    `search.run` and `trainer.latency_table` take the same menu flags, so they
+    must read them the same way; `flag` only names the flag in the error.
+    """
+    try:
+        return tuple(int(x) for x in text.split(sep) if x.strip())
+    except ValueError:
+        raise UserError(f"{flag} expects integers, got {text!r}") from None
+
+
+def parse_kernel_sets(text: str, flag: str = "--kernel-sets") -> tuple[tuple[int, ...], ...]:
+    """'3-5-7,5-7-11' -> ((3, 5, 7), (5, 7, 11)); values are checked by `SearchSpace`."""
+    sets = tuple(parse_ints(part, flag, "-") for part in text.split(",") if part.strip())
+    if not sets:
+        raise UserError(f"{flag} needs at least one set, e.g. 3-5-7")
+    return sets
 
 
 _FIELDS = ("kernel_sets", "ratios", "width", "dw_size", "backbone")

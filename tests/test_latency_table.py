@@ -235,7 +235,7 @@ def test_a_measurement_waits_for_running_epochs_and_goes_before_the_next(tmp_pat
 def _search_args(cifar_dir: Path, storage: Path, name: str, *extra: str) -> list[str]:
     return ["--budget", "smoke", "--epochs", "1", "--train-size", "256", "--data-dir", str(cifar_dir),
             "--storage-path", str(storage), "--name", name, "--no-report", "--kernel-sets", "3-5-7",
-            "--ratios", "2", *extra]
+            "--ratios", "2", "--baseline-seeds", "1", *extra]
 
 
 def test_search_with_a_table_records_the_same_latency_in_two_runs(ray_cluster, cifar_dir, small_table, tmp_path):

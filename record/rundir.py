@@ -154,6 +154,18 @@ def heal_tail(path: Path) -> int:
         return size - keep
 
 
+def append_line(path: Path, cells: list[str]) -> int:
+    """Heal a torn tail, then append one CSV line, flushed and fsync'ed; returns the bytes cut."""
+    buf = io.StringIO()
+    csv.writer(buf).writerow(cells)
+    cut = heal_tail(path)
+    with open(path, "a", newline="") as f:
+        f.write(buf.getvalue())
+        f.flush()
+        os.fsync(f.fileno())
+    return cut
+
+
 @dataclass
 class TrialsTable:
     """Append-only CSV of finished trials; every append is flushed and fsync'ed.
@@ -199,15 +211,9 @@ class TrialsTable:
         full = {c: _cell(row.get(c)) for c in self.columns}
         full["number"] = str(len(self.rows))
         full["finished_at"] = full["finished_at"] or utc_now()
-        buf = io.StringIO()
-        csv.writer(buf).writerow([full[c] for c in self.columns])
-        cut = heal_tail(self.path)
+        cut = append_line(self.path, [full[c] for c in self.columns])
         if cut:
             self.notes.append(f"{self.path.name}: cut a torn line of {cut} bytes before writing trial {full['number']}")
-        with open(self.path, "a", newline="") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
         self.rows.append(full)
         return full
 
@@ -233,13 +239,7 @@ class FidelityTable:
     def append(self, row: dict[str, Any]) -> dict[str, str]:
         full = {c: _cell(row.get(c)) for c in FIDELITY_COLUMNS}
         full["finished_at"] = full["finished_at"] or utc_now()
-        buf = io.StringIO()
-        csv.writer(buf).writerow([full[c] for c in FIDELITY_COLUMNS])
-        heal_tail(self.path)
-        with open(self.path, "a", newline="") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
+        append_line(self.path, [full[c] for c in FIDELITY_COLUMNS])
         self.rows.append(full)
         return full
 

@@ -10,15 +10,23 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import numpy as np
+import pandas as pd
+
+
+def _paired(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Both sides as float arrays; ValueError when their lengths differ, None below 2 points."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} values but y has {len(y)}")
+    return (x, y) if len(x) >= 2 else None
 
 
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
     """Kendall's τ-b (ties in either variable corrected, as scipy's default); NaN below 2 points or a constant side."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if len(x) != len(y):
-        raise ValueError(f"x has {len(x)} values but y has {len(y)}")
-    if len(x) < 2:
+    pair = _paired(x, y)
+    if pair is None:
         return float("nan")
+    x, y = pair
     dx = np.sign(x[:, None] - x[None, :])
     dy = np.sign(y[:, None] - y[None, :])
     upper = np.triu_indices(len(x), k=1)
@@ -30,29 +38,12 @@ def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
     return concordant_minus_discordant / np.sqrt(untied_x * untied_y)
 
 
-def _ranks(v: np.ndarray) -> np.ndarray:
-    """Average ranks (1-based), ties sharing the mean of their positions."""
-    order = np.argsort(v, kind="stable")
-    ranks = np.empty(len(v))
-    sorted_v = v[order]
-    i = 0
-    while i < len(v):
-        j = i
-        while j + 1 < len(v) and sorted_v[j + 1] == sorted_v[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
 def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman's ρ: Pearson correlation of the average ranks; NaN for a constant side."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if len(x) != len(y):
-        raise ValueError(f"x has {len(x)} values but y has {len(y)}")
-    if len(x) < 2:
+    """Spearman's ρ: Pearson correlation of the average ranks (ties share their mean rank); NaN for a constant side."""
+    pair = _paired(x, y)
+    if pair is None:
         return float("nan")
-    rx, ry = _ranks(x), _ranks(y)
+    rx, ry = (pd.Series(v).rank(method="average").to_numpy() for v in pair)
     if rx.std() == 0 or ry.std() == 0:
         return float("nan")
     return float(np.corrcoef(rx, ry)[0, 1])

@@ -103,7 +103,7 @@ def summarise(rows: list[dict], budgets: dict) -> None:
     print(f"\n{len(archs)} architectures x {len(SEEDS)} seeds; reference = {budgets['ref'][0]} epochs on "
           f"{budgets['ref'][1]} images")
     print(f"{'budget':<6} {'epochs':>6} {'images':>6} {'cpu s/trial':>11} {'seed sd':>8} {'mean acc':>8}  tau vs ref [95% CI]")
-    choice = None
+    choice, taus = None, {}
     for name, (epochs, size) in budgets.items():
         names = [a for a in archs if (name, a) in acc and a in ref]
         if not names:
@@ -112,7 +112,7 @@ def summarise(rows: list[dict], budgets: dict) -> None:
         sd = np.sqrt(np.mean([np.var(v, ddof=1) for v in per_arch if len(v) > 1])) if any(len(v) > 1 for v in per_arch) else float("nan")
         means = np.array([np.mean(v) for v in per_arch])
         ref_means = np.array([ref[a] for a in names])
-        tau = kendall_tau(means, ref_means)
+        tau = taus[name] = kendall_tau(means, ref_means)
         lo, hi = bootstrap_interval(kendall_tau, means, ref_means, n_boot=2000, seed=0)
         seconds = float(np.mean(cpu[name]))
         print(f"{name:<6} {epochs:>6} {size:>6} {seconds:>11.1f} {100 * sd:>7.2f}p {100 * means.mean():>7.2f}%  "
@@ -120,15 +120,8 @@ def summarise(rows: list[dict], budgets: dict) -> None:
         if name != "ref" and choice is None and tau >= TARGET_TAU:
             choice = (name, tau, lo, hi, seconds)
     if choice is None:
-        best = None
-        for name in budgets:
-            if name == "ref":
-                continue
-            names = [a for a in archs if (name, a) in acc and a in ref]
-            if names:
-                t = kendall_tau([np.mean(acc[(name, a)]) for a in names], [ref[a] for a in names])
-                best = max(best or (name, t), (name, t), key=lambda p: p[1])
-        print(f"recommended budget: none reaches tau >= {TARGET_TAU} (best {best[0]}: tau={best[1]:.2f})")
+        best = max((n for n in taus if n != "ref"), key=lambda n: taus[n])
+        print(f"recommended budget: none reaches tau >= {TARGET_TAU} (best {best}: tau={taus[best]:.2f})")
     else:
         name, tau, lo, hi, seconds = choice
         print(f"recommended budget: {name} (tau={tau:.2f} [{lo:.2f}, {hi:.2f}], {seconds:.0f} s/trial)")

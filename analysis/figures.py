@@ -187,6 +187,34 @@ def compare_fronts_figure(runs: Sequence[tuple[str, pd.DataFrame]], cost: str, x
     return fig
 
 
+def learning_curves_figure(curves: pd.DataFrame, rungs: Sequence[int] = ()) -> go.Figure:
+    """val_acc after each epoch, one line per training: trained to the end in blue, stopped at a rung
+    in grey (dashed, × where it stopped); dotted verticals at the rungs."""
+    fig = go.Figure()
+    styles = {"ok": dict(color="rgba(31,119,180,0.55)", dash="solid"), "stopped": dict(color=FAINT, dash="dash")}
+    shown: set[str] = set()
+    for (key, seed), c in curves.sort_values("epoch").groupby(["key", "seed"], sort=False):
+        status = str(c["status"].iloc[0])
+        if status not in styles:
+            continue
+        label = f"{c['label'].iloc[0]} seed {seed}"
+        fig.add_trace(go.Scatter(
+            name="trained to the end" if status == "ok" else "stopped at a rung", legendgroup=status,
+            showlegend=status not in shown, x=list(c["epoch"]), y=_vals(c["val_acc"]), mode="lines+markers",
+            line=dict(width=1.3, **styles[status]),
+            marker=dict(size=[4] * (len(c) - 1) + [9 if status == "stopped" else 4],
+                        symbol=["circle"] * (len(c) - 1) + ["x" if status == "stopped" else "circle"],
+                        color=styles[status]["color"]),
+            hovertemplate=f"{label}<br>epoch %{{x}}: val_acc %{{y:.4f}}<extra>{status}</extra>"))
+        shown.add(status)
+    for r in rungs:
+        fig.add_vline(x=r, line=dict(color="rgba(0,0,0,0.3)", dash="dot"))
+    fig.update_layout(title="Learning curves: val_acc after each epoch, one line per training",
+                      xaxis_title="epoch", yaxis_title=LABELS["val_acc"], xaxis=dict(dtick=1),
+                      template="plotly_white", height=420, legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
 def fidelity_figure(pairs: pd.DataFrame, epochs: int, tau: float, tau_ci: tuple[float, float]) -> go.Figure:
     """Proxy val_acc against the reference training's, one point per re-trained architecture, y = x dashed."""
     lo = float(min(pairs["proxy"].min(), pairs["reference"].min()))

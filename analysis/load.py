@@ -19,8 +19,8 @@ import pandas as pd
 
 from record.arch import DEFAULT_BACKBONE, arch_columns, from_flat, mca_columns, n_mca_columns
 from record.objectives import OBJECTIVES, check_objectives
-from record.rundir import (MEASURES, SEED_COLUMN, STATUSES, TRAINED_STATUSES, TRIALS_FILE, RunDirError,
-                           column_types, read_meta, read_trials)
+from record.rundir import (CURVES_FILE, MEASURES, SEED_COLUMN, STATUSES, TRAINED_STATUSES, TRIALS_FILE,
+                           RunDirError, column_types, read_curves, read_meta, read_trials)
 from record.stats import estimates, pooled_sd
 from space import ArchConfig
 
@@ -84,6 +84,29 @@ class RunData:
     def ok(self) -> pd.DataFrame:
         """Architectures that trained to the end at least once: the only ones with an accuracy (means)."""
         return self.archs[self.archs["status"] == "ok"]
+
+    @cached_property
+    def curves(self) -> pd.DataFrame:
+        """Learning curves (curves.csv) of finished trainings, one row per epoch, with the training's
+        `status` and `label`; empty for runs recorded before curves were."""
+        try:
+            rows = read_curves(self.path / CURVES_FILE)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RunError(f"cannot read {self.path / CURVES_FILE}: {exc}") from None
+        columns = ["key", "seed", "epoch", "val_acc", "train_loss", "seconds", "status", "label", "number"]
+        if not rows:
+            return pd.DataFrame(columns=columns)
+        df = pd.DataFrame(rows)
+        try:
+            df["seed"] = df["seed"].astype(int)
+            df["epoch"] = df["epoch"].astype(int)
+            for c in ("val_acc", "train_loss", "seconds"):
+                df[c] = pd.to_numeric(df[c].replace("", None), errors="raise").astype(float)
+        except (ValueError, TypeError) as exc:
+            raise RunError(f"{self.path / CURVES_FILE} has a malformed value ({exc})") from None
+        done = self.trials[["key", SEED_COLUMN, "status", "label", "number"]].dropna(subset=[SEED_COLUMN])
+        done = done.astype({SEED_COLUMN: int}).rename(columns={SEED_COLUMN: "seed"})
+        return df.merge(done, on=["key", "seed"], how="inner")[columns]
 
     @staticmethod
     def arch(row: Mapping[str, Any]) -> ArchConfig:
@@ -171,7 +194,9 @@ def _typed(columns: list[str], rows: list[dict[str, str]], where: Path) -> pd.Da
             df[c] = df[c].astype(int)
     except (ValueError, TypeError) as exc:
         raise RunError(f"{where} has a malformed value ({exc})") from None
-    # Accuracy only means something for trials that trained to the end.
+    # Accuracy only means something for trials that trained to the end; a training the
+    # scheduler stopped keeps its last accuracy apart, as `rung_acc`.
+    df["rung_acc"] = df["val_acc"].where(df["status"] == "stopped")
     df.loc[df["status"] != "ok", "val_acc"] = float("nan")
     for c in ("key", "preset", "kernels", "error", "trial_id", "finished_at"):
         df[c] = df[c].fillna("").astype(str)

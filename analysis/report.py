@@ -142,10 +142,16 @@ def noise_floor(data: RunData) -> str:
 def _run_sections(data: RunData, objectives: list[str], box: dict, origin: dict) -> list[str]:
     ok = data.ok
     out: list[str] = []
-    failed = int((data.trials["status"] != "ok").sum())
+    failed = int((~data.trials["status"].isin(["ok", "stopped"])).sum())
     if failed:
         out.append(_note(f"{failed} of {len(data.trials)} trials are not ok (failed, diverged or infeasible); "
                          "they are counted above and left out of every plot.", "note-not-ok"))
+    stopped = data.trials[data.trials["status"] == "stopped"]
+    if len(stopped):
+        at = ", ".join(f"{n} at epoch {int(e)}" for e, n in stopped["epochs"].value_counts().sort_index().items())
+        out.append(_note(f"{len(stopped)} of {len(data.trials)} trainings were stopped early by the moasha "
+                         f"scheduler ({at}): their last accuracy is a lower-fidelity figure, drawn in grey in "
+                         "the learning curves and never on a front.", "note-stopped"))
     if ok.empty:
         out.append(_note("no ok trial yet: nothing to plot.", "note-empty"))
         return out
@@ -165,6 +171,10 @@ def _run_sections(data: RunData, objectives: list[str], box: dict, origin: dict)
     out.append("<section><h2>Where MCA goes</h2>")
     out.append(_figure_html(figures.mca_heatmap(ok, front), "fig-mca-heatmap"))
     out.append(_figure_html(figures.parallel_figure(ok), "fig-parallel"))
+    if len(data.curves):
+        out.append("</section><section><h2>Learning curves</h2>")
+        rungs = data.meta.get("rung_epochs") or []
+        out.append(_figure_html(figures.learning_curves_figure(data.curves, rungs), "fig-curves"))
     out.append("</section><section><h2>Search progress</h2>")
     hist = hypervolume_history(data.trials, objectives, box=box)
     out.append(_note(_box_note(box, origin, "this run's"), "note-hv-reference"))

@@ -90,7 +90,9 @@ def _train(job: tuple[str, dict, str, int, int, int]) -> dict:
             "cpu_seconds": time.process_time() - cpu0, "wall_seconds": time.perf_counter() - wall0}
 
 
-def summarise(rows: list[dict], budgets: dict) -> None:
+def summarise(rows: list[dict], budgets: dict, out=print) -> dict:
+    """Print the per-budget table and the recommendation; return the figures (the search's CPU
+    start-up line quotes them, and a test checks it against this CSV)."""
     acc: dict[tuple[str, str], list[float]] = {}
     cpu: dict[str, list[float]] = {}
     for r in rows:
@@ -100,10 +102,10 @@ def summarise(rows: list[dict], budgets: dict) -> None:
     archs = sorted(a for a in {r["arch"] for r in rows}
                    if all(len(acc.get((b, a), [])) == len(SEEDS) for b in budgets))
     ref = {a: np.mean(acc[("ref", a)]) for a in archs if ("ref", a) in acc}
-    print(f"\n{len(archs)} architectures x {len(SEEDS)} seeds; reference = {budgets['ref'][0]} epochs on "
-          f"{budgets['ref'][1]} images")
-    print(f"{'budget':<6} {'epochs':>6} {'images':>6} {'cpu s/trial':>11} {'seed sd':>8} {'mean acc':>8}  tau vs ref [95% CI]")
-    choice, taus = None, {}
+    out(f"\n{len(archs)} architectures x {len(SEEDS)} seeds; reference = {budgets['ref'][0]} epochs on "
+        f"{budgets['ref'][1]} images")
+    out(f"{'budget':<6} {'epochs':>6} {'images':>6} {'cpu s/trial':>11} {'seed sd':>8} {'mean acc':>8}  tau vs ref [95% CI]")
+    table: dict[str, dict] = {}
     for name, (epochs, size) in budgets.items():
         names = [a for a in archs if (name, a) in acc and a in ref]
         if not names:
@@ -112,19 +114,29 @@ def summarise(rows: list[dict], budgets: dict) -> None:
         sd = np.sqrt(np.mean([np.var(v, ddof=1) for v in per_arch if len(v) > 1])) if any(len(v) > 1 for v in per_arch) else float("nan")
         means = np.array([np.mean(v) for v in per_arch])
         ref_means = np.array([ref[a] for a in names])
-        tau = taus[name] = kendall_tau(means, ref_means)
+        tau = kendall_tau(means, ref_means)
         lo, hi = bootstrap_interval(kendall_tau, means, ref_means, n_boot=2000, seed=0)
         seconds = float(np.mean(cpu[name]))
-        print(f"{name:<6} {epochs:>6} {size:>6} {seconds:>11.1f} {100 * sd:>7.2f}p {100 * means.mean():>7.2f}%  "
-              f"{tau:+.2f} [{lo:+.2f}, {hi:+.2f}]  (n={len(names)})")
-        if name != "ref" and choice is None and tau >= TARGET_TAU:
-            choice = (name, tau, lo, hi, seconds)
-    if choice is None:
-        best = max((n for n in taus if n != "ref"), key=lambda n: taus[n])
-        print(f"recommended budget: none reaches tau >= {TARGET_TAU} (best {best}: tau={taus[best]:.2f})")
-    else:
-        name, tau, lo, hi, seconds = choice
-        print(f"recommended budget: {name} (tau={tau:.2f} [{lo:.2f}, {hi:.2f}], {seconds:.0f} s/trial)")
+        table[name] = {"budget": name, "epochs": epochs, "images": size, "tau": tau, "lo": lo, "hi": hi,
+                       "seconds": seconds, "seed_sd": float(sd), "n": len(names)}
+        out(f"{name:<6} {epochs:>6} {size:>6} {seconds:>11.1f} {100 * sd:>7.2f}p {100 * means.mean():>7.2f}%  "
+            f"{tau:+.2f} [{lo:+.2f}, {hi:+.2f}]  (n={len(names)})")
+    proxies = [table[n] for n in table if n != "ref"]
+    passing = [b for b in proxies if b["tau"] >= TARGET_TAU]
+    if passing:
+        b = passing[0]
+        out(f"recommended budget: {b['budget']} (tau={b['tau']:.2f} [{b['lo']:.2f}, {b['hi']:.2f}], "
+            f"{b['seconds']:.0f} s/trial)")
+        return {"recommended": b, "best": b, "table": table, "archs": len(archs)}
+    best = max(proxies, key=lambda b: b["tau"])
+    out(f"recommended budget: none reaches tau >= {TARGET_TAU} (best {best['budget']}: tau={best['tau']:.2f} "
+        f"[{best['lo']:.2f}, {best['hi']:.2f}], {best['seconds']:.0f} s/trial)")
+    return {"recommended": None, "best": best, "table": table, "archs": len(archs)}
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def main() -> None:
@@ -138,10 +150,7 @@ def main() -> None:
     budgets = QUICK if args.quick else BUDGETS
     out = Path(args.out or Path(__file__).parent / "data" / f"proxy_fidelity{'-quick' if args.quick else ''}.csv")
     archs = architectures(args.random)
-    done: list[dict] = []
-    if out.exists():
-        with open(out, newline="") as f:
-            done = list(csv.DictReader(f))
+    done: list[dict] = read_rows(out) if out.exists() else []
     have = {(r["arch"], r["budget"], int(r["seed"])) for r in done}
     # One architecture at a time (reference first): a run cut short still gives complete architectures.
     jobs = [(n, cfg.to_dict(), b, e, s, seed) for n, cfg in archs
@@ -149,6 +158,9 @@ def main() -> None:
             for seed in SEEDS if (n, b, seed) not in have]
     print(f"{len(archs)} architectures, budgets {budgets}, {len(jobs)} trainings to go "
           f"({len(done)} already in {out})", flush=True)
+    if not jobs:
+        summarise(done, budgets)
+        return
     out.parent.mkdir(parents=True, exist_ok=True)
     new_file = not out.exists()
     started = time.perf_counter()

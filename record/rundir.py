@@ -5,6 +5,7 @@ Layout (the contract between `search`, which writes it, and `analysis`, which re
     <storage-path>/<name>/
         run.json      settings of the search (objectives, sampler, seed, budget, data_dir, ...)
         trials.csv    one row per finished training (architecture × seed), appended and fsync'ed
+        curves.csv    one row per epoch of every training (its learning curve), appended as they arrive
         study.db      the Optuna study (SQLite storage)
         ray/          Ray Tune's experiment state, one folder per attempt
         report.html   the Plotly report written at the end
@@ -39,6 +40,11 @@ STUDY_FILE = "study.db"
 LOCK_FILE = ".lock"
 REPORT_FILE = "report.html"
 FIDELITY_FILE = "fidelity.csv"
+CURVES_FILE = "curves.csv"
+# Learning curves: one row per epoch of a training.  A training is (key, seed) — never
+# trained twice — which is also how a row joins the trials table (whose `number` is
+# given when the training finishes, after its epochs were written).
+CURVES_COLUMNS = ["key", "seed", "trial_id", "epoch", "val_acc", "train_loss", "seconds", "recorded_at"]
 # The proxy-fidelity check (search.fidelity): one row per re-trained architecture.
 FIDELITY_COLUMNS = ["number", "key", "status", "epochs", "train_size", "seed", "val_acc", "train_seconds",
                     "error", "finished_at"]
@@ -56,9 +62,11 @@ MEASURES: dict[str, type] = {
 }
 TAIL_COLUMNS = ["error", "finished_at"]
 RESULT_COLUMNS = [*OBJECTIVES, *MEASURES]  # what a trainable reports and the table keeps
-STATUSES = ("ok", "diverged", "failed", "infeasible")
+STATUSES = ("ok", "stopped", "diverged", "failed", "infeasible")
 # Statuses that count towards --trials: the architecture was handed to a trainer.
-TRAINED_STATUSES = ("ok", "diverged", "failed")
+# "stopped": the early-stopping scheduler ended it at a rung; its val_acc is the
+# last epoch's (a lower-fidelity figure, never on a front).
+TRAINED_STATUSES = ("ok", "stopped", "diverged", "failed")
 
 
 def trial_columns(n_mca: int = N_BLOCKS) -> list[str]:
@@ -222,42 +230,76 @@ class TrialsTable:
 
 
 @dataclass
-class FidelityTable:
-    """Append-only CSV of the reference re-trainings (same durability as the trials table)."""
+class AppendTable:
+    """An append-only CSV beside the trials table (same durability: heal, append, fsync)."""
 
     path: Path
+    columns: list[str]
     rows: list[dict[str, str]] = field(default_factory=list)
 
     @classmethod
-    def open(cls, path: Path) -> "FidelityTable":
+    def open(cls, path: Path, columns: list[str], what: str) -> "AppendTable":
         if not path.exists():
-            _write_rows(path, FIDELITY_COLUMNS, [])
-            return cls(path)
+            _write_rows(path, columns, [])
+            return cls(path, columns)
         heal_tail(path)
-        return cls(path, read_fidelity(path))
+        return cls(path, columns, read_table(path, columns, what))
 
     def append(self, row: dict[str, Any]) -> dict[str, str]:
-        full = {c: _cell(row.get(c)) for c in FIDELITY_COLUMNS}
-        full["finished_at"] = full["finished_at"] or utc_now()
-        append_line(self.path, [full[c] for c in FIDELITY_COLUMNS])
+        full = {c: _cell(row.get(c)) for c in self.columns}
+        stamp = self.columns[-1]  # finished_at / recorded_at
+        full[stamp] = full[stamp] or utc_now()
+        append_line(self.path, [full[c] for c in self.columns])
         self.rows.append(full)
         return full
 
+    def keep_only(self, keep) -> int:
+        """Drop rows whose training is not in `keep` (a set of (key, seed)); returns the rows dropped.
 
-def read_fidelity(path: Path) -> list[dict[str, str]]:
-    """Rows of fidelity.csv (a torn last line is ignored); RunDirError if it is not one."""
+        Used on resume: epochs of trainings a kill cut off are forgotten, since
+        those trainings run again from their first epoch.
+        """
+        kept = [r for r in self.rows if (r["key"], r["seed"]) in keep]
+        dropped = len(self.rows) - len(kept)
+        if dropped:
+            _write_rows(self.path, self.columns, kept)
+            self.rows = kept
+        return dropped
+
+
+def read_table(path: Path, columns: list[str], what: str) -> list[dict[str, str]]:
+    """Rows of an append table (a torn last line is ignored); RunDirError if it is not one."""
     with open(path, newline="") as f:
         text = f.read()
     complete = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
     reader = csv.reader(io.StringIO(complete))
-    if next(reader, None) != FIDELITY_COLUMNS:
-        raise RunDirError(f"{path} is not a fidelity table of this version (columns differ)")
+    if next(reader, None) != columns:
+        raise RunDirError(f"{path} is not a {what} table of this version (columns differ)")
     rows = []
     for line, cells in enumerate(reader, start=2):
-        if len(cells) != len(FIDELITY_COLUMNS):
+        if len(cells) != len(columns):
             raise RunDirError(f"{path}: line {line} is damaged; remove that line to use it")
-        rows.append(dict(zip(FIDELITY_COLUMNS, cells)))
+        rows.append(dict(zip(columns, cells)))
     return rows
+
+
+def open_fidelity(path: Path) -> AppendTable:
+    """fidelity.csv: one row per reference re-training (search.fidelity)."""
+    return AppendTable.open(path, FIDELITY_COLUMNS, "fidelity")
+
+
+def read_fidelity(path: Path) -> list[dict[str, str]]:
+    return read_table(path, FIDELITY_COLUMNS, "fidelity")
+
+
+def open_curves(path: Path) -> AppendTable:
+    """curves.csv: one row per epoch of every training."""
+    return AppendTable.open(path, CURVES_COLUMNS, "learning-curves")
+
+
+def read_curves(path: Path) -> list[dict[str, str]]:
+    """Rows of curves.csv; none for a run from before learning curves were recorded."""
+    return read_table(path, CURVES_COLUMNS, "learning-curves") if path.exists() else []
 
 
 def read_meta(path: Path) -> dict[str, Any]:
@@ -283,6 +325,13 @@ class RunDir:
     meta: dict[str, Any]
     table: TrialsTable
     _lock: Any = None
+    curves: AppendTable | None = None
+
+    def __post_init__(self) -> None:
+        """Open the learning curves, forgetting epochs of trainings that never finished."""
+        if self.curves is None:
+            self.curves = open_curves(self.path / CURVES_FILE)
+            self.curves.keep_only({(r["key"], r[SEED_COLUMN]) for r in self.table.trained()})
 
     @property
     def study_url(self) -> str:

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from ray.tune import Callback
 
-from record.rundir import FIDELITY_FILE, FidelityTable, RunDir
+from record.rundir import FIDELITY_FILE, AppendTable, RunDir, open_fidelity
 from space.cli import Parser, UserError, run_main
 
 PROG = "search.fidelity"
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen = choose(ok, data.objectives, args.sample, args.seed)
     rundir = RunDir.open(data.path)  # the lock: one writer per run directory
     try:
-        table = FidelityTable.open(rundir.path / FIDELITY_FILE)
+        table = open_fidelity(rundir.path / FIDELITY_FILE)
         done = {r["key"] for r in table.rows}
         todo = chosen[~chosen["key"].isin(done)]
         print(f"{PROG}: {len(chosen)} architectures (front + {args.sample} sampled), {len(todo)} to re-train "
@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _summary(data, args)
 
 
-def _retrain(args, rundir: RunDir, table: FidelityTable, todo, budget, data_dir: Path, seed: int) -> None:
+def _retrain(args, rundir: RunDir, table: AppendTable, todo, budget, data_dir: Path, seed: int) -> None:
     import ray
     from ray import tune
 
@@ -147,7 +147,7 @@ class _RayOptions:
 class _Writer(Callback):
     """Tune callback in the driver: one fidelity.csv row per finished re-training."""
 
-    def __init__(self, table: FidelityTable, numbers: dict[str, int], epochs: int, train_size, seed: int):
+    def __init__(self, table: AppendTable, numbers: dict[str, int], epochs: int, train_size, seed: int):
         self.table, self.numbers, self.epochs, self.train_size, self.seed = table, numbers, epochs, train_size, seed
 
     def _row(self, trial, status: str, error: str = "") -> None:

@@ -90,7 +90,24 @@ class Ledger:
 
     @property
     def failed(self) -> int:
-        return sum(1 for r in self.rows if r["status"] in TRAINED_STATUSES and r["status"] != "ok")
+        return sum(1 for r in self.rows if r["status"] in ("diverged", "failed"))
+
+    @property
+    def stopped(self) -> int:
+        """Trainings the early-stopping scheduler ended at a rung."""
+        return sum(1 for r in self.rows if r["status"] == "stopped")
+
+    def sampler_values(self, key: str) -> list[float] | None:
+        """What the sampler is told about `key`: its means, or for a training stopped at a rung the
+        values it was stopped with (its accuracy at that rung, its exact costs; `search.searcher`)."""
+        values = self.values(key)
+        entry = self.entries.get(key)
+        if values is not None or entry is None:
+            return values
+        stopped = [r for r in entry.rows if r["status"] == "stopped" and r.get("val_acc", "") != ""]
+        if not stopped or any(stopped[-1].get(o, "") == "" for o in self.objectives):
+            return None
+        return [float(stopped[-1][o]) for o in self.objectives]
 
     @property
     def sd_seed(self) -> float | None:

@@ -20,11 +20,13 @@ from space.cli import Parser, UserError
 from space.search_space import DEFAULT_KERNEL_SETS, DEFAULT_RATIOS, parse_ints, parse_kernel_sets
 
 SAMPLERS = ("nsga2", "tpe", "random")
+SCHEDULERS = ("fifo", "moasha")
 BUDGET_NAMES = ("smoke", "cpu", "gpu")
 # Settings that define *what* is searched: fixed at creation, read back on --resume.
 SEARCH_SETTINGS = (
     "objectives", "sampler", "seed", "budget", "budget_overrides", "max_macs",
     "baselines", "population_size", "kernel_sets", "ratios", "width", "backbone", "val_size",
+    "scheduler", "rungs", "reduction_factor",
 )
 # How much each architecture is measured: stored, and may change on --resume (like --trials).
 # Runs created before they existed trained every architecture once (LEGACY).
@@ -60,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--repeats", type=int, default=None,
                    help="re-train architectures on the Pareto front, or within one standard error of it, with "
                         "new seeds until each has this many results (default 1 = off)")
+    s.add_argument("--scheduler", default=None,
+                   help="fifo: every training runs its whole budget (default); moasha: multi-objective ASHA "
+                        "stops trainings outside the top 1/eta of their rung (search.moasha)")
+    s.add_argument("--rungs", default=None, help="moasha: epochs at which trainings are judged, e.g. 1,3 "
+                   "(default 1, eta, eta^2, ... below the budget's epochs)")
+    s.add_argument("--reduction-factor", type=float, default=None,
+                   help="moasha: eta, the top 1/eta of a rung goes on (default 3)")
     s.add_argument("--kernel-sets", default=None, help="MCA kernel-scale menu, e.g. 3-5-7,5-7-11,7-11-21")
     s.add_argument("--ratios", default=None, help="ghost ratio menu, e.g. 2,3,4")
     s.add_argument("--width", type=float, default=None, help="width multiplier of every sampled net (default 1.0)")
@@ -130,6 +139,9 @@ class Options:
     dashboard: bool
     dashboard_port: int
     explicit: frozenset[str]
+    scheduler: str = "fifo"
+    rungs: tuple[int, ...] | None = None  # None: search.moasha.default_rungs of the budget
+    reduction_factor: float = 3.0
     latency_table: Path | None = None
     latency: Any = None  # search.latency.LatencySetup, resolved by search.run.prepare
 
@@ -146,6 +158,7 @@ class Options:
         out["objectives"] = list(self.objectives)
         out["kernel_sets"] = [list(k) for k in self.kernel_sets]
         out["ratios"] = list(self.ratios)
+        out["rungs"] = list(self.rungs) if self.rungs is not None else None
         return out
 
 
@@ -205,6 +218,14 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         hint = " (resnet50 is the paper's ImageNet network; this search trains on CIFAR-10)" \
             if backbone == "resnet50" else ""
         raise UserError(f"unknown --backbone {backbone!r}; choose from {', '.join(CIFAR_BACKBONES)}{hint}")
+    scheduler = ns.scheduler or "fifo"
+    if scheduler not in SCHEDULERS:
+        raise UserError(f"unknown --scheduler {scheduler!r}; choose from {', '.join(SCHEDULERS)}")
+    rungs = parse_ints(ns.rungs, "--rungs") if ns.rungs is not None else None
+    if scheduler == "fifo" and (ns.rungs is not None or ns.reduction_factor is not None):
+        raise UserError("--rungs and --reduction-factor apply to --scheduler moasha only")
+    if ns.reduction_factor is not None and not (ns.reduction_factor > 1 and math.isfinite(ns.reduction_factor)):
+        raise UserError(f"--reduction-factor must be greater than 1, got {ns.reduction_factor:g}")
     if ns.resume and not ns.name:
         raise UserError("--resume needs --name of the run to continue")
     name = ns.name or datetime.now().strftime("search-%Y%m%d-%H%M%S")
@@ -242,6 +263,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         dashboard=ns.dashboard,
         dashboard_port=ns.dashboard_port,
         explicit=explicit,
+        scheduler=scheduler,
+        rungs=rungs,
+        reduction_factor=3.0 if ns.reduction_factor is None else ns.reduction_factor,
         latency_table=Path(ns.latency_table).expanduser().resolve() if ns.latency_table else None,
     )
 
@@ -253,6 +277,8 @@ def _stored_value(key: str, value: Any) -> Any:
     """A run.json value in the form Options holds it."""
     if key in ("objectives", "ratios"):
         return tuple(value)
+    if key == "rungs":
+        return tuple(value) if value is not None else None
     if key == "kernel_sets":
         return tuple(tuple(k) for k in value)
     if key == "baselines" and isinstance(value, list):  # runs written before 0.2 stored the preset names

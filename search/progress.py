@@ -1,6 +1,6 @@
-"""Tune callback: writes each finished trial to the table and prints progress.
+"""Tune callback: writes each epoch to the learning curves, each finished trial to the table, and prints progress.
 
-Runs in the driver, so the table has a single writer; a row is on disk
+Runs in the driver, so each table has a single writer; a row is on disk
 (fsync'ed) before the next trial is scheduled.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from ray.tune import Callback
 
 from record.arch import to_flat
 from record.objectives import OBJECTIVES
-from record.rundir import RESULT_COLUMNS, SEED_COLUMN, TrialsTable
+from record.rundir import RESULT_COLUMNS, SEED_COLUMN, AppendTable, TrialsTable
 from record.stats import Estimate
 from search.ledger import Ledger
 from space import BACKBONES, ArchConfig, presets_for
@@ -35,8 +35,8 @@ def trial_row(arch: ArchConfig, status: str, result: dict[str, Any], error: str 
     row: dict[str, Any] = {"trial_id": trial_id, "status": status, "key": arch.key,
                            "preset": PRESET_BY_KEY.get(arch.key, ""), SEED_COLUMN: seed, **to_flat(arch)}
     row.update({k: result.get(k) for k in RESULT_COLUMNS})
-    if status != "ok":
-        row["val_acc"] = None  # accuracy only means something for a training that finished
+    if status not in ("ok", "stopped"):
+        row["val_acc"] = None  # accuracy only means something for a training that finished (or was judged)
     row["error"] = error
     return row
 
@@ -74,8 +74,12 @@ class TableWriter(Callback):
         cost: Callable[[ArchConfig], tuple[int, int]] | None = None,
         out: TextIO | None = None,
         heartbeat_s: float = 60.0,
+        curves: AppendTable | None = None,
+        stopped: Callable[[str], int | None] | None = None,
     ) -> None:
         self.table = table
+        self.curves = curves  # per-epoch rows, written as the epochs arrive
+        self.stopped = stopped  # Tune trial id -> epoch the scheduler stopped it at (None: it did not)
         self.ledger = ledger
         self.total = total
         self.cost = cost  # (macs, params) of an arch, for trials that failed before reporting them
@@ -97,13 +101,24 @@ class TableWriter(Callback):
         if time.monotonic() - self._last_print >= self.heartbeat_s:
             self._print_status("")
 
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict[str, Any], **info: Any) -> None:
+        """An epoch's result: one learning-curve row."""
+        if self.curves is None or result.get("status") != "running" or result.get("epoch") is None:
+            return
+        self.curves.append({"key": result["key"], "seed": result.get("seed"), "trial_id": trial.trial_id,
+                            "epoch": result["epoch"], "val_acc": result.get("val_acc"),
+                            "train_loss": result.get("train_loss"), "seconds": result.get("train_seconds")})
+
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
         self._running = _running_besides(trials, trial)
         result = trial.last_result or {}
         status = result.get("status", "failed")
-        if status not in ("ok", "diverged"):
+        stopped_at = self.stopped(trial.trial_id) if self.stopped is not None else None
+        if status == "running" and stopped_at is not None:
+            status, result = "stopped", {**result, "epochs": stopped_at}
+        elif status not in ("ok", "diverged"):
             status = "failed"
-        self._record(trial, status, result, result.get("error", "") if status != "ok" else "")
+        self._record(trial, status, result, result.get("error", "") if status not in ("ok", "stopped") else "")
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
         self._running = _running_besides(trials, trial)
@@ -141,7 +156,7 @@ class TableWriter(Callback):
         new = done - self.done_at_start
         eta = f"{fmt_duration(elapsed / new * (self.total - done))}" if new > 0 and done < self.total else "-"
         line = (f"[{done:>{len(str(self.total))}}/{self.total}] running {self._running} "
-                f"failed {self.ledger.failed} front {len(self.ledger.front)} | "
+                f"failed {self.ledger.failed} {f'stopped {self.ledger.stopped} ' if self.ledger.stopped else ''}front {len(self.ledger.front)} | "
                 f"elapsed {fmt_duration(elapsed)} ETA {eta}")
         self.say(f"{line}  {what}" if what else line)
 
@@ -157,7 +172,9 @@ def describe_row(row: dict[str, str], estimate: Estimate | None = None) -> str:
     if row.get(SEED_COLUMN, "") != "":
         parts.append(f"seed={row[SEED_COLUMN]}")
     for name, objective in OBJECTIVES.items():
-        if name == "val_acc" and row.get(name) and estimate is not None:
+        if name == "val_acc" and row["status"] == "stopped" and row.get(name):
+            parts.append(f"val_acc={objective.show(float(row[name]))} (at epoch {row.get('epochs')})")
+        elif name == "val_acc" and row.get(name) and estimate is not None:
             this = f" (mean of {estimate.n} seeds; this one {objective.show(float(row[name]))})" if estimate.n > 1 else ""
             parts.append(f"val_acc={estimate.show()}{this}")
         elif row.get(name):

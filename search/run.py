@@ -67,6 +67,7 @@ def prepare(opts: Options) -> tuple[Options, Any, Any, RunDir | None, dict[str, 
                                 val_fraction=0.1 if legacy_split else None)
         except ValueError as exc:
             raise UserError(str(exc)) from None
+        _check_rungs(opts, budget.epochs)
         opts.latency = _latency_setup(opts, space, stored)
         train_idx, val_idx = proxy_split(data, budget, opts.seed)
         sizes = {"pool": pool, "train": len(train_idx), "val": len(val_idx)}
@@ -75,6 +76,36 @@ def prepare(opts: Options) -> tuple[Options, Any, Any, RunDir | None, dict[str, 
             stored.close()
         raise
     return opts, space, budget, stored, sizes
+
+
+def _check_rungs(opts: Options, epochs: int) -> None:
+    """--scheduler moasha needs accuracy among the objectives and a rung it can act on."""
+    if opts.scheduler != "moasha":
+        return
+    from search.moasha import default_rungs
+
+    if "val_acc" not in opts.objectives:
+        raise UserError("--scheduler moasha ranks trainings by their accuracy at each rung: "
+                        "include val_acc in --objectives")
+    rungs = opts.rungs if opts.rungs is not None else default_rungs(epochs, opts.reduction_factor)
+    if any(r < 1 for r in rungs) or any(r > epochs for r in rungs):
+        raise UserError(f"--rungs must be epoch counts from 1 to the budget's {epochs} epochs, got "
+                        f"{','.join(map(str, rungs)) or 'none'}")
+    if not any(r < epochs for r in rungs):
+        raise UserError(f"--scheduler moasha needs a rung below the budget's {epochs} epochs "
+                        "(a training is finished at its last epoch anyway); raise --epochs or lower --rungs")
+
+
+def make_scheduler(opts: Options, budget, rundir: RunDir):
+    """MOASHA with its rung records rebuilt from the run's learning curves (None for fifo)."""
+    if opts.scheduler != "moasha":
+        return None
+    from search.moasha import MOASHA, Rungs, default_rungs
+
+    epochs = opts.rungs if opts.rungs is not None else default_rungs(budget.epochs, opts.reduction_factor)
+    rungs = Rungs.from_run(epochs, opts.reduction_factor, list(opts.objectives), list(opts.directions),
+                           rundir.table.trained(), rundir.curves.rows)
+    return MOASHA(rungs, list(opts.objectives), budget.epochs, stoppable=lambda config: bool(config.get("stoppable")))
 
 
 def _latency_setup(opts: Options, space, stored: RunDir | None):
@@ -136,11 +167,18 @@ def search(opts: Options, space, budget, rundir: RunDir, sizes: dict[str, int]) 
     if remaining <= 0:
         print(f"all {opts.trials} trials are already finished")
         return finish(opts, rundir, ledger)
-    writer = TableWriter(rundir.table, ledger, opts.trials, cost=_cost)
-    searcher, exhausted = make_searcher(opts, space, rundir, ledger, writer, attempt)
+    scheduler = make_scheduler(opts, budget, rundir)
+    if scheduler is not None:
+        rundir.update_meta(rung_epochs=list(scheduler.rungs.epochs))  # the report marks them
+    stopped = scheduler.stopped.get if scheduler is not None else None
+    writer = TableWriter(rundir.table, ledger, opts.trials, cost=_cost, curves=rundir.curves, stopped=stopped)
+    searcher, exhausted = make_searcher(opts, space, rundir, ledger, writer, attempt, stopped)
     _init_ray(opts)
     max_concurrent = opts.max_concurrent or _fitting_trials(opts)
-    tuner = make_tuner(opts, rundir, searcher, writer, budget, device, remaining, attempt, max_concurrent)
+    tuner = make_tuner(opts, rundir, searcher, writer, budget, device, remaining, attempt, max_concurrent, scheduler)
+    if scheduler is not None:
+        print(f"scheduler: moasha, rungs at epochs {','.join(map(str, scheduler.rungs.epochs))} of "
+              f"{budget.epochs}, eta {opts.reduction_factor:g}", flush=True)
     print(f"searching: {remaining} trials to go of {opts.trials}, sampler {opts.sampler}, "
           f"objectives {','.join(opts.objectives)}, backbone {opts.backbone}, budget {opts.budget}, "
           f"up to {max_concurrent} at once; {sizes['train']} training / {sizes['val']} validation images, "
@@ -156,7 +194,7 @@ def search(opts: Options, space, budget, rundir: RunDir, sizes: dict[str, int]) 
     return finish(opts, rundir, ledger)
 
 
-def make_searcher(opts: Options, space, rundir: RunDir, ledger, writer, attempt: int):
+def make_searcher(opts: Options, space, rundir: RunDir, ledger, writer, attempt: int, stopped=None):
     """Optuna's sampler over the run's durable study, behind our deduplicating searcher."""
     import optuna
 
@@ -186,12 +224,12 @@ def make_searcher(opts: Options, space, rundir: RunDir, ledger, writer, attempt:
     searcher = ArchSearcher(inner, space, objectives, directions, ledger, lambda a: _cost(a)[0], opts.max_macs,
                             on_infeasible, on_exhausted=lambda: exhausted.append(True), references=references,
                             seed=opts.seed, repeats=opts.repeats, storage_url=rundir.study_url,
-                            baseline_keys=baseline_keys, baseline_seeds=opts.baseline_seeds)
+                            baseline_keys=baseline_keys, baseline_seeds=opts.baseline_seeds, stopped=stopped)
     return searcher, exhausted
 
 
 def make_tuner(opts: Options, rundir: RunDir, searcher, writer, budget, device: str, remaining: int,
-               attempt: int, max_concurrent: int):
+               attempt: int, max_concurrent: int, scheduler=None):
     """Ray Tune over the trainable, one experiment folder per attempt."""
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
@@ -214,6 +252,7 @@ def make_tuner(opts: Options, rundir: RunDir, searcher, writer, budget, device: 
         trainable,
         tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent),
                                     num_samples=remaining,
+                                    scheduler=scheduler,
                                     reuse_actors=True),  # a warm worker: torch imported, data loaded
         run_config=tune.RunConfig(
             name=f"attempt-{attempt}",

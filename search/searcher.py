@@ -29,6 +29,16 @@ value early instead would let NSGA-II's elitism keep a lucky seed as a
 parent; the extra trial keeps the history append-only, as Optuna requires.
 Without repeats and with one baseline seed nothing waits: each trial is told
 its result as it finishes, as before.
+
+How the sampler learns a stopped training (`--scheduler moasha`).  It is told
+COMPLETE with the values it was stopped with: its accuracy at the rung and its
+exact costs.  Not PRUNED: Optuna's multi-objective samplers skip pruned trials
+(older releases crashed on them, optuna#5260), so NSGA-II and TPE would learn
+nothing from a stop and keep proposing the same region.  The rung accuracy
+understates what the net would reach, but the scheduler stopped it because it
+ranked in the bottom of its peers at the same epoch, so a pessimistic value is
+the lesson the sampler should draw.  Our own front never uses it: the ledger
+keeps stopped trainings off the front, and they are never repeated.
 """
 from __future__ import annotations
 
@@ -93,7 +103,7 @@ def heal_study(storage_url: str, ledger: Ledger, space: SearchSpace) -> None:
         values = None
         if t.state == TrialState.RUNNING:
             try:
-                values = ledger.values(space.from_params(t.params).key)
+                values = ledger.sampler_values(space.from_params(t.params).key)
             except ValueError:
                 values = None
         state = TrialState.COMPLETE if values is not None else TrialState.FAIL
@@ -190,6 +200,7 @@ class ArchSearcher(Searcher):
         baseline_keys: Collection[str] = (),
         baseline_seeds: int = 1,
         storage_url: str | None = None,
+        stopped: Callable[[str], int | None] | None = None,
     ) -> None:
         modes = [ray_mode(d) for d in directions]
         super().__init__(metric=inner.metric, mode=modes[0] if len(modes) == 1 else modes)
@@ -209,6 +220,7 @@ class ArchSearcher(Searcher):
         self.repeats = repeats
         self.baseline_keys = set(baseline_keys)
         self.baseline_seeds = baseline_seeds
+        self.stopped = stopped  # Tune trial id -> rung epoch, for trainings the scheduler stopped
         self._live: dict[str, tuple[str, int]] = {}  # Tune trial id -> (architecture key, seed)
         self._open: dict[str, str] = {}  # architecture key -> inner trial id not told yet (seeds to come)
         self._configs: dict[str, ArchConfig] = {}
@@ -236,7 +248,7 @@ class ArchSearcher(Searcher):
             seen = self.ledger.get(arch.key)
             if seen is not None:
                 self.skipped_duplicates += 1
-                values = self.ledger.values(arch.key)
+                values = self.ledger.sampler_values(arch.key)
                 self._tell(inner_id, values, pruned=seen.status == "infeasible")
                 if values is not None:
                     self._teller.told[arch.key] = values
@@ -249,16 +261,18 @@ class ArchSearcher(Searcher):
                     self._tell(inner_id, None, pruned=True)
                     continue
             self._open[arch.key] = inner_id
-            return self._hand_out(trial_id, arch, self.seed, params)
+            return self._hand_out(trial_id, arch, self.seed, params, stoppable=arch.key not in self.baseline_keys)
         self.on_exhausted()
         return Searcher.FINISHED
 
     def _hand_out(self, trial_id: str, arch: ArchConfig, seed: int,
-                  params: dict[str, Any] | None = None) -> dict[str, Any]:
+                  params: dict[str, Any] | None = None, stoppable: bool = False) -> dict[str, Any]:
+        """The trial config.  Only a sampled architecture's first training is `stoppable` by an
+        early-stopping scheduler; baselines (the noise floor) and repeats (front members) run to the end."""
         self._configs[arch.key] = arch
         self.ledger.mark_pending(arch.key, seed)
         self._live[trial_id] = (arch.key, seed)
-        return {**(params or {}), "arch": arch.to_dict(), "seed": seed}
+        return {**(params or {}), "arch": arch.to_dict(), "seed": seed, "stoppable": stoppable}
 
     def _base_target(self, key: str) -> int:
         return self.baseline_seeds if key in self.baseline_keys else 1
@@ -305,7 +319,7 @@ class ArchSearcher(Searcher):
             if not self._settled(key):
                 continue
             if key in self._open:
-                values = self.ledger.values(key)
+                values = self.ledger.sampler_values(key)
                 self._tell(self._open.pop(key), values)
                 if values is not None:
                     self._teller.told[key] = values
@@ -320,7 +334,8 @@ class ArchSearcher(Searcher):
         key, _seed = self._live.pop(trial_id)
         if key not in self._open or max(self.repeats, self._base_target(key)) > 1:
             return
-        ok = not error and result is not None and result.get("status") == "ok"
+        stopped = self.stopped is not None and self.stopped(trial_id) is not None
+        ok = not error and result is not None and (result.get("status") == "ok" or stopped)
         values = [float(result[o]) for o in self.objectives] if ok else None  # type: ignore[index]
         self._tell(self._open.pop(key), values)
         if values is not None:

@@ -77,7 +77,8 @@ def evaluate(arch: ArchConfig, ctx: TrialContext, report: Callable[[dict[str, An
 
         def on_epoch(stats: EpochStats) -> None:
             report({**base, "status": "running", "epoch": stats.epoch, "val_acc": stats.accuracy,
-                    "train_loss": stats.train_loss, "images_per_s": stats.images_per_s})
+                    "train_loss": stats.train_loss, "images_per_s": stats.images_per_s,
+                    "train_seconds": stats.seconds})
             slot.pause()
 
         result = train_proxy(arch, _dataset(ctx.data_dir), ctx.budget, device, seed=seed, on_epoch=on_epoch)

@@ -183,6 +183,10 @@ def search(opts: Options, space, budget, rundir: RunDir, sizes: dict[str, int]) 
           f"objectives {','.join(opts.objectives)}, backbone {opts.backbone}, budget {opts.budget}, "
           f"up to {max_concurrent} at once; {sizes['train']} training / {sizes['val']} validation images, "
           f"baselines x{opts.baseline_seeds if opts.baselines else 0} seeds, repeats {opts.repeats}", flush=True)
+    if device == "cpu":
+        from trainer.budget import CPU_FIDELITY
+
+        print(CPU_FIDELITY.line(), flush=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tuner.fit()

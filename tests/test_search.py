@@ -49,6 +49,13 @@ def test_end_to_end_local_cluster(smoke_run):
     assert "Ray dashboard: http://127.0.0.1:" in proc.stdout
     assert "Pareto front (" in proc.stdout and "report command: python -m analysis.report" in proc.stdout
     assert all(0.0 <= float(r["val_acc"]) <= 1.0 and int(r["macs"]) > 0 and float(r["latency_ms"]) > 0 for r in rows)
+    # On the CPU the search says how far its proxy ranking can be trusted (trainer.budget.CPU_FIDELITY).
+    assert "proxy fidelity on CPU" in proc.stdout and "Kendall tau=" in proc.stdout
+    # Learning curves: one row per epoch of every training (1 epoch each on the smoke budget).
+    with open(run / "curves.csv", newline="") as f:
+        curves = list(csv.DictReader(f))
+    assert sorted((c["key"], c["seed"]) for c in curves) == sorted((r["key"], r["seed"]) for r in rows)
+    assert all(c["epoch"] == "1" and 0.0 <= float(c["val_acc"]) <= 1.0 for c in curves)
 
 
 def test_resume_after_sigkill(ray_cluster, cifar_dir, tmp_path):

@@ -168,15 +168,15 @@ def leave_one_out_tau(x: np.ndarray, curves: np.ndarray, k: int) -> tuple[float,
 # ------------------------------------------------------------------ one replayed search
 def replay(sampler: str, scheduler: str, seed: int, space: SearchSpace, surrogate: Surrogate, macs_of: MacsTable,
            budget: int, epochs: int, rungs: tuple[int, ...], eta: float, ref_macs: float,
-           population: int = 20) -> list[tuple[int, float]]:
-    """(epochs spent, hypervolume share) after each training, until `budget` epochs are spent."""
+           population: int = 20) -> list[tuple[int, float, bool]]:
+    """(epochs spent, hypervolume share, trained to the end?) after each training, until `budget` epochs are spent."""
     study = optuna.create_study(directions=["maximize", "minimize"],
                                 sampler=make_sampler(sampler, seed, population))
     ladder = Rungs(rungs, eta, ["maximize", "minimize"])
     box = (1.0 - CHANCE) * ref_macs
     known: dict[str, list[float]] = {}
     front: list[tuple[float, float]] = []  # minimisation points (-acc, macs) of fully trained architectures
-    history: list[tuple[int, float]] = []
+    history: list[tuple[int, float, bool]] = []
     spent = 0
 
     def train(arch: ArchConfig, stoppable: bool) -> list[float]:
@@ -195,7 +195,7 @@ def replay(sampler: str, scheduler: str, seed: int, space: SearchSpace, surrogat
         if stop is None:
             front.append((-curve[-1], macs))
         hv = hypervolume_min(np.array(front), [-CHANCE, ref_macs]) / box if front else 0.0
-        history.append((spent, hv))
+        history.append((spent, hv, stop is None))
         return [float(curve[used - 1]), macs]
 
     for name, cfg in PRESETS.items():  # baselines: first, never stopped; told when the menu can express them
@@ -214,13 +214,13 @@ def replay(sampler: str, scheduler: str, seed: int, space: SearchSpace, surrogat
             continue
         known[arch.key] = train(arch, stoppable=True)
         study.tell(trial, known[arch.key])
-    return [(s, h) for s, h in history if s <= budget] or [(0, 0.0)]
+    return [x for x in history if x[0] <= budget] or [(0, 0.0, False)]
 
 
-def hv_at(history: list[tuple[int, float]], compute: float) -> float:
+def hv_at(history: list[tuple[int, float, bool]], compute: float) -> float:
     """Hypervolume after `compute` epochs (the last point at or before it)."""
     best = 0.0
-    for s, h in history:
+    for s, h, _ in history:
         if s > compute:
             break
         best = h
@@ -237,6 +237,16 @@ def mean_ci(values: list[float]) -> tuple[float, float, float]:
         return m, m, m
     half = float(stats.t.ppf(0.975, len(a) - 1) * a.std(ddof=1) / math.sqrt(len(a)))
     return m, m - half, m + half
+
+
+def ratio_interval(a: list[float], b: list[float], n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap 95 % interval of mean(a) / mean(b), resampling each side's seeds; seeded."""
+    rng = np.random.default_rng(seed)
+    a_, b_ = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    ratios = [a_[rng.integers(0, len(a_), len(a_))].mean() / b_[rng.integers(0, len(b_), len(b_))].mean()
+              for _ in range(n_boot)]
+    lo, hi = np.quantile(ratios, [0.025, 0.975])
+    return float(lo), float(hi)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -288,18 +298,26 @@ def main(argv: list[str] | None = None) -> int:
             results[(sampler, scheduler)] = runs
             m, lo, hi = mean_ci([h[-1][1] for h in runs])
             n_train = np.mean([len(h) for h in runs])
-            print(f"{sampler:<8} {scheduler:<9} {m:.4f} [{lo:.4f}, {hi:.4f}]   {n_train:9.1f}", flush=True)
+            n_full = np.mean([sum(1 for _, _, full in h if full) for h in runs])
+            print(f"{sampler:<8} {scheduler:<9} {m:.4f} [{lo:.4f}, {hi:.4f}]   {n_train:9.1f} {n_full:5.1f}", flush=True)
     fifo = [h[-1][1] for h in results[("nsga2", "fifo")]]
     moasha = [h[-1][1] for h in results[("nsga2", "moasha")]]
     target = 0.95 * float(np.mean(fifo))
     needed = []
     for h in results[("nsga2", "moasha")]:
-        reached = next((s for s, v in h if v >= target), None)
+        reached = next((s for s, v, _ in h if v >= target), None)
         needed.append(reached / budget if reached is not None else math.inf)
     compute_ratio = float(np.median(needed))
     rand = [h[-1][1] for h in results[("random", "fifo")]]
     print(f"\n(seconds: {time.perf_counter() - started:.0f}; nsga2 for moasha/fifo; "
           f"compute_ratio = inf when moasha never reaches 0.95 x fifo)")
+    half = [hv_at(h, budget / 2) for h in results[("nsga2", "moasha")]]
+    print("moasha at half the compute: {:.2f} [{:.2f}, {:.2f}] x fifo's final hypervolume".format(
+        np.mean(half) / np.mean(fifo), *ratio_interval(half, fifo)))
+    print("intervals (bootstrap over seeds): moasha/fifo hv_ratio [{:.2f}, {:.2f}], nsga2/random hv_ratio "
+          "[{:.2f}, {:.2f}]; compute_ratio per seed: {}".format(
+              *ratio_interval(moasha, fifo), *ratio_interval(fifo, rand),
+              " ".join("inf" if math.isinf(v) else f"{v:.2f}" for v in needed)))
     print(f"moasha/fifo: hv_ratio={np.mean(moasha) / np.mean(fifo):.2f} compute_ratio={compute_ratio:.2f}")
     print(f"nsga2/random: hv_ratio={np.mean(fifo) / np.mean(rand):.2f}")
     return 0

@@ -79,7 +79,7 @@ def check_run(run: Path, trials: int) -> list[dict[str, str]]:
     return rows
 
 
-def test_moasha_stops_records_and_survives_sigkill(ray_cluster, cifar_dir, tmp_path):
+def test_moasha_stops_records_and_survives_sigkill(ray_cluster, cifar_dir, tmp_path, browser):
     """12 trainings, 3 epochs, rungs at 1 and 3, eta 4, NSGA-II with a population of 4 (so it breeds
     from generations that hold stopped trials); kill -9 once a training was stopped, then --resume."""
     args = moasha_args(cifar_dir, tmp_path, "mo", "nsga2", 12, ray_cluster)
@@ -99,6 +99,20 @@ def test_moasha_stops_records_and_survives_sigkill(ray_cluster, cifar_dir, tmp_p
     assert all(after[p] == 1 for p in stopped_before), "a stopped training is neither re-trained nor un-stopped"
     assert "scheduler: moasha, rungs at epochs 1,3 of 3" in done.stdout
     assert re.search(r"failed \d+ stopped \d+ front", done.stdout), "progress lines count the stopped trainings"
+
+    # The report shows them as such: a note, and grey stopped curves ending at rung 1, in Chromium.
+    from analysis.report import write_report
+    from test_report_browser import finish, open_report
+
+    out = write_report([run], tmp_path / "report.html")
+    page, errors, blocked = open_report(browser, out)
+    assert page.locator("#note-stopped").count() == 1
+    traces = page.evaluate("() => document.getElementById('fig-curves').data.map(t => [t.legendgroup, t.x.length])")
+    n_stopped = sum(1 for r in rows if r["status"] == "stopped")
+    n_ok = sum(1 for r in rows if r["status"] == "ok")
+    assert sorted(traces) == sorted([["stopped", 1]] * n_stopped + [["ok", 3]] * n_ok)
+    assert page.locator("#fig-curves .scatterlayer .trace").count() == len(traces)
+    finish(page, errors, blocked, "report-moasha.png")
 
 
 def test_tpe_keeps_proposing_after_stopped_trials(ray_cluster, cifar_dir, tmp_path):

@@ -185,6 +185,11 @@ def test_load_smoke_run(smoke_run):
     assert set(data.trials["preset"]) - {""} == set(PRESETS)
     assert data.meta["objectives"] == ["val_acc", "macs"]
     assert (data.ok["val_acc"].between(0, 1)).all() and len(data.ok) >= 1
+    # Learning curves join their trainings: one epoch each on the smoke budget, every ok training present.
+    curves = data.curves
+    assert len(curves) == 6 and set(curves["status"]) == {"ok"} and set(curves["epoch"]) == {1}
+    merged = curves.merge(data.trials[["key", "seed", "val_acc"]], on=["key", "seed"], suffixes=("", "_final"))
+    assert (merged["val_acc"] == merged["val_acc_final"]).all(), "the last epoch's accuracy is the training's"
 
 
 def test_select_cli_writes_a_loadable_arch(smoke_run, tmp_path):
@@ -211,7 +216,7 @@ def test_report_cli_writes_offline_html(smoke_run, tmp_path):
     assert proc.returncode == 0, proc.stderr
     text = out.read_text()
     assert_offline(text)
-    for fig in ("fig-acc-macs", "fig-mca-heatmap", "fig-parallel", "fig-hypervolume"):
+    for fig in ("fig-acc-macs", "fig-mca-heatmap", "fig-parallel", "fig-hypervolume", "fig-curves"):
         assert f'id="{fig}"' in text
     assert "e2e" in text
 

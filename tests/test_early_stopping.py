@@ -33,7 +33,7 @@ def moasha_args(cifar_dir: Path, storage: Path, name: str, sampler: str, trials:
     return smoke_args(cifar_dir, storage, name, "--trials", str(trials), "--sampler", sampler,
                       "--population-size", "4", "--scheduler", "moasha", "--rungs", "1,3", "--reduction-factor", "4",
                       "--epochs", "3", "--train-size", "256", "--baseline-seeds", "1", "--objectives", "val_acc,macs",
-                      "--max-concurrent", "1", "--address", address)
+                      "--max-concurrent", "2", "--address", address)
 
 
 def _wait_for(proc, run: Path, status: str, timeout: float = 600) -> None:
@@ -116,9 +116,9 @@ def test_moasha_stops_records_and_survives_sigkill(ray_cluster, cifar_dir, tmp_p
 
 
 def test_tpe_keeps_proposing_after_stopped_trials(ray_cluster, cifar_dir, tmp_path):
-    done = search(*moasha_args(cifar_dir, tmp_path, "tpe", "tpe", 10, ray_cluster))
+    done = search(*moasha_args(cifar_dir, tmp_path, "tpe", "tpe", 8, ray_cluster))
     assert done.returncode == 0, done.stderr[-3000:]
-    check_run(tmp_path / "tpe", 10)
+    check_run(tmp_path / "tpe", 8)
     assert "the search space looks exhausted" not in done.stderr
 
 

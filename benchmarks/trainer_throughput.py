@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from space import build_model  # noqa: E402
+from space import build_model, load_arch  # noqa: E402
 from trainer.budget import get_budget  # noqa: E402
 from trainer.data import load_cifar10  # noqa: E402
 from trainer.device import resolve_device  # noqa: E402
@@ -56,7 +56,7 @@ class Stepper:
         torch.manual_seed(0)
         self.device = device
         self.budget = get_budget("cpu", batch_size=batch_size, lr=0.05)
-        self.model = build_model("ghostnet").to(device)
+        self.model = build_model(load_arch("ghostnet")).to(device)
         self.optimizer = make_optimizer(self.model, self.budget)
         # A very long schedule: the lr stays in warm-up, the step costs the same.
         self.scheduler = make_scheduler(self.optimizer, self.budget, steps_per_epoch=10**6)

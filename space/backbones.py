@@ -71,10 +71,10 @@ def _check_int(name: str, value: Any, low: int) -> int:
     return value
 
 
-def build_model(config: ArchConfig | str, num_classes: int | None = None, input_size: int | None = None,
+def build_model(config: ArchConfig, num_classes: int | None = None, input_size: int | None = None,
                 stem_stride: int | None = None, dropout: float | None = None,
                 mca_dropout: float = 0.0) -> nn.Module:
-    """Build the network of `config` (an ArchConfig, preset name, 'backbone:preset' or JSON path).
+    """Build the network of `config` (a preset name, 'backbone:preset' or JSON file: `load_arch` it first).
 
     `num_classes`, `input_size` and `dropout` default to the backbone's
     (`BACKBONES`): 10 classes at 32^2 for the CIFAR backbones (GhostNet
@@ -84,11 +84,9 @@ def build_model(config: ArchConfig | str, num_classes: int | None = None, input_
     `stem_stride` is GhostNet's (None: 1 up to 64 px, else 2); the other
     backbones have a fixed stem and reject it.
     """
-    if isinstance(config, str):
-        from .presets import load_arch
-        config = load_arch(config)
     if not isinstance(config, ArchConfig):
-        raise ValueError(f"config must be an ArchConfig or a preset name; got {type(config).__name__}")
+        raise ValueError(f"config must be an ArchConfig (space.load_arch reads a preset name or a JSON file); "
+                         f"got {type(config).__name__}")
     entry = BACKBONES[config.backbone]
     num_classes = _check_int("num_classes", entry.num_classes if num_classes is None else num_classes, 1)
     input_size = _check_int("input_size", entry.input_size if input_size is None else input_size, 1)

@@ -14,18 +14,16 @@ import hashlib
 import io
 import os
 import pickle
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from space.cli import UserError
+from .cifar import ARCHIVE_SUFFIXES, CLASSES, Cifar10, DataError
 
 BATCHES_DIR = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 # Official checksums (as torchvision lists them). A full official batch holds
 # 10,000 images and is ~31 MB; smaller files (like the shipped sample) are
 # subsets and cannot match, so only full-size files are checked.
@@ -38,7 +36,6 @@ OFFICIAL_MD5 = {
     "test_batch": "40351d587109b95175f43aff81a1287e",
 }
 OFFICIAL_SIZE_RANGE = (31_000_000, 31_100_000)
-ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")  # of an image folder (trainer.imagefolder)
 SAFE_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
@@ -46,31 +43,6 @@ SAFE_GLOBALS = {
     ("numpy", "dtype"),
     ("_codecs", "encode"),
 }
-
-
-class DataError(UserError):
-    """The data directory, a batch file or an image is missing, corrupt or unsafe (a user error)."""
-
-
-@dataclass(frozen=True)
-class Cifar10:
-    """Images as uint8 tensors [N, 3, 32, 32] (R, G, B planes), labels as int64 [N].
-
-    `root` is the folder of the batches, the image folder (the one holding
-    train/ and test/) or the archive file. `source_kind` is "batches",
-    "imagefolder" or "archive"; for the last two `cache_file` is the decoded
-    arrays' cache and `cached` says whether this load read it instead of
-    decoding the images.
-    """
-
-    train_images: torch.Tensor
-    train_labels: torch.Tensor
-    test_images: torch.Tensor
-    test_labels: torch.Tensor
-    root: Path
-    source_kind: str = "batches"
-    cached: bool = False
-    cache_file: Path | None = None
 
 
 class _Refused(pickle.UnpicklingError):

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .data import ARCHIVE_SUFFIXES, CLASSES, Cifar10, DataError
+from .cifar import ARCHIVE_SUFFIXES, CLASSES, Cifar10, DataError
 
 SPLITS = ("train", "test")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")

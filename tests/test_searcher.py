@@ -179,3 +179,34 @@ def test_a_mean_that_moves_after_the_tell_becomes_a_new_trial(tmp_path):
     assert trials[0].values == [0.6, macs_of(arch)] and trials[1].values == pytest.approx([0.5, macs_of(arch)])
     assert trials[1].params == trials[0].params
     assert reconcile_study(f"sqlite:///{tmp_path / 'study.db'}", known, SPACE) == 0, "already agrees"
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "tpe"])
+def test_samplers_keep_proposing_after_stopped_trainings(tmp_path, sampler):
+    """Every other training is stopped at a rung (--scheduler moasha) and told COMPLETE with its rung
+    values: NSGA-II (population 4, so generations breed from stopped trials) and TPE keep proposing
+    new architectures — no crash, none twice — and the study holds each stopped one's rung values."""
+    stopped: dict[str, int] = {}
+    searcher, known, _, study = make(tmp_path, sampler=sampler, stopped=stopped.get)
+    keys, rung_values = [], {}
+    for i in range(24):
+        trial_id = f"t{i}"
+        config = searcher.suggest(trial_id)
+        arch = ArchConfig.from_dict(config["arch"])
+        assert config["stoppable"] is True  # a sampled architecture's first training
+        keys.append(arch.key)
+        values = [0.1 + 0.01 * (i % 7), macs_of(arch)]
+        if i % 2:
+            stopped[trial_id] = 1
+            # Tune tells the searcher first (with the rung's result), then the table writer records the row.
+            searcher.on_trial_complete(trial_id, {"status": "running", "epoch": 1, "val_acc": values[0],
+                                                  "macs": values[1]})
+            known.record({**ok_row(arch, values), "status": "stopped", "epochs": "1"})
+            rung_values[arch.key] = values
+        else:
+            finish(searcher, known, trial_id, config, val_acc=values[0])
+    assert len(set(keys)) == len(keys), "no architecture proposed twice"
+    told = {SPACE.from_params(t.params).key: t.values for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    assert all(told[k] == pytest.approx(v) for k, v in rung_values.items())
+    assert known.stopped == 12 and known.trained == 24 and known.failed == 0
+    assert not set(rung_values) & set(known.front), "a stopped training is never on the front"

@@ -47,6 +47,7 @@ BUDGETS = {
     "ref": (8, 3000),
 }
 QUICK = {"p1": (1, 250), "p2": (1, 500), "p3": (2, 500), "ref": (8, 500)}
+QUICK_RANDOM, QUICK_VAL = 4, 1000  # --quick: 8 architectures, 1,000 validation images (the pipeline, not the figures)
 SEEDS = (0, 1)
 TARGET_TAU = 0.6
 FIELDS = ["arch", "key", "budget", "seed", "val_acc", "cpu_seconds", "wall_seconds"]
@@ -80,12 +81,12 @@ def _init(data_path: str) -> None:
     _DATA = load_cifar10(data_path)
 
 
-def _train(job: tuple[str, dict, str, int, int, int]) -> dict:
+def _train(job: tuple[str, dict, str, int, int, int, int | None]) -> dict:
     from trainer.budget import get_budget
     from trainer.proxy import train_proxy
 
-    name, arch, budget_name, epochs, train_size, seed = job
-    budget = get_budget("cpu", epochs=epochs, train_size=train_size)
+    name, arch, budget_name, epochs, train_size, seed, val_size = job
+    budget = get_budget("cpu", epochs=epochs, train_size=train_size, val_size=val_size)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     result = train_proxy(ArchConfig.from_dict(arch), _DATA, budget, "cpu", seed=seed, eval_every=epochs)
     return {"arch": name, "key": ArchConfig.from_dict(arch).key, "budget": budget_name, "seed": seed,
@@ -153,18 +154,21 @@ def read_rows(path: Path) -> list[dict]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=os.environ.get("CIFAR10_DIR", "../shared/cifar10-jpeg/cifar10-jpeg.tar.gz"))
-    p.add_argument("--random", type=int, default=8, help="random architectures besides the 4 presets (default 8)")
+    p.add_argument("--random", type=int, default=None,
+                   help=f"random architectures besides the 4 presets (default 8; {QUICK_RANDOM} with --quick)")
     p.add_argument("--quick", action="store_true", help="tiny budgets: the whole pipeline in minutes")
     p.add_argument("--workers", type=int, default=2, help="training processes, one torch thread each")
     p.add_argument("--out", default=None, help="results CSV (default benchmarks/data/proxy_fidelity[-quick].csv)")
     args = p.parse_args()
     budgets = QUICK if args.quick else BUDGETS
     out = Path(args.out or Path(__file__).parent / "data" / f"proxy_fidelity{'-quick' if args.quick else ''}.csv")
-    archs = architectures(args.random)
+    archs = architectures(QUICK_RANDOM if args.quick and args.random is None else
+                          8 if args.random is None else args.random)
+    val_size = QUICK_VAL if args.quick else None
     done: list[dict] = read_rows(out) if out.exists() else []
     have = {(r["arch"], r["budget"], int(r["seed"])) for r in done}
     # One architecture at a time (reference first): a run cut short still gives complete architectures.
-    jobs = [(n, cfg.to_dict(), b, e, s, seed) for n, cfg in archs
+    jobs = [(n, cfg.to_dict(), b, e, s, seed, val_size) for n, cfg in archs
             for b, (e, s) in sorted(budgets.items(), key=lambda kv: kv[0] != "ref")
             for seed in SEEDS if (n, b, seed) not in have]
     print(f"{len(archs)} architectures, budgets {budgets}, {len(jobs)} trainings to go "

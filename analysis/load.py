@@ -194,9 +194,7 @@ def _typed(columns: list[str], rows: list[dict[str, str]], where: Path) -> pd.Da
             df[c] = df[c].astype(int)
     except (ValueError, TypeError) as exc:
         raise RunError(f"{where} has a malformed value ({exc})") from None
-    # Accuracy only means something for trials that trained to the end; a training the
-    # scheduler stopped keeps its last accuracy apart, as `rung_acc`.
-    df["rung_acc"] = df["val_acc"].where(df["status"] == "stopped")
+    # Accuracy only means something for trials that trained to the end.
     df.loc[df["status"] != "ok", "val_acc"] = float("nan")
     for c in ("key", "preset", "kernels", "error", "trial_id", "finished_at"):
         df[c] = df[c].fillna("").astype(str)

@@ -55,9 +55,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 
-from analysis.pareto import hypervolume_min  # noqa: E402
+from analysis.pareto import BOX_COST_FACTOR, hypervolume_min  # noqa: E402
 from analysis.rank import bootstrap_interval, kendall_tau  # noqa: E402
-from record.arch import arch_columns, from_flat, to_flat  # noqa: E402
+from record.arch import arch_columns, from_flat  # noqa: E402
+from record.stats import CHANCE  # noqa: E402
 from search.moasha import Rungs, default_rungs  # noqa: E402
 from search.searcher import make_sampler, point_of  # noqa: E402
 from space import PRESETS, ArchConfig, SearchSpace, build_model, count_macs  # noqa: E402
@@ -65,8 +66,6 @@ from space import PRESETS, ArchConfig, SearchSpace, build_model, count_macs  # n
 DATA = Path(__file__).resolve().parent / "data" / "replay_curves.csv"
 SAMPLERS = ("nsga2", "tpe", "random")
 SCHEDULERS = ("fifo", "moasha")
-CHANCE = 0.1
-BOX_COST_FACTOR = 2.0
 KS = (1, 3, 5, 8)
 
 

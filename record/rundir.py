@@ -103,6 +103,14 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _complete_lines(path: Path):
+    """A CSV reader over the table's complete lines: a torn last line (its writer was killed
+    mid-write, or is writing now) is left out."""
+    with open(path, newline="") as f:
+        text = f.read()
+    return csv.reader(io.StringIO(text if text.endswith("\n") else text[: text.rfind("\n") + 1]))
+
+
 def read_trials(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     """(columns, rows) of a trials table, read-only.
 
@@ -110,10 +118,7 @@ def read_trials(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     ignored.  A table written before a column was added reads with that
     column empty.  Any other damage raises RunDirError naming the line.
     """
-    with open(path, newline="") as f:
-        text = f.read()
-    complete = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
-    reader = csv.reader(io.StringIO(complete))
+    reader = _complete_lines(path)
     header = next(reader, None)
     if header is None:
         raise RunDirError(f"{path} is empty: not a trials table")
@@ -269,10 +274,7 @@ class AppendTable:
 
 def read_table(path: Path, columns: list[str], what: str) -> list[dict[str, str]]:
     """Rows of an append table (a torn last line is ignored); RunDirError if it is not one."""
-    with open(path, newline="") as f:
-        text = f.read()
-    complete = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
-    reader = csv.reader(io.StringIO(complete))
+    reader = _complete_lines(path)
     if next(reader, None) != columns:
         raise RunDirError(f"{path} is not a {what} table of this version (columns differ)")
     rows = []

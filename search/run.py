@@ -82,12 +82,10 @@ def _check_rungs(opts: Options, epochs: int) -> None:
     """--scheduler moasha needs accuracy among the objectives and a rung it can act on."""
     if opts.scheduler != "moasha":
         return
-    from search.moasha import default_rungs
-
     if "val_acc" not in opts.objectives:
         raise UserError("--scheduler moasha ranks trainings by their accuracy at each rung: "
                         "include val_acc in --objectives")
-    rungs = opts.rungs if opts.rungs is not None else default_rungs(epochs, opts.reduction_factor)
+    rungs = _rung_epochs(opts, epochs)
     if any(r < 1 for r in rungs) or any(r > epochs for r in rungs):
         raise UserError(f"--rungs must be epoch counts from 1 to the budget's {epochs} epochs, got "
                         f"{','.join(map(str, rungs)) or 'none'}")
@@ -96,15 +94,21 @@ def _check_rungs(opts: Options, epochs: int) -> None:
                         "(a training is finished at its last epoch anyway); raise --epochs or lower --rungs")
 
 
+def _rung_epochs(opts: Options, epochs: int) -> tuple[int, ...]:
+    """--rungs, else ASHA's geometric rungs below the budget's `epochs`."""
+    from search.moasha import default_rungs
+
+    return opts.rungs if opts.rungs is not None else default_rungs(epochs, opts.reduction_factor)
+
+
 def make_scheduler(opts: Options, budget, rundir: RunDir):
     """MOASHA with its rung records rebuilt from the run's learning curves (None for fifo)."""
     if opts.scheduler != "moasha":
         return None
-    from search.moasha import MOASHA, Rungs, default_rungs
+    from search.moasha import MOASHA, Rungs
 
-    epochs = opts.rungs if opts.rungs is not None else default_rungs(budget.epochs, opts.reduction_factor)
-    rungs = Rungs.from_run(epochs, opts.reduction_factor, list(opts.objectives), list(opts.directions),
-                           rundir.table.trained(), rundir.curves.rows)
+    rungs = Rungs.from_run(_rung_epochs(opts, budget.epochs), opts.reduction_factor, list(opts.objectives),
+                           list(opts.directions), rundir.table.trained(), rundir.curves.rows)
     return MOASHA(rungs, list(opts.objectives), budget.epochs, stoppable=lambda config: bool(config.get("stoppable")))
 
 

@@ -79,6 +79,7 @@ def _header(data: RunData, objectives: list[str]) -> str:
     items = [("run", data.name), ("directory", str(data.path)), ("sampler", data.meta.get("sampler", "?")),
              ("objectives", ", ".join(objectives)), ("trials done / requested", f"{done} / {requested}"),
              ("status counts", status), ("budget", data.meta.get("budget", "?")),
+             ("accuracy trained as", data.meta.get("trained_as", "the budget's architecture itself")),
              ("images per training", _sizes(data)),
              ("seeds", f"baselines x{data.meta.get('baseline_seeds', 1)}, repeats {data.meta.get('repeats', 1)}"),
              ("latency_ms", latency_source(data.meta)),

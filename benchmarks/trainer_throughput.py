@@ -1,18 +1,21 @@
 """How close does the trainer's input pipeline get to the model's own speed?
 
 GhostNet-1.0 (preset `ghostnet`) training steps on one device and thread
-count, three ways, with the same model, optimizer, loss and threads; each
-is time-boxed after a warm-up, in interleaved rounds with the best round kept
-(the load of a shared machine drifts by the minute):
-  a. model-only: the step on one batch already resident and normalised (the ceiling);
+count, three ways, with the same model, optimizer, loss and threads, in both
+memory layouts (NCHW and channels_last, side by side); each is time-boxed
+after a warm-up, in interleaved rounds with the best round kept (the load of
+a shared machine drifts by the minute):
+  a. model-only: the step on one batch already resident and normalised (the ceiling),
+                 in each layout; the faster one is "the best layout";
   b. trainer:    `DeviceLoader` (resident uint8, on-device crop/flip/normalise)
-                 + `train_epoch`, on an epoch of the sample sized to the time box;
+                 + `train_epoch`, on an epoch of the sample sized to the time box, in each layout;
   c. dataloader: the torchvision recipe — a Dataset of PIL images over the same
                  uint8 data with RandomCrop(32, padding=4), RandomHorizontalFlip,
                  ToTensor, Normalize, fed by torch.utils.data.DataLoader
-                 (num_workers 0 and 2; the better one is reported).
-Ends with the line `ratios: trainer/model_only=X.XX trainer/dataloader=Y.YY`
-(targets on CPU: >= 0.90 and >= 1.5).
+                 (num_workers 0 and 2; the better one is reported), in the best layout.
+Ends with the lines
+  `layout: channels_last/nchw model-only=X.XX trainer=Y.YY; best layout L`   (target on CPU: >= 1.4)
+  `ratios: trainer/model_only=X.XX trainer/dataloader=Y.YY`  (best layout; targets on CPU: >= 0.90 and >= 1.5).
 """
 from __future__ import annotations
 
@@ -52,11 +55,13 @@ def parse() -> argparse.Namespace:
 class Stepper:
     """One training step shared by all three measurements, so only the input path differs."""
 
-    def __init__(self, device: torch.device, batch_size: int):
+    def __init__(self, device: torch.device, batch_size: int, channels_last: bool):
         torch.manual_seed(0)
         self.device = device
-        self.budget = get_budget("cpu", batch_size=batch_size, lr=0.05)
-        self.model = build_model(load_arch("ghostnet")).to(device)
+        self.channels_last = channels_last
+        self.budget = get_budget("cpu", batch_size=batch_size, lr=0.05, channels_last=channels_last)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = build_model(load_arch("ghostnet")).to(device, memory_format=fmt)
         self.optimizer = make_optimizer(self.model, self.budget)
         # A very long schedule: the lr stays in warm-up, the step costs the same.
         self.scheduler = make_scheduler(self.optimizer, self.budget, steps_per_epoch=10**6)
@@ -94,17 +99,19 @@ def timed(it, stepper: Stepper, seconds: float, warmup: int) -> float:
     return images / (time.perf_counter() - start)
 
 
-def on_device(batches, device: torch.device):
-    """Endless (x, y) batches moved to `device` (a no-op for resident batches)."""
+def on_device(batches, device: torch.device, channels_last: bool = False):
+    """Endless (x, y) batches moved to `device` in the layout (a no-op for resident batches)."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
     while True:
         for x, y in batches:
-            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            yield x.to(device, non_blocking=True).contiguous(memory_format=fmt), y.to(device, non_blocking=True)
 
 
 def model_only(stepper: Stepper, images: torch.Tensor, labels: torch.Tensor, batch_size: int):
     """(a) The ceiling: one resident, already normalised batch, stepped again and again."""
-    loader = DeviceLoader(images[:batch_size], labels[:batch_size], batch_size, stepper.device, train=False)
-    it = on_device([next(iter(loader))], stepper.device)
+    loader = DeviceLoader(images[:batch_size], labels[:batch_size], batch_size, stepper.device, train=False,
+                          channels_last=stepper.channels_last)
+    it = on_device([next(iter(loader))], stepper.device, stepper.channels_last)
     return lambda seconds, warmup: timed(it, stepper, seconds, warmup)
 
 
@@ -115,7 +122,7 @@ def trainer_loop(stepper: Stepper, images: torch.Tensor, labels: torch.Tensor, b
     def measure(seconds: float, warmup: int) -> float:
         if warmup:
             warm = DeviceLoader(images[: warmup * batch_size], labels[: warmup * batch_size], batch_size,
-                                stepper.device, seed=0)
+                                stepper.device, seed=0, channels_last=stepper.channels_last)
             train_epoch(stepper.model, warm, stepper.optimizer, stepper.scheduler, stepper.criterion)
         steps = max(2, math.ceil(rate_hint() * seconds / batch_size))
         n = steps * batch_size
@@ -123,7 +130,8 @@ def trainer_loop(stepper: Stepper, images: torch.Tensor, labels: torch.Tensor, b
         seed = next(rounds)
         idx = torch.arange(reps * len(images)) % len(images)
         idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))[:n]]
-        loader = DeviceLoader(images[idx], labels[idx], batch_size, stepper.device, seed=seed)
+        loader = DeviceLoader(images[idx], labels[idx], batch_size, stepper.device, seed=seed,
+                              channels_last=stepper.channels_last)
         result = train_epoch(stepper.model, loader, stepper.optimizer, stepper.scheduler, stepper.criterion)
         return result.images / result.seconds
 
@@ -177,7 +185,7 @@ def dataloader_pipeline(stepper: Stepper, images: torch.Tensor, labels: torch.Te
                         workers: int):
     """(c) torchvision transforms + DataLoader with `workers` processes (kept alive across rounds)."""
     loader = torchvision_loader(images, labels, batch_size, workers, pin_memory=stepper.device.type == "cuda")
-    it = on_device(loader, stepper.device)
+    it = on_device(loader, stepper.device, stepper.channels_last)
     return lambda seconds, warmup: timed(it, stepper, seconds, warmup)
 
 
@@ -187,35 +195,49 @@ def main() -> None:
     device = resolve_device(args.device)
     data = load_cifar10(args.data_dir)
     images, labels = data.train_images, data.train_labels
-    stepper = Stepper(device, args.batch_size)
+    steppers = {"nchw": Stepper(device, args.batch_size, False), "channels_last": Stepper(device, args.batch_size, True)}
     print(f"GhostNet-1.0 training on {device} with {torch.get_num_threads()} threads, batch {args.batch_size}, "
           f"{args.seconds:g} s per measurement in {args.rounds} interleaved rounds (best round reported), "
           f"{len(images)} sample images", flush=True)
     rates: dict[str, list[float]] = {}
-    methods = {"a": model_only(stepper, images, labels, args.batch_size)}
-    methods["b"] = trainer_loop(stepper, images, labels, args.batch_size, lambda: max(rates["a"][-1:] or [1.0]))
+    methods = {}
+    for layout, stepper in steppers.items():
+        methods[f"a {layout}"] = model_only(stepper, images, labels, args.batch_size)
+        methods[f"b {layout}"] = trainer_loop(stepper, images, labels, args.batch_size,
+                                              lambda layout=layout: max(rates[f"a {layout}"][-1:] or [1.0]))
+    # The DataLoader runs in the best layout; the first round (model-only only) tells which that is.
+    for name in [n for n in methods if n.startswith("a ")]:
+        rates.setdefault(name, []).append(methods[name](args.seconds / args.rounds, warmup=1))
+    best_layout = max(steppers, key=lambda layout: rates[f"a {layout}"][0])
     workers = [int(w) for w in args.workers.split(",")]
     for w in workers:
-        methods[f"c{w}"] = dataloader_pipeline(stepper, images, labels, args.batch_size, w)
+        methods[f"c{w}"] = dataloader_pipeline(steppers[best_layout], images, labels, args.batch_size, w)
     # Interleaved short rounds, best of each: on a shared machine the load changes
     # by the minute, and a back-to-back a-then-b-then-c order would measure the load.
     for r in range(args.rounds):
         for name, measure in methods.items():
+            if r == 0 and name.startswith("a "):
+                continue  # measured above
             rates.setdefault(name, []).append(measure(args.seconds / args.rounds, warmup=1 if r == 0 else 0))
     best = {name: max(values) for name, values in rates.items()}
     spread = {name: f"{min(v):.1f}..{max(v):.1f}" for name, v in rates.items()}
-    a, b = best["a"], best["b"]
-    print(f"a. model-only step (resident batch):   {a:8.1f} img/s (rounds {spread['a']})")
-    print(f"b. trainer (DeviceLoader+train_epoch): {b:8.1f} img/s (rounds {spread['b']})")
+    for layout in steppers:
+        print(f"a. model-only step (resident batch), {layout:<13}: {best[f'a {layout}']:8.1f} img/s "
+              f"(rounds {spread[f'a {layout}']})")
+        print(f"b. trainer (DeviceLoader+train_epoch), {layout:<13}: {best[f'b {layout}']:8.1f} img/s "
+              f"(rounds {spread[f'b {layout}']})")
     for w in workers:
-        print(f"c. torchvision DataLoader, num_workers={w}: {best[f'c{w}']:8.1f} img/s (rounds {spread[f'c{w}']})")
+        print(f"c. torchvision DataLoader, num_workers={w}, {best_layout}: {best[f'c{w}']:8.1f} img/s "
+              f"(rounds {spread[f'c{w}']})")
     best_w = max(workers, key=lambda w: best[f"c{w}"])
-    c = best[f"c{best_w}"]
+    a, b, c = best[f"a {best_layout}"], best[f"b {best_layout}"], best[f"c{best_w}"]
     print(f"c. best DataLoader: num_workers={best_w} at {c:.1f} img/s")
     ours = input_only(DeviceLoader(images, labels, args.batch_size, device, seed=2), device)
     theirs = input_only(torchvision_loader(images, labels, args.batch_size, 0), device)
     print(f"input pipeline alone (no model): DeviceLoader {ours:.0f} img/s, torchvision num_workers=0 "
           f"{theirs:.0f} img/s ({ours / theirs:.1f}x)")
+    print(f"layout: channels_last/nchw model-only={best['a channels_last'] / best['a nchw']:.2f} "
+          f"trainer={best['b channels_last'] / best['b nchw']:.2f}; best layout {best_layout}")
     print(f"ratios: trainer/model_only={b / a:.2f} trainer/dataloader={b / c:.2f}")
 
 

@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value is not None and value < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
     from analysis.load import load_run
-    from trainer.budget import get_budget
+    from trainer.budget import get_budget, run_budget
     from trainer.data import load_cifar10
 
     data = load_run(args.run)
@@ -70,8 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta = data.meta
     try:
         # The run's validation split (its size; runs from before --val-size: 10 % per class).
-        budget = get_budget(args.budget or meta.get("budget", "cpu"), **dict(meta.get("budget_overrides") or {}),
-                            val_size=meta.get("val_size"), val_fraction=None if "val_size" in meta else 0.1)
+        if args.budget:
+            budget = get_budget(args.budget, val_size=meta.get("val_size"),
+                                val_fraction=None if "val_size" in meta else 0.1)
+        else:
+            budget = run_budget(meta, val_size=meta.get("val_size"), val_fraction=None if "val_size" in meta else 0.1)
         budget = dataclasses.replace(budget, epochs=args.epochs,
                                      train_size=args.train_size if args.train_size else budget.train_size)
     except ValueError as exc:

@@ -30,7 +30,7 @@ from space.config import format_kernels
 from trainer.latency import measure_latency
 from trainer.latency_table import PROG as TABLE_PROG, LatencyTable, LatencyTableError, predict_latency
 from trainer.slot import NodeSlot, SharedSlot
-from trainer.timing import describe_device
+from trainer.timing import LAYOUT, describe_device
 
 SEARCH_INPUT_SIZE = 32  # the search trains and counts MACs at CIFAR's 32x32
 SEARCH_CLASSES = 10
@@ -49,8 +49,9 @@ class LatencySetup:
         table = None
         if self.table is not None:
             table = {"path": str(self.table.path), "device": self.table.device_label,
-                     "torch": self.table.torch_version, "sha256": self.table_sha256}
-        return {"latency_source": self.source, "latency_table": table}
+                     "torch": self.table.torch_version, "sha256": self.table_sha256, "layout": self.table.layout}
+        return {"latency_source": self.source, "latency_table": table,
+                "latency_layout": self.table.layout if self.table is not None else LAYOUT}
 
 
 def _sha256(path: Path) -> str:

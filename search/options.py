@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "10%% of them and 5000, at most 20%% of them: 5000 on CIFAR-10, 1034 on the 5170-image sample)")
     t.add_argument("--batch-size", type=int, default=None, help="override the budget's batch size")
     t.add_argument("--lr", type=float, default=None, help="override the budget's peak learning rate")
+    t.add_argument("--proxy-width", type=float, default=None,
+                   help="train a copy at this fraction of each architecture's width for the accuracy axis "
+                        "(GhostNet; MACs, params and latency stay the real architecture's)")
+    t.add_argument("--epoch-images", type=int, default=None,
+                   help="images per epoch, drawn afresh each epoch from the whole training split")
     t.add_argument("--data-dir", default=None, help="CIFAR-10 python batches (default $CIFAR10_DIR, else ./data)")
     t.add_argument("--download", action="store_true", help="download CIFAR-10 with torchvision if it is missing")
 
@@ -192,10 +197,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     trials = 200 if ns.trials is None else ns.trials
     if trials < 1:
         raise UserError(f"--trials must be at least 1, got {trials}")
-    overrides = {k: getattr(ns, k) for k in ("epochs", "train_size", "batch_size", "lr") if getattr(ns, k) is not None}
+    overrides = {k: getattr(ns, k) for k in OVERRIDE_FLAGS if getattr(ns, k) is not None}
     for k, v in overrides.items():
         if not v > 0 or (isinstance(v, float) and not math.isfinite(v)):
             raise UserError(f"--{k.replace('_', '-')} must be a positive number, got {v}")
+    if overrides.get("proxy_width", 1.0) > 1:
+        raise UserError(f"--proxy-width must be in (0, 1], got {overrides['proxy_width']}")
     population = 20 if ns.population_size is None else ns.population_size
     if population < 2:
         raise UserError(f"--population-size must be at least 2, got {population}")
@@ -270,7 +277,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     )
 
 
-OVERRIDE_FLAGS = ("epochs", "train_size", "batch_size", "lr")
+OVERRIDE_FLAGS = ("epochs", "train_size", "batch_size", "lr", "proxy_width", "epoch_images")
 
 
 def _stored_value(key: str, value: Any) -> Any:
@@ -293,7 +300,7 @@ def merge_stored(opts: Options, stored: dict[str, Any]) -> Options:
     a setting that defines what is searched is a user error.  `--data-dir`
     and `--trials` may change (the data moved; the search should go further).
     """
-    from trainer.budget import get_budget
+    from trainer.budget import run_budget
 
     for key in SEARCH_SETTINGS:
         if key not in stored or key == "budget_overrides":
@@ -305,7 +312,7 @@ def merge_stored(opts: Options, stored: dict[str, Any]) -> Options:
         setattr(opts, key, value)
     if "budget_overrides" in stored:
         overrides = dict(stored["budget_overrides"])
-        budget = get_budget(opts.budget, **overrides)
+        budget = run_budget(stored)
         for flag in OVERRIDE_FLAGS:
             given = opts.budget_overrides.get(flag)
             if flag in opts.explicit and given != getattr(budget, flag):

@@ -6,6 +6,8 @@ proposes. Ends with the Pareto front, the run directory and the report.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import logging
 import os
@@ -34,7 +36,7 @@ def prepare(opts: Options) -> tuple[Options, Any, Any, RunDir | None, dict[str, 
     returns the image counts a training sees: {"pool", "train", "val"}.
     """
     from space import SearchSpace
-    from trainer.budget import get_budget
+    from trainer.budget import get_budget, run_budget
     from trainer.data import default_val_size, load_cifar10
     from trainer.proxy import proxy_split
 
@@ -64,9 +66,13 @@ def prepare(opts: Options) -> tuple[Options, Any, Any, RunDir | None, dict[str, 
                                 f"{opts.data_dir} has {pool} (use at most {pool // 2})")
         try:
             budget = get_budget(opts.budget, **opts.budget_overrides, val_size=opts.val_size,
-                                val_fraction=0.1 if legacy_split else None)
+                                val_fraction=0.1 if legacy_split else None) if stored is None else \
+                run_budget(stored.meta, val_size=opts.val_size, val_fraction=0.1 if legacy_split else None)
         except ValueError as exc:
             raise UserError(str(exc)) from None
+        if budget.proxy_width != 1.0 and opts.backbone != "ghostnet":
+            raise UserError(f"--proxy-width trains a narrower GhostNet; backbone {opts.backbone} has no width "
+                            "multiplier (use --proxy-width 1)")
         _check_rungs(opts, budget.epochs)
         opts.latency = _latency_setup(opts, space, stored)
         train_idx, val_idx = proxy_split(data, budget, opts.seed)
@@ -121,7 +127,7 @@ def _latency_setup(opts: Options, space, stored: RunDir | None):
                          latency_threads=opts.latency_threads, stored=stored.meta if stored else None)
 
 
-def create_run(opts: Options, space) -> RunDir:
+def create_run(opts: Options, space, budget) -> RunDir:
     from space import presets_for
 
     return RunDir.create(opts.run_path, {
@@ -133,12 +139,14 @@ def create_run(opts: Options, space) -> RunDir:
         "baseline_presets": list(presets_for(opts.backbone)) if opts.baselines else [],
         "data_dir": str(opts.data_dir),
         **opts.latency.run_meta(),
+        # Every field, so a resumed run trains as it started even after the presets change.
+        "budget_settings": dataclasses.asdict(budget),
     }, n_mca=space.n_blocks)
 
 
 def run(opts: Options) -> int:
     opts, space, budget, rundir, sizes = prepare(opts)
-    rundir = rundir or create_run(opts, space)
+    rundir = rundir or create_run(opts, space, budget)
     try:
         return search(opts, space, budget, rundir, sizes)
     finally:
@@ -163,7 +171,8 @@ def search(opts: Options, space, budget, rundir: RunDir, sizes: dict[str, int]) 
     device = "cuda" if opts.gpus_per_trial > 0 else "cpu"
     # data_sizes: the images one training sees (the binomial term of val_acc's SE needs "val").
     rundir.update_meta(attempts=attempt, trials=opts.trials, device=device, data_dir=str(opts.data_dir),
-                       baseline_seeds=opts.baseline_seeds, repeats=opts.repeats, data_sizes=sizes)
+                       baseline_seeds=opts.baseline_seeds, repeats=opts.repeats, data_sizes=sizes,
+                       trained_as=budget.trained_as())
     ledger = Ledger.from_rows(rundir.table.rows, list(opts.objectives), list(opts.directions),
                               n_val=sizes["val"], run_seed=opts.seed)
     remaining = opts.trials - ledger.trained
@@ -191,6 +200,7 @@ def search(opts: Options, space, budget, rundir: RunDir, sizes: dict[str, int]) 
         from trainer.budget import CPU_FIDELITY
 
         print(CPU_FIDELITY.line(), flush=True)
+        print(expected_duration(CPU_FIDELITY, remaining, max_concurrent, budget, sizes["train"]), flush=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tuner.fit()
@@ -200,6 +210,18 @@ def search(opts: Options, space, budget, rundir: RunDir, sizes: dict[str, int]) 
         print("the sampler kept proposing architectures already evaluated or above --max-macs; "
               "the search space looks exhausted", file=sys.stderr)
     return finish(opts, rundir, ledger)
+
+
+def expected_duration(fidelity, trainings: int, concurrent: int, budget, train_images: int) -> str:
+    """The start-up estimate of the whole search, from the calibration's measured CPU seconds per training."""
+    hours = fidelity.hours(trainings, concurrent, budget, train_images)
+    if hours is None:
+        return (f"expected duration: not measured for proxy width x{budget.proxy_width:g} "
+                f"(the calibration measured x{fidelity.width:g})")
+    return (f"expected duration: about {hours:.1f} h for {trainings} trainings, {concurrent} at a time on one thread "
+            f"each ({fidelity.seconds:.0f} CPU-s per training measured for {fidelity.epochs} epoch(s) of "
+            f"{fidelity.epoch_images or fidelity.images:,} images, scaled to this run's "
+            f"{budget.epochs} x {min(budget.epoch_images or train_images, train_images):,})")
 
 
 def make_searcher(opts: Options, space, rundir: RunDir, ledger, writer, attempt: int, stopped=None):

@@ -66,7 +66,8 @@ def smoke_run(cifar_dir, tmp_path_factory):
 
     The analysis tests read this run directory too, so it is made once per session.
     One seed per baseline (`--baseline-seeds 1`), so its 6 trials are 6
-    architectures; seeds and repeats have their own search test.
+    architectures; seeds and repeats have their own search test.  The accuracy
+    axis trains half-width copies (`--proxy-width 0.5`); costs are the real networks'.
     """
     import subprocess
     import sys
@@ -74,7 +75,7 @@ def smoke_run(cifar_dir, tmp_path_factory):
     storage = tmp_path_factory.mktemp("runs")
     proc = subprocess.run(
         [sys.executable, "-m", "search.run", "--trials", "6", "--budget", "smoke", "--max-concurrent", "2",
-         "--baseline-seeds", "1",
+         "--baseline-seeds", "1", "--proxy-width", "0.5",
          "--objectives", "val_acc,macs", "--data-dir", str(cifar_dir), "--storage-path", str(storage),
          "--name", "e2e", "--dashboard-port", str(_free_port())],
         cwd=REPO, capture_output=True, text=True, timeout=900,

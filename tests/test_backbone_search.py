@@ -98,6 +98,7 @@ def test_a_best_json_from_before_backbones_loads_and_trains(cifar_dir, tmp_path)
 @pytest.mark.parametrize("module, args, message", [
     ("search.run", ["--backbone", "vgg19"], "choose from ghostnet, vgg16, resnet56"),
     ("search.run", ["--backbone", "resnet50"], "ImageNet"),
+    ("search.run", ["--backbone", "vgg16", "--proxy-width", "0.5"], "has no width multiplier"),
     ("trainer.train", ["--arch", "WRONG_LENGTH", "--epochs", "1"], "27 booleans"),
     ("space.describe", ["--backbone", "vgg19"], "vgg19"),
 ])

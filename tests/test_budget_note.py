@@ -1,12 +1,13 @@
 """The search's CPU start-up line quotes the proxy-fidelity benchmark: recompute it from the committed CSV."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 
 import pytest
 
-from trainer.budget import CPU_FIDELITY
+from trainer.budget import BUDGETS, CPU_FIDELITY
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,17 +24,30 @@ def test_cpu_fidelity_line_matches_the_benchmark_data():
     lines: list[str] = []
     result = bench.summarise(bench.read_rows(REPO / "benchmarks" / "data" / "proxy_fidelity.csv"), bench.BUDGETS,
                              out=lines.append)
-    assert result["archs"] >= 12, "the calibration covers at least 12 architectures"
-    assert len(bench.BUDGETS) >= 4  # >= 3 proxies and the reference
-    longest = max(e * n for name, (e, n) in bench.BUDGETS.items() if name != "ref")
-    ref_epochs, ref_images = bench.BUDGETS["ref"]
-    assert ref_epochs * ref_images >= 4 * longest, "the reference is at least 4x the longest proxy"
+    assert lines[-1].startswith("recommended budget:")
     best = result["recommended"] or result["best"]
+    assert best is not None, "a measured budget fits the overnight search"
     assert CPU_FIDELITY.budget == best["budget"]
-    assert (CPU_FIDELITY.epochs, CPU_FIDELITY.images) == bench.BUDGETS[best["budget"]]
-    assert CPU_FIDELITY.archs == result["archs"]
-    for field in ("tau", "lo", "hi"):
-        assert getattr(CPU_FIDELITY, field) == pytest.approx(best[field], abs=0.005), field
+    assert (CPU_FIDELITY.epochs, CPU_FIDELITY.epoch_images, CPU_FIDELITY.width) == bench.BUDGETS[best["budget"]]
+    assert CPU_FIDELITY.archs == best["n"]
+    for field, measured in (("tau", "self_tau"), ("lo", "self_lo"), ("hi", "self_hi")):
+        assert getattr(CPU_FIDELITY, field) == pytest.approx(best[measured], abs=0.005), field
     assert CPU_FIDELITY.seconds == pytest.approx(best["seconds"], abs=0.5)
-    assert (result["recommended"] is None) == (CPU_FIDELITY.tau < CPU_FIDELITY.target)
-    assert f"tau={CPU_FIDELITY.tau:.2f} [{CPU_FIDELITY.lo:.2f}, {CPU_FIDELITY.hi:.2f}]" in CPU_FIDELITY.line() and lines[-1].startswith("recommended budget:")
+    assert (result["recommended"] is None) == (CPU_FIDELITY.tau < CPU_FIDELITY.floor)
+    assert f"tau={CPU_FIDELITY.tau:.2f} [{CPU_FIDELITY.lo:.2f}, {CPU_FIDELITY.hi:.2f}]" in CPU_FIDELITY.line()
+
+
+def test_the_cpu_preset_is_the_calibrated_budget_and_fits_overnight():
+    bench = _benchmark()
+    cpu = BUDGETS["cpu"]
+    assert (cpu.epochs, cpu.epoch_images, cpu.proxy_width) == bench.BUDGETS[CPU_FIDELITY.budget]
+    assert cpu.train_size is None, "the calibration trained on the whole training split"
+    hours = CPU_FIDELITY.hours(bench.SEARCH_TRIALS, bench.CORES, cpu)
+    assert hours == pytest.approx(bench.search_hours(CPU_FIDELITY.seconds)) and hours <= bench.SEARCH_HOURS
+
+
+def test_expected_duration_scales_with_the_images_trained():
+    full = CPU_FIDELITY.hours(200, 2, BUDGETS["cpu"], 45_000)
+    assert CPU_FIDELITY.hours(200, 2, BUDGETS["cpu"], 4_136) == pytest.approx(full * 4_136 / 45_000)
+    assert CPU_FIDELITY.hours(100, 1, BUDGETS["cpu"], 45_000) == pytest.approx(full)
+    assert CPU_FIDELITY.hours(200, 2, dataclasses.replace(BUDGETS["cpu"], proxy_width=0.3)) is None

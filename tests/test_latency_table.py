@@ -256,6 +256,7 @@ def test_search_with_a_table_records_the_same_latency_in_two_runs(ray_cluster, c
         meta = json.loads((tmp_path / name / "run.json").read_text())
         assert meta["latency_source"] == f"table {table.device_label}"
         assert meta["latency_table"]["device"] == table.device_label
+        assert meta["latency_layout"] == meta["latency_table"]["layout"] == table.layout
         assert meta["latency_table"]["path"] == str(small_table.resolve())
     shared = set(runs[0]) & set(runs[1])
     assert len(shared) == 2, "the baselines cnn and ghostnet come first in both runs"
@@ -318,7 +319,7 @@ def test_without_a_table_the_run_says_latency_is_measured_in_isolation():
     setup = setup_latency(None, SMALL, baselines=True, device="cpu", latency_threads=1)
     assert setup.table is None
     assert setup.source.startswith("measured on cpu ") and setup.source.endswith(", 1 thread, isolated")
-    assert setup.run_meta() == {"latency_source": setup.source, "latency_table": None}
+    assert setup.run_meta() == {"latency_source": setup.source, "latency_table": None, "latency_layout": "channels_last"}
 
 
 # ------------------------------------------------------------------ the report

@@ -1,16 +1,20 @@
 """Proxy training, the device loader and latency on the real CIFAR-10 sample (CPU)."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
-from space import PRESETS, build_model
-from trainer.budget import BUDGETS, get_budget
+from space import PRESETS, build_model, count_params
+from trainer.budget import BUDGETS, get_budget, run_budget
 from trainer.data import load_cifar10
 from trainer.device import resolve_device
 from trainer.latency import measure_latency
 from trainer.loader import MEAN, STD, DeviceLoader
-from trainer.proxy import train_proxy
+from trainer.loop import evaluate_accuracy, make_training, train_epoch
+from trainer.proxy import proxy_arch, train_proxy
+from trainer.timing import LAYOUT
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +94,84 @@ def test_device_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_proxy_knobs_are_validated_and_described():
+    with pytest.raises(ValueError, match="--proxy-width must be in"):
+        get_budget("cpu", proxy_width=1.5)
+    with pytest.raises(ValueError, match="--ema must be in"):
+        get_budget("cpu", ema=1.0)
+    with pytest.raises(ValueError, match="--epoch-images must be positive"):
+        get_budget("cpu", epoch_images=0)
+    text = get_budget("cpu", epochs=2, epoch_images=30_000, proxy_width=0.5, ema=0.98, tta=True).trained_as()
+    assert text.startswith("2 epochs of 30,000 images per epoch from the whole training split at proxy width x0.5")
+    assert "EMA 0.98" in text and "flip TTA" in text
+    assert get_budget("smoke").trained_as().startswith("1 epoch of 1,024 training images, batch 64")
+
+
+def test_run_budget_keeps_what_a_run_was_created_with():
+    # A run from before budgets were recorded resumes with its preset as it was then (NCHW on the CPU).
+    old = run_budget({"budget": "cpu", "budget_overrides": {"epochs": 3}})
+    assert (old.epochs, old.channels_last, old.proxy_width) == (3, False, 1.0)
+    recorded = get_budget("smoke", proxy_width=0.25, epoch_images=100)
+    again = run_budget({"budget": "smoke", "budget_settings": dataclasses.asdict(recorded)}, val_size=300)
+    assert again == dataclasses.replace(recorded, val_size=300)
+
+
+def test_epoch_images_draw_a_fresh_subset_every_epoch(data):
+    images, labels = data.train_images[:200], torch.arange(200)
+    loader = DeviceLoader(images, labels, 25, torch.device("cpu"), train=True, seed=3, epoch_images=100)
+    assert len(loader) == 4
+    first = torch.cat([y for _, y in loader])
+    second = torch.cat([y for _, y in loader])
+    assert len(first) == len(second) == 100 and len(set(first.tolist())) == 100
+    assert set(first.tolist()) != set(second.tolist()), "each epoch draws its own images"
+    # Evaluation loaders ignore it: they always see every image.
+    assert len(DeviceLoader(images, labels, 25, torch.device("cpu"), train=False, epoch_images=100)) == 8
+
+
+def test_proxy_width_trains_a_narrower_copy(data):
+    budget = get_budget("smoke", train_size=256, proxy_width=0.5)
+    arch = PRESETS["ghostnet"]
+    assert proxy_arch(arch, budget).width == 0.5 and proxy_arch(arch, get_budget("smoke")) is arch
+    assert count_params(build_model(proxy_arch(arch, budget))) < count_params(build_model(arch)) / 2
+    result = train_proxy(arch, data, budget, "cpu", seed=0)
+    assert result.status == "ok" and 0 <= result.val_acc <= 1
+
+
+def test_weight_average_is_what_gets_evaluated(data):
+    budget = get_budget("smoke", train_size=256, ema=0.9)
+    torch.manual_seed(0)
+    model = build_model(PRESETS["cnn"])
+    loader = DeviceLoader(data.train_images[:256], data.train_labels[:256], 64, torch.device("cpu"), seed=0)
+    training = make_training(model, loader, budget)
+    assert training.ema is not None and training.evaluated is training.ema.module
+    train_epoch(model, loader, training.optimizer, training.scheduler, training.criterion, ema=training.ema)
+    w, avg = next(model.parameters()), next(training.evaluated.parameters())
+    assert not torch.equal(w, avg), "the average lags the weights"
+    assert make_training(model, loader, get_budget("smoke")).evaluated is model
+
+
+def test_flip_tta_averages_each_image_with_its_mirror(data):
+    torch.manual_seed(0)
+    model = build_model(PRESETS["cnn"]).eval()
+    loader = DeviceLoader(data.test_images[:200], data.test_labels[:200], 100, torch.device("cpu"), train=False)
+    with torch.no_grad():
+        correct = sum(int(((model(x) + model(x.flip(-1))).argmax(1) == y).sum()) for x, y in loader)
+    assert evaluate_accuracy(model, loader, tta=True) == correct / 200
+
+
+def test_channels_last_training_is_deterministic_and_the_default(data):
+    assert all(b.channels_last for b in BUDGETS.values())
+    budget = get_budget("smoke", train_size=256)
+    a = train_proxy(PRESETS["selective_mca"], data, budget, "cpu", seed=2)
+    b = train_proxy(PRESETS["selective_mca"], data, budget, "cpu", seed=2)
+    assert a.status == "ok" and a.train_losses == b.train_losses and a.val_acc == b.val_acc
+
+
+def test_latency_is_measured_in_the_deployment_layout():
+    model = build_model(PRESETS["ghostnet"])
+    assert measure_latency(model, "cpu", threads=1, warmup=1, repeats=3).layout == LAYOUT == "channels_last"
+    assert measure_latency(model, "cpu", threads=1, warmup=1, repeats=3, layout="nchw").layout == "nchw"
+    with pytest.raises(ValueError, match="layout must be one of"):
+        measure_latency(model, "cpu", threads=1, warmup=1, repeats=3, layout="nhwc")

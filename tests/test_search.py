@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from record.rundir import TRAINED_STATUSES
-from space import PRESETS
+from space import PRESETS, build_model, count_macs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,8 +49,15 @@ def test_end_to_end_local_cluster(smoke_run):
     assert "Ray dashboard: http://127.0.0.1:" in proc.stdout
     assert "Pareto front (" in proc.stdout and "report command: python -m analysis.report" in proc.stdout
     assert all(0.0 <= float(r["val_acc"]) <= 1.0 and int(r["macs"]) > 0 and float(r["latency_ms"]) > 0 for r in rows)
+    # A half-width proxy trained the accuracy axis; the costs are the real architectures'.
+    assert meta["budget_settings"]["proxy_width"] == 0.5 and "at proxy width x0.5" in meta["trained_as"]
+    by_preset = {r["preset"]: r for r in rows}
+    for name in ("cnn", "ghostnet"):
+        assert int(by_preset[name]["macs"]) == count_macs(build_model(PRESETS[name])), name
     # On the CPU the search says how far its proxy ranking can be trusted (trainer.budget.CPU_FIDELITY).
     assert "proxy fidelity on CPU" in proc.stdout and "Kendall tau=" in proc.stdout
+    # ... and how long the whole search should take, before any training ends (half width here: not measured).
+    assert "expected duration: " in proc.stdout
     # Learning curves: one row per epoch of every training (1 epoch each on the smoke budget).
     with open(run / "curves.csv", newline="") as f:
         curves = list(csv.DictReader(f))
@@ -131,6 +138,8 @@ def test_same_seed_same_architectures(ray_cluster, cifar_dir, tmp_path):
         (["--resume", "--name", "nope"], "no search run to resume"),
         (["--repeats", "0"], "--repeats must be at least 1"),
         (["--val-size", "999999"], "--val-size 999999 leaves no training images"),
+        (["--proxy-width", "1.5"], "--proxy-width must be in (0, 1]"),
+        (["--epoch-images", "0"], "--epoch-images must be a positive number"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(cifar_dir, tmp_path, args, message):

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .timing import LAYOUT, in_layout
+
 
 @dataclass(frozen=True)
 class Latency:
@@ -21,6 +23,7 @@ class Latency:
     cv: float  # coefficient of variation (std / mean) of the timed runs
     device: str
     threads: int
+    layout: str = LAYOUT
 
 
 def _quantile(sorted_values: list[float], q: float) -> float:
@@ -33,8 +36,9 @@ def _quantile(sorted_values: list[float], q: float) -> float:
 @torch.inference_mode()
 def measure_latency(model: torch.nn.Module, device: torch.device | str = "cpu", batch_size: int = 1,
                     input_size: int = 32, threads: int | None = None, warmup: int = 10,
-                    repeats: int = 50) -> Latency:
-    """Time `repeats` forward passes in eval mode; the model's mode and thread count are restored."""
+                    repeats: int = 50, layout: str = LAYOUT) -> Latency:
+    """Time `repeats` forward passes in eval mode and `layout` (a deployment's, `trainer.timing.LAYOUT`);
+    the model's mode and thread count are restored."""
     device = torch.device(device)
     was_training = model.training
     old_threads = torch.get_num_threads()
@@ -42,7 +46,7 @@ def measure_latency(model: torch.nn.Module, device: torch.device | str = "cpu", 
         torch.set_num_threads(threads)
     try:
         model.eval().to(device)
-        x = torch.randn(batch_size, 3, input_size, input_size, device=device)
+        model, x = in_layout(model, torch.randn(batch_size, 3, input_size, input_size, device=device), layout)
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         for _ in range(warmup):
             model(x)
@@ -60,4 +64,4 @@ def measure_latency(model: torch.nn.Module, device: torch.device | str = "cpu", 
     mean = statistics.fmean(times)
     cv = statistics.pstdev(times) / mean if mean > 0 else 0.0
     return Latency(statistics.median(times), _quantile(times, 0.1), _quantile(times, 0.9), cv,
-                   str(device), threads or old_threads)
+                   str(device), threads or old_threads, layout)

@@ -58,7 +58,7 @@ from space.config import BACKBONE_NAMES, DEFAULT_BACKBONE, format_kernels
 from space.search_space import DEFAULT_KERNEL_SETS, DEFAULT_RATIOS, parse_ints, parse_kernel_sets
 
 from .device import resolve_device
-from .timing import Protocol, clock_for, describe_device, time_module
+from .timing import LAYOUT, Protocol, clock_for, describe_device, time_module
 
 PROG = "trainer.latency_table"
 TABLE_FORMAT = "ghostnas-latency-table"
@@ -113,6 +113,11 @@ class LatencyTable:
         return str(self.data["backbone"])
 
     @property
+    def layout(self) -> str:
+        """The memory layout the blocks were timed in (tables from before it was recorded: NCHW)."""
+        return self.data.get("layout", "nchw")
+
+    @property
     def input_size(self) -> int:
         return int(self.data["input_size"])
 
@@ -158,7 +163,7 @@ class LatencyTable:
             path: Path | None = None) -> "LatencyTable":
         return cls({
             "format": TABLE_FORMAT, "version": TABLE_VERSION, "backbone": backbone, "device": device,
-            "torch": torch.__version__,
+            "torch": torch.__version__, "layout": LAYOUT,
             "batch_size": batch_size, "input_size": input_size, "num_classes": num_classes, "clock": clock,
             "protocol": protocol.to_dict(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "menus": [], "entries": {}, "overhead": None,
@@ -383,7 +388,7 @@ def build_table(path: str | Path, space: SearchSpace, *, device: str | torch.dev
             if block.key in table.entries or todo.get(block.key) != config:
                 continue
             timing = time_module(block.module, block.input_shape, device=device, threads=threads,
-                                 batch_size=batch_size, protocol=protocol)
+                                 batch_size=batch_size, protocol=protocol, layout=table.layout)
             table.entries[block.key] = {
                 "kind": block.kind, "index": block.index, "input_shape": list(block.input_shape),
                 "params": count_params(block.module), **timing.to_dict(),
@@ -400,7 +405,7 @@ def build_table(path: str | Path, space: SearchSpace, *, device: str | torch.dev
         for name, config in presets_for(space.backbone).items():
             model = build_model(config, num_classes=num_classes, input_size=input_size)
             whole = time_module(model, (3, input_size, input_size), device=device, threads=threads,
-                                batch_size=batch_size, protocol=protocol)
+                                batch_size=batch_size, protocol=protocol, layout=table.layout)
             blocks_ms = sum(float(table.entries[k]["median_ms"])
                             for k in block_keys(config, input_size=input_size, num_classes=num_classes))
             fit.append({"preset": name, "key": config.key, "measured_ms": round(whole.median_ms, 6),

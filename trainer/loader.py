@@ -22,13 +22,17 @@ class DeviceLoader:
     """Iterates (float images, labels) batches; `train=True` shuffles and augments."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device,
-                 train: bool = True, seed: int = 0, channels_last: bool = False, drop_last: bool | None = None):
+                 train: bool = True, seed: int = 0, channels_last: bool = False, drop_last: bool | None = None,
+                 epoch_images: int | None = None):
         self.images = images.to(device, non_blocking=True).contiguous()
         self.labels = labels.to(device, non_blocking=True)
         self.batch_size = batch_size
         self.device = device
         self.train = train
         self.drop_last = train if drop_last is None else drop_last
+        # A training epoch of `epoch_images` drawn afresh from all the images each epoch: a short proxy
+        # still sees the whole split over its epochs (EcoNAS: more samples beat more epochs).
+        self.epoch_images = min(epoch_images, len(self.images)) if train and epoch_images else len(self.images)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         # Shuffling and augmentation draw from their own generator on the device,
         # so a seed fixes the order and the crops without touching global RNG state.
@@ -39,14 +43,15 @@ class DeviceLoader:
         self._base = torch.arange(32, device=device)
 
     def __len__(self) -> int:
-        n = len(self.images)
+        n = self.epoch_images
         if self.drop_last and n >= self.batch_size:
             return n // self.batch_size
         return math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.images)
-        order = torch.randperm(n, device=self.device, generator=self.generator) if self.train else None
+        n = self.epoch_images
+        order = torch.randperm(len(self.images), device=self.device, generator=self.generator)[:n] \
+            if self.train else None
         for i in range(len(self)):
             sl = slice(i * self.batch_size, min(n, (i + 1) * self.batch_size))
             if order is None:

@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .budget import Budget
 from .loader import DeviceLoader
@@ -28,12 +29,14 @@ class Diverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
-def make_optimizer(model: nn.Module, budget: Budget) -> torch.optim.SGD:
+def make_optimizer(model: nn.Module, budget: Budget) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim > 1 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": budget.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if budget.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=budget.lr)
     return torch.optim.SGD(groups, lr=budget.lr, momentum=budget.momentum, nesterov=True)
 
 
@@ -69,9 +72,45 @@ class EpochResult:
     seconds: float
 
 
+@torch.no_grad()
+def zero_init_residuals(model: nn.Module) -> nn.Module:
+    """Start every residual branch at zero, so each block begins as its shortcut (Goyal et al. 2017).
+
+    Zeroes the BatchNorm scales ending a Ghost bottleneck's project module and
+    the output projection of each MCA block: a short training then starts from
+    a shallow network that the branches grow into, instead of 16 bottlenecks
+    and up to 16 randomly initialised attention blocks adding their noise.
+    """
+    from space.ghost import GhostBottleneck
+    from space.mca import MCA
+
+    for m in model.modules():
+        if isinstance(m, GhostBottleneck):
+            for bn in m.ghost2.modules():
+                if isinstance(bn, nn.BatchNorm2d):
+                    bn.weight.zero_()
+        elif isinstance(m, MCA):
+            m.proj.weight.zero_()
+            if m.proj.bias is not None:
+                m.proj.bias.zero_()
+    return model
+
+
+def make_ema(model: nn.Module, decay: float) -> AveragedModel | None:
+    """An exponential moving average of the weights and BN buffers (torch's own `AveragedModel`), or None.
+
+    With a short one-cycle training the last weights still carry the noise of
+    the last few hundred batches; their average is a smoother, seed-steadier
+    estimate of what the architecture learns (airbench evaluates such a copy).
+    """
+    if not decay:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def train_epoch(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimizer,
-                scheduler, criterion: nn.Module, epoch: int = 0) -> EpochResult:
-    """One pass over `loader`; raises Diverged as soon as the loss is not finite.
+                scheduler, criterion: nn.Module, epoch: int = 0, ema: AveragedModel | None = None) -> EpochResult:
+    """One pass over `loader` (updating `ema` after each step); raises Diverged as soon as the loss is not finite.
 
     On CPU the check is free; on CUDA it is done every 25 steps to avoid a
     host sync per step (a few wasted steps at most).
@@ -89,6 +128,8 @@ def train_epoch(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.O
         loss.backward()
         optimizer.step()
         scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
         total += loss.detach() * len(y)
         images += len(y)
         if (step + 1) % check_every == 0 and not torch.isfinite(total):
@@ -103,14 +144,17 @@ def train_epoch(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.O
 
 
 @torch.no_grad()
-def evaluate_accuracy(model: nn.Module, loader: DeviceLoader) -> float:
-    """Top-1 accuracy on an un-augmented loader."""
+def evaluate_accuracy(model: nn.Module, loader: DeviceLoader, tta: bool = False) -> float:
+    """Top-1 accuracy on an un-augmented loader; `tta` averages the logits of each image and its mirror."""
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=loader.device)
     count = 0
     for x, y in loader:
         with autocast(loader.device):
-            correct += (model(x).argmax(1) == y).sum()
+            logits = model(x)
+            if tta:
+                logits = logits + model(x.flip(-1))
+            correct += (logits.argmax(1) == y).sum()
         count += len(y)
     return correct.item() / max(count, 1)
 
@@ -151,14 +195,21 @@ class Training:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     criterion: nn.Module
     epochs: int
+    ema: AveragedModel | None = None  # evaluated instead of `model` when the budget averages weights
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The network whose accuracy counts: the weight average when there is one."""
+        return self.ema.module if self.ema is not None else self.model
 
 
 def make_training(model: nn.Module, loader: DeviceLoader, budget: Budget, epochs: int | None = None) -> Training:
-    """Optimiser, one-cycle schedule over `epochs` (default the budget's) and the smoothed loss."""
+    """Optimiser, one-cycle schedule over `epochs` (default the budget's), the smoothed loss, the weight average."""
     epochs = epochs or budget.epochs
     optimizer = make_optimizer(model, budget)
     return Training(model, loader, optimizer, make_scheduler(optimizer, budget, len(loader), epochs),
-                    nn.CrossEntropyLoss(label_smoothing=budget.label_smoothing), epochs)
+                    nn.CrossEntropyLoss(label_smoothing=budget.label_smoothing), epochs,
+                    make_ema(model, budget.ema))
 
 
 @dataclass(frozen=True)
@@ -205,14 +256,14 @@ def fit(training: Training, evaluate: Callable[[nn.Module], float], *, start_epo
     for epoch in range(start_epoch, training.epochs):
         try:
             step = train_epoch(training.model, training.loader, training.optimizer, training.scheduler,
-                               training.criterion, epoch)
+                               training.criterion, epoch, training.ema)
         except Diverged as exc:
             return result("diverged", str(exc))
         images += step.images
         train_seconds += step.seconds
         losses.append(step.train_loss)
         last = epoch + 1 == training.epochs
-        accs.append(evaluate(training.model) if last or (epoch + 1) % eval_every == 0 else float("nan"))
+        accs.append(evaluate(training.evaluated) if last or (epoch + 1) % eval_every == 0 else float("nan"))
         if on_epoch is not None:
             on_epoch(EpochStats(epoch + 1, step.train_loss, accs[-1], step.images / step.seconds,
                                 time.perf_counter() - start))

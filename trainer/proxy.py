@@ -7,7 +7,7 @@ trained with several seeds (baselines, repeats) sees one split per seed.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -18,9 +18,9 @@ from space import ArchConfig, build_model
 from .budget import Budget
 from .data import Cifar10, default_val_size, seeded_subset, split_train_val
 from .loader import DeviceLoader
-from .loop import EVAL_BATCH, EpochStats, evaluate_accuracy, fit, make_training, recalibrate_bn
+from .loop import EVAL_BATCH, EpochStats, evaluate_accuracy, fit, make_training, recalibrate_bn, zero_init_residuals
 
-__all__ = ["EpochStats", "ProxyResult", "proxy_split", "train_proxy"]
+__all__ = ["EpochStats", "ProxyResult", "proxy_arch", "proxy_split", "train_proxy"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,14 @@ def proxy_split(data: Cifar10, budget: Budget, seed: int) -> tuple[torch.Tensor,
     return (train_idx if subset is None else train_idx[subset]), val_idx
 
 
+def proxy_arch(arch: ArchConfig, budget: Budget) -> ArchConfig:
+    """The network a budget trains for `arch`: the architecture itself, or its copy at the proxy width.
+
+    Only the accuracy axis uses it; costs are always counted on `arch`.
+    """
+    return arch if budget.proxy_width == 1.0 else replace(arch, width=arch.width * budget.proxy_width)
+
+
 def train_proxy(arch: ArchConfig | nn.Module, data: Cifar10, budget: Budget, device: torch.device | str = "cpu",
                 seed: int = 0, on_epoch: Callable[[EpochStats], None] | None = None,
                 eval_every: int = 1) -> ProxyResult:
@@ -63,13 +71,16 @@ def train_proxy(arch: ArchConfig | nn.Module, data: Cifar10, budget: Budget, dev
     """
     device = torch.device(device)
     torch.manual_seed(seed)
-    model = arch if isinstance(arch, nn.Module) else build_model(arch)
+    model = arch if isinstance(arch, nn.Module) else build_model(proxy_arch(arch, budget))
+    if budget.zero_init:
+        zero_init_residuals(model)
     model = model.to(device, memory_format=torch.channels_last if budget.channels_last else torch.preserve_format)
     train_idx, val_idx = proxy_split(data, budget, seed)
 
     def loader(idx: torch.Tensor, train: bool, batch_size: int = EVAL_BATCH) -> DeviceLoader:
         return DeviceLoader(data.train_images[idx], data.train_labels[idx], batch_size, device, train=train,
-                            seed=seed, channels_last=budget.channels_last)
+                            seed=seed, channels_last=budget.channels_last,
+                            epoch_images=budget.epoch_images if train else None)
 
     train, val, bn = loader(train_idx, True, budget.batch_size), loader(val_idx, False), \
         loader(train_idx[: budget.bn_images], False)
@@ -77,7 +88,7 @@ def train_proxy(arch: ArchConfig | nn.Module, data: Cifar10, budget: Budget, dev
     def evaluate(m: nn.Module) -> float:
         if budget.bn_images:
             recalibrate_bn(m, bn)
-        return evaluate_accuracy(m, val)
+        return evaluate_accuracy(m, val, tta=budget.tta)
 
     result = fit(make_training(model, train, budget), evaluate, on_epoch=on_epoch, eval_every=eval_every)
     ok = result.status == "ok"

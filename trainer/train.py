@@ -168,8 +168,12 @@ def prepare(args: argparse.Namespace) -> Setup:
     if ckpt is not None and ckpt["epoch"] > epochs:
         raise UserError(f"the checkpoint already has {ckpt['epoch']} epochs; --epochs must be at least that")
     data = load_cifar10(args.data_dir, download=args.download)  # DataError is a UserError
-    # Full training: every training image, and no BN recalibration (thousands of steps settle BN).
-    budget = dataclasses.replace(budget, train_size=None, bn_images=0, epochs=epochs)
+    # Full training: every training image of the real architecture, and no BN recalibration (thousands of
+    # steps settle BN); the proxy-only knobs (width, images per epoch, weight average, TTA) are off, and the
+    # weight decay is the long-training one (the `cpu` proxy's light 5e-5 helps one epoch, not two hundred).
+    budget = dataclasses.replace(budget, train_size=None, bn_images=0, epochs=epochs, proxy_width=1.0,
+                                 epoch_images=None, ema=0.0, tta=False,
+                                 weight_decay=Budget.__dataclass_fields__["weight_decay"].default)
     return Setup(arch, arch_name(args.arch, args.width), out, device, budget, epochs, chosen["seed"],
                  chosen["train_size"], data, ckpt)
 

@@ -155,7 +155,8 @@ def main() -> int:
     # 2. Packing through Ray Tune fractional GPUs.
     import ray
 
-    ray.init(num_cpus=max(size["packs"]) * size["threads"], num_gpus=1 if device.type == "cuda" else 0,
+    ray.init(address="local",  # its own cluster, even where `ray start` left one running
+             num_cpus=max(size["packs"]) * size["threads"], num_gpus=1 if device.type == "cuda" else 0,
              include_dashboard=False, log_to_driver=False, configure_logging=False)
     storage = tempfile.mkdtemp(prefix="gpu_check_")
     say(f"\n2. trainings packed on one {'GPU' if device.type == 'cuda' else 'CPU set'} through Ray Tune "

@@ -7,7 +7,7 @@ may see a fresh part of them each epoch, or train a narrower copy) with a
 5,000-image validation split (binomial SE about 0.7 points).  The recipe is the
 `cpu` preset's.  Per budget it prints the CPU seconds per training, the seed
 standard deviation of val_acc (the noise), the standard deviation between the
-architectures' seed means (the signal) and their ratio, Kendall's tau between
+architectures' seed means and their ratio, Kendall's tau between
 its two seeds with a bootstrap 95 % interval over architectures (self-
 consistency: no reference needed), tau against the longest budget (the
 reference), and the hours a 200-trial search at that budget takes on 2 cores
@@ -111,6 +111,21 @@ def search_hours(cpu_seconds: float, trials: int = SEARCH_TRIALS, cores: int = C
     return trials * cpu_seconds / cores / 3600
 
 
+def true_spread(arch_sd: float, seed_sd: float, seeds: int = len(SEEDS)) -> float:
+    """The SD of the architectures' own accuracies: the spread of `seeds`-seed means less their seed noise."""
+    return float(np.sqrt(max(0.0, arch_sd ** 2 - seed_sd ** 2 / seeds)))
+
+
+def seeds_for(tau: float, seed_sd: float, signal: float) -> float:
+    """Seeds per architecture whose means would rank like another such mean with Kendall tau `tau`.
+
+    For normal accuracies, tau = (2/pi) arcsin(rho) (Greiner's relation), and two
+    k-seed means correlate with rho = signal^2 / (signal^2 + seed_sd^2 / k).
+    """
+    rho = np.sin(np.pi * tau / 2)
+    return float("inf") if signal <= 0 else float(np.ceil(rho / (1 - rho) * seed_sd ** 2 / signal ** 2))
+
+
 def summarise(rows: list[dict], budgets: dict, out=print) -> dict:
     """Print the per-budget table and the recommendation; return the figures (the search's CPU
     start-up line quotes them, and a test checks it against this CSV).
@@ -131,7 +146,8 @@ def summarise(rows: list[dict], budgets: dict, out=print) -> dict:
     out(f"\n{len(archs)} architectures x {len(SEEDS)} seeds; reference = {reference} ({ref_epochs} epoch(s) at width "
         f"{ref_width:g}); search hours: {SEARCH_TRIALS} trainings, {CORES} at a time")
     out(f"{'budget':<7} {'ep':>2} {'img/ep':>6} {'width':>5} {'cpu s':>6} {'hours':>5} {'seed sd':>8} {'arch sd':>8} "
-        f"{'s/n':>5} {'mean acc':>8}  {'seed 0 vs 1 tau [95% CI]':<25} {'tau vs ref [95% CI]':<24} n")
+        f"{'s/n':>5} {'signal':>7} {'k@0.6':>5} {'mean acc':>8}  {'seed 0 vs 1 tau [95% CI]':<25} "
+        f"{'tau vs ref [95% CI]':<24} n")
     table: dict[str, dict] = {}
     for name, (epochs, images, width) in budgets.items():
         names = complete.get(name, [])
@@ -153,14 +169,16 @@ def summarise(rows: list[dict], budgets: dict, out=print) -> dict:
             tau = lo = hi = float("nan")
             vs_ref = "-"
         seconds = float(np.mean(cpu[name]))
-        table[name] = {"budget": name, "epochs": epochs, "images": images, "width": width, "seconds": seconds,
+        signal = true_spread(arch_sd, seed_sd)
+        table[name] = {"signal": signal, "seeds_for_floor": seeds_for(FLOOR_TAU, seed_sd, signal),"budget": name, "epochs": epochs, "images": images, "width": width, "seconds": seconds,
                        "hours": search_hours(seconds), "seed_sd": seed_sd, "arch_sd": arch_sd,
                        "snr": arch_sd / seed_sd if seed_sd else float("inf"), "mean": float(means.mean()),
                        "self_tau": self_tau, "self_lo": self_lo, "self_hi": self_hi,
                        "tau": tau, "lo": lo, "hi": hi, "n": len(names)}
         t = table[name]
         out(f"{name:<7} {epochs:>2} {images or 'all':>6} {width:>5g} {seconds:>6.0f} {t['hours']:>5.1f} "
-            f"{100 * seed_sd:>7.2f}p {100 * arch_sd:>7.2f}p {t['snr']:>5.2f} {100 * t['mean']:>7.2f}%  "
+            f"{100 * seed_sd:>7.2f}p {100 * arch_sd:>7.2f}p {t['snr']:>5.2f} {100 * signal:>6.2f}p "
+            f"{t['seeds_for_floor']:>5g} {100 * t['mean']:>7.2f}%  "
             f"{f'{self_tau:+.2f} [{self_lo:+.2f}, {self_hi:+.2f}]':<25} {vs_ref:<24} {len(names)}")
     result = {"table": table, "archs": len(archs), "recommended": None, "best": None}
     affordable = [t for t in table.values() if t["hours"] <= SEARCH_HOURS]
@@ -176,6 +194,9 @@ def summarise(rows: list[dict], budgets: dict, out=print) -> dict:
                 f"{b['seconds']:.0f} CPU-s/training, {b['hours']:.1f} h)")
             return result
     b = result["best"] = max(affordable, key=lambda t: t["self_tau"])
+    out(f"what stops it: at {b['budget']} the architectures' own spread is {100 * b['signal']:.2f} points against "
+        f"a seed SD of {100 * b['seed_sd']:.2f}; tau {FLOOR_TAU:g} would take {b['seeds_for_floor']:g} seeds per "
+        f"architecture ({b['seeds_for_floor'] * b['hours']:.0f} h)")
     out(f"recommended budget: none within {SEARCH_HOURS:g} h reaches seed-vs-seed tau >= {FLOOR_TAU:g} (best "
         f"{b['budget']}: tau={b['self_tau']:.2f} [{b['self_lo']:.2f}, {b['self_hi']:.2f}], "
         f"{b['seconds']:.0f} CPU-s/training, {b['hours']:.1f} h)")

@@ -53,6 +53,10 @@ FIELDS = ["variant", "arch", "seed", "eval", "val_acc", "cpu_seconds"]
 # The screening budget: half an epoch of all 45,000 images at half width (about 1 CPU-minute per training).
 SCREEN = {"epochs": 1, "epoch_images": 22_500, "proxy_width": 0.5}
 ARCHS = ("cnn", "ghostnet", "selective_mca", "rand1")
+# --goal: the issue's yardstick, the four presets after two full-data epochs at full width, old recipe vs new
+# (one seed each: about 35 minutes on 2 cores).
+GOAL = {"epochs": 2, "epoch_images": None, "proxy_width": 1.0}
+GOAL_ARCHS, GOAL_SEEDS, GOAL_VARIANTS = ("cnn", "ghostnet", "all_mca", "selective_mca"), (0,), ("base", "combo")
 
 _DATA = None
 
@@ -116,22 +120,23 @@ def _boot(fn, n: int, reps: int = 2000, seed: int = 0) -> tuple[float, float]:
     return float(np.nanpercentile(vals, 2.5)), float(np.nanpercentile(vals, 97.5))
 
 
-def summarise(rows: list[dict], out=print) -> dict:
+def summarise(rows: list[dict], out=print, screen: dict = SCREEN, seeds: tuple[int, ...] = SEEDS) -> dict:
     acc = {(r["variant"], r["eval"], r["arch"], int(r["seed"])): float(r["val_acc"]) for r in rows}
     cpu = {}
     for r in rows:
         cpu.setdefault((r["variant"], r["eval"]), []).append(float(r["cpu_seconds"]))
     archs = sorted({r["arch"] for r in rows})
-    base = [(a, s) for a in archs for s in SEEDS if ("base", "raw", a, s) in acc]
-    out(f"\n{len(archs)} architectures x {len(SEEDS)} seeds; budget {SCREEN}; EMA decay {EMA_DECAY}")
+    base = [(a, s) for a in archs for s in seeds if ("base", "raw", a, s) in acc]
+    out(f"\n{len(archs)} architectures x {len(seeds)} seed(s); budget {screen}; EMA decay {EMA_DECAY}")
     out(f"{'variant':<8} {'eval':<8} {'cpu s':>6} {'mean acc':>8}  {'diff vs base [95% CI]':<26} "
         f"{'seed sd':>8}  sd ratio vs base [95% CI]")
     table = {}
     for variant in VARIANTS:
         for ev in EVALS:
             pairs = [(a, s) for a, s in base if (variant, ev, a, s) in acc]
-            full = [a for a in archs if all((variant, ev, a, s) in acc and ("base", "raw", a, s) in acc for s in SEEDS)]
-            if not pairs or not full:
+            full = [a for a in archs if len(seeds) > 1
+                    and all((variant, ev, a, s) in acc and ("base", "raw", a, s) in acc for s in seeds)]
+            if not pairs:
                 continue
             x = np.array([acc[(variant, ev, a, s)] for a, s in pairs])
             b = np.array([acc[("base", "raw", a, s)] for a, s in pairs])
@@ -140,8 +145,11 @@ def summarise(rows: list[dict], out=print) -> dict:
             # Pooled seed SD: per architecture, the two seeds' difference / sqrt(2).
             dv = np.array([acc[(variant, ev, a, SEEDS[0])] - acc[(variant, ev, a, SEEDS[1])] for a in full])
             db = np.array([acc[("base", "raw", a, SEEDS[0])] - acc[("base", "raw", a, SEEDS[1])] for a in full])
-            sd, sd_b = np.sqrt(np.mean(dv ** 2) / 2), np.sqrt(np.mean(db ** 2) / 2)
-            rlo, rhi = _boot(lambda i: np.sqrt(np.mean(dv[i] ** 2) / max(np.mean(db[i] ** 2), 1e-12)), len(full))
+            if full:
+                sd, sd_b = np.sqrt(np.mean(dv ** 2) / 2), np.sqrt(np.mean(db ** 2) / 2)
+                rlo, rhi = _boot(lambda i: np.sqrt(np.mean(dv[i] ** 2) / max(np.mean(db[i] ** 2), 1e-12)), len(full))
+            else:  # one seed per architecture: no seed SD
+                sd = sd_b = rlo = rhi = float("nan")
             seconds = float(np.mean(cpu[(variant, ev)]))
             table[(variant, ev)] = {"acc": x.mean(), "diff": d.mean(), "lo": lo, "hi": hi, "sd": sd,
                                     "sd_ratio": sd / sd_b if sd_b else float("nan"), "seconds": seconds}
@@ -156,14 +164,18 @@ def main() -> None:
     p.add_argument("--data", default=os.environ.get("CIFAR10_DIR", "../shared/cifar10-jpeg/cifar10-jpeg.tar.gz"))
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
-    p.add_argument("--out", default=str(Path(__file__).parent / "data" / "recipe.csv"))
+    p.add_argument("--goal", action="store_true",
+                   help="the presets after 2 full-data epochs at full width, base vs combo, one seed (~35 min)")
+    p.add_argument("--out", default=None, help="results CSV (default benchmarks/data/recipe[_goal].csv)")
     args = p.parse_args()
-    out = Path(args.out)
+    screen, names, seeds = (GOAL, GOAL_ARCHS, GOAL_SEEDS) if args.goal else (SCREEN, ARCHS, SEEDS)
+    variants = ",".join(GOAL_VARIANTS) if args.goal and args.variants == ",".join(VARIANTS) else args.variants
+    out = Path(args.out or Path(__file__).parent / "data" / f"recipe{'_goal' if args.goal else ''}.csv")
     archs = dict(architectures(8))
     done = list(csv.DictReader(open(out, newline=""))) if out.exists() else []
     have = {(r["variant"], r["arch"], int(r["seed"])) for r in done}
     # Architecture by architecture: a run cut short still compares every variant on the same ones.
-    jobs = [(v, a, archs[a].to_dict(), s, SCREEN) for a in ARCHS for s in SEEDS for v in args.variants.split(",")
+    jobs = [(v, a, archs[a].to_dict(), s, screen) for a in names for s in seeds for v in variants.split(",")
             if (v, a, s) not in have]
     print(f"{len(jobs)} trainings to go ({len(have)} in {out})", flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -181,7 +193,7 @@ def main() -> None:
                 print(f"[{i}/{len(jobs)}] {r['variant']:<7} {r['arch']:<14} seed {r['seed']} "
                       + " ".join(f"{x['eval']} {100 * x['val_acc']:.2f}%" for x in rows)
                       + f" cpu {r['cpu_seconds']:.0f}s", flush=True)
-    summarise(done)
+    summarise(done, screen=screen, seeds=seeds)
 
 
 if __name__ == "__main__":

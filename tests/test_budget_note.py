@@ -33,6 +33,8 @@ def test_cpu_fidelity_line_matches_the_benchmark_data():
     for field, measured in (("tau", "self_tau"), ("lo", "self_lo"), ("hi", "self_hi")):
         assert getattr(CPU_FIDELITY, field) == pytest.approx(best[measured], abs=0.005), field
     assert CPU_FIDELITY.seconds == pytest.approx(best["seconds"], abs=0.5)
+    assert CPU_FIDELITY.seed_sd == pytest.approx(100 * best["seed_sd"], abs=0.005)
+    assert CPU_FIDELITY.signal == pytest.approx(100 * best["signal"], abs=0.005)
     assert (result["recommended"] is None) == (CPU_FIDELITY.tau < CPU_FIDELITY.floor)
     assert f"tau={CPU_FIDELITY.tau:.2f} [{CPU_FIDELITY.lo:.2f}, {CPU_FIDELITY.hi:.2f}]" in CPU_FIDELITY.line()
 

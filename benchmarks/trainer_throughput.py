@@ -43,7 +43,8 @@ from trainer.loop import autocast, make_optimizer, make_scheduler, train_epoch  
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    p.add_argument("--threads", type=int, default=2, help="torch threads, the same for all three")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads, the same for all three (default 1: as a search trial trains)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seconds", type=float, default=10.0, help="time box of each measurement")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds that share --seconds")

@@ -44,9 +44,8 @@ from analysis.rank import bootstrap_interval, kendall_tau  # noqa: E402
 from space import N_BLOCKS, PRESETS, ArchConfig, SearchSpace  # noqa: E402
 
 # name: (epochs, images per epoch from the whole training split (None: all), proxy width), cheapest first.
-# The last one is the reference (tau against it is the second yardstick): the longest budget whose 200-trial
-# search still fits the overnight 8 hours (one full-width epoch, about 7.6 h); two epochs at half width would
-# take about 9.3 h by the measured seconds, so the calibration does not spend its hours there.
+# The last one is the reference (tau against it is the second yardstick): the longest budget measured, one
+# full-width epoch (461 CPU-s per training on average, 12.8 h for a 200-trial search: past the night already).
 BUDGETS = {
     "h-half": (1, 22_500, 0.5),
     "h-1": (1, None, 0.5),

@@ -70,11 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta = data.meta
     try:
         # The run's validation split (its size; runs from before --val-size: 10 % per class).
-        if args.budget:
-            budget = get_budget(args.budget, val_size=meta.get("val_size"),
-                                val_fraction=None if "val_size" in meta else 0.1)
-        else:
-            budget = run_budget(meta, val_size=meta.get("val_size"), val_fraction=None if "val_size" in meta else 0.1)
+        split = {"val_size": meta.get("val_size"), "val_fraction": None if "val_size" in meta else 0.1}
+        budget = get_budget(args.budget, **split) if args.budget else run_budget(meta, **split)
         budget = dataclasses.replace(budget, epochs=args.epochs,
                                      train_size=args.train_size if args.train_size else budget.train_size)
     except ValueError as exc:

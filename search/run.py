@@ -65,9 +65,9 @@ def prepare(opts: Options) -> tuple[Options, Any, Any, RunDir | None, dict[str, 
                 raise UserError(f"--val-size {opts.val_size} leaves no training images: the data at "
                                 f"{opts.data_dir} has {pool} (use at most {pool // 2})")
         try:
-            budget = get_budget(opts.budget, **opts.budget_overrides, val_size=opts.val_size,
-                                val_fraction=0.1 if legacy_split else None) if stored is None else \
-                run_budget(stored.meta, val_size=opts.val_size, val_fraction=0.1 if legacy_split else None)
+            split = {"val_size": opts.val_size, "val_fraction": 0.1 if legacy_split else None}
+            budget = get_budget(opts.budget, **opts.budget_overrides, **split) if stored is None else \
+                run_budget(stored.meta, **split)
         except ValueError as exc:
             raise UserError(str(exc)) from None
         if budget.proxy_width != 1.0 and opts.backbone != "ghostnet":

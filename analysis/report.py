@@ -29,7 +29,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from record.objectives import OBJECTIVES
-from record.rundir import STATUSES, TRAINED_STATUSES
+from record.rundir import ACCURACY_STATUSES, STATUSES, TRAINED_STATUSES
 from record.stats import Z, describe_noise
 
 from . import figures
@@ -143,7 +143,7 @@ def noise_floor(data: RunData) -> str:
 def _run_sections(data: RunData, objectives: list[str], box: dict, origin: dict) -> list[str]:
     ok = data.ok
     out: list[str] = []
-    failed = int((~data.trials["status"].isin(["ok", "stopped"])).sum())
+    failed = int((~data.trials["status"].isin(ACCURACY_STATUSES)).sum())
     if failed:
         out.append(_note(f"{failed} of {len(data.trials)} trials are not ok (failed, diverged or infeasible); "
                          "they are counted above and left out of every plot.", "note-not-ok"))

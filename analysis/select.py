@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from record.objectives import OBJECTIVES
+from record.objectives import OBJECTIVES, cost_objectives
 from record.stats import Z, Estimate, cheaper_within_noise
 
 from .cli import Parser, UserError, parse_objectives, run_main
@@ -104,11 +104,6 @@ def estimate_of(row: pd.Series) -> Estimate:
     """val_acc ± se of an architecture row (`RunData.archs`)."""
     se = row.get("val_acc_se", np.nan)
     return Estimate(float(row["val_acc"]), float(se) if pd.notna(se) else np.nan, int(row.get("n_seeds", 1) or 0))
-
-
-def cost_objectives(objectives: Sequence[str]) -> list[str]:
-    """The objectives other than val_acc (all minimised in the vocabulary): what "cheaper" is judged on."""
-    return [o for o in objectives if o != "val_acc"]
 
 
 def cheaper_equivalents(front: pd.DataFrame, objectives: Sequence[str]) -> dict[int, int]:

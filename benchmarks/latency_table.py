@@ -32,45 +32,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from analysis.rank import bootstrap_interval, kendall_tau  # noqa: E402
 from space import ArchConfig, SearchSpace, build_model, count_macs, presets_for  # noqa: E402
 from space.search_space import DEFAULT_KERNEL_SETS, DEFAULT_RATIOS, parse_ints, parse_kernel_sets  # noqa: E402
 from trainer.latency_table import LatencyTable, Progress, build_table, predict_latency  # noqa: E402
 from trainer.timing import Protocol, time_module  # noqa: E402
-
-
-def kendall_tau(x: list[float], y: list[float]) -> float:
-    """Kendall's τ-b (ties in either variable handled), O(n²): n is a few dozen."""
-    concordant = discordant = ties_x = ties_y = 0
-    n = len(x)
-    for i in range(n):
-        for j in range(i + 1, n):
-            dx, dy = x[i] - x[j], y[i] - y[j]
-            if dx == 0 and dy == 0:
-                continue
-            if dx == 0:
-                ties_x += 1
-            elif dy == 0:
-                ties_y += 1
-            elif (dx > 0) == (dy > 0):
-                concordant += 1
-            else:
-                discordant += 1
-    denom = ((concordant + discordant + ties_x) * (concordant + discordant + ties_y)) ** 0.5
-    return (concordant - discordant) / denom if denom else float("nan")
-
-
-def bootstrap_tau(x: list[float], y: list[float], resamples: int, seed: int) -> tuple[float, float]:
-    """Percentile 95 % interval of τ over architectures resampled with replacement."""
-    rng = random.Random(seed)
-    n = len(x)
-    taus = []
-    for _ in range(resamples):
-        idx = [rng.randrange(n) for _ in range(n)]
-        tau = kendall_tau([x[i] for i in idx], [y[i] for i in idx])
-        if tau == tau:
-            taus.append(tau)
-    taus.sort()
-    return taus[int(0.025 * (len(taus) - 1))], taus[int(0.975 * (len(taus) - 1))]
 
 
 def sample_archs(space: SearchSpace, n: int, seed: int) -> list[ArchConfig]:
@@ -155,9 +121,9 @@ def main() -> int:
     errors = [(pr - me) / me for pr, me in zip(predicted, measured)]
     within = sum(abs(e) <= 0.10 for e in errors) / len(errors)
     tau = kendall_tau(predicted, measured)
-    lo, hi = bootstrap_tau(predicted, measured, args.bootstrap, args.seed)
+    lo, hi = bootstrap_interval(kendall_tau, predicted, measured, n_boot=args.bootstrap, seed=args.seed)
     tau_macs = kendall_tau(macs, measured)
-    lo_m, hi_m = bootstrap_tau(macs, measured, args.bootstrap, args.seed)
+    lo_m, hi_m = bootstrap_interval(kendall_tau, macs, measured, n_boot=args.bootstrap, seed=args.seed)
     if args.verbose:
         print(f"{'arch':14s} {'n_mca':>5s} {'s':>2s} {'kernels':>8s} {'MACs':>9s} {'predicted':>10s} "
               f"{'measured':>9s} {'error':>7s}")

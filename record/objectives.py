@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Literal, Sequence
 
+from cli_kit import UserError
+
 Direction = Literal["maximize", "minimize"]
 DIRECTIONS: tuple[Direction, ...] = ("minimize", "maximize")
 _SPELLINGS = {"maximize": "maximize", "max": "maximize", "minimize": "minimize", "min": "minimize"}
@@ -52,6 +54,22 @@ def check_objectives(objectives: Iterable[str]) -> list[str]:
     if len(set(objectives)) != len(objectives):
         raise ValueError(f"objective listed twice: {','.join(objectives)}")
     return objectives
+
+
+def cost_objectives(objectives: Sequence[str]) -> list[str]:
+    """The objectives other than val_acc (all minimised in the vocabulary): what "cheaper" is judged on."""
+    return [o for o in objectives if o != "val_acc"]
+
+
+def parse_objectives(values: str | Sequence[str] | None) -> list[str] | None:
+    """The `--objectives` flag of every command: `val_acc,macs` or `val_acc macs`; None when not given."""
+    if values is None:
+        return None
+    names = [n.strip() for v in ([values] if isinstance(values, str) else values) for n in v.split(",") if n.strip()]
+    try:
+        return check_objectives(names)
+    except ValueError as exc:
+        raise UserError(f"--objectives: {exc}") from None
 
 
 def as_direction(text: str) -> Direction:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from space import N_BLOCKS
-from space.cli import UserError
+from cli_kit import UserError
 
 from .arch import arch_columns, n_mca_columns
 from .objectives import OBJECTIVES
@@ -67,6 +67,8 @@ STATUSES = ("ok", "stopped", "diverged", "failed", "infeasible")
 # "stopped": the early-stopping scheduler ended it at a rung; its val_acc is the
 # last epoch's (a lower-fidelity figure, never on a front).
 TRAINED_STATUSES = ("ok", "stopped", "diverged", "failed")
+# Statuses whose row carries a val_acc (a finished training, or one judged at a rung).
+ACCURACY_STATUSES = ("ok", "stopped")
 
 
 def trial_columns(n_mca: int = N_BLOCKS) -> list[str]:

@@ -14,14 +14,12 @@ from __future__ import annotations
 import dataclasses
 import random
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from ray.tune import Callback
-
+from cli_kit import Parser, UserError, run_main
 from record.rundir import FIDELITY_FILE, AppendTable, RunDir, open_fidelity
-from space.cli import Parser, UserError, run_main
+from search.ray_runner import FinishedTrainings
 
 PROG = "search.fidelity"
 
@@ -60,25 +58,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value is not None and value < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
     from analysis.load import load_run
-    from trainer.budget import get_budget, run_budget
     from trainer.data import load_cifar10
 
     data = load_run(args.run)
-    ok = data.ok
-    if ok.empty:
+    if data.ok.empty:
         raise UserError(f"run {data.path} has no ok trial: nothing to re-train")
-    meta = data.meta
-    try:
-        # The run's validation split (its size; runs from before --val-size: 10 % per class).
-        split = {"val_size": meta.get("val_size"), "val_fraction": None if "val_size" in meta else 0.1}
-        budget = get_budget(args.budget, **split) if args.budget else run_budget(meta, **split)
-        budget = dataclasses.replace(budget, epochs=args.epochs,
-                                     train_size=args.train_size if args.train_size else budget.train_size)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    data_dir = Path(args.data_dir or meta.get("data_dir") or "data")
+    budget = _reference_budget(args, data.meta)
+    data_dir = Path(args.data_dir or data.meta.get("data_dir") or "data")
     load_cifar10(data_dir)  # a DataError (UserError) now, not in every worker
-    chosen = choose(ok, data.objectives, args.sample, args.seed)
+    chosen = choose(data.ok, data.objectives, args.sample, args.seed)
     rundir = RunDir.open(data.path)  # the lock: one writer per run directory
     try:
         table = open_fidelity(rundir.path / FIDELITY_FILE)
@@ -87,88 +75,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: {len(chosen)} architectures (front + {args.sample} sampled), {len(todo)} to re-train "
               f"for {budget.epochs} epochs on {budget.train_size or 'all'} images; results in {table.path}", flush=True)
         if len(todo):
-            _retrain(args, rundir, table, todo, budget, data_dir, int(meta.get("seed", 0)))
+            _retrain(args, rundir, table, todo, budget, data_dir, int(data.meta.get("seed", 0)))
     finally:
         rundir.close()
     return _summary(data, args)
 
 
+def _reference_budget(args, meta: dict):
+    """The run's budget (or `--budget`) on the run's validation split, trained `--epochs` long."""
+    from trainer.budget import get_budget, run_budget, run_split
+
+    try:
+        budget = get_budget(args.budget, **run_split(meta)) if args.budget else run_budget(meta, **run_split(meta))
+        return dataclasses.replace(budget, epochs=args.epochs,
+                                   train_size=args.train_size if args.train_size else budget.train_size)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
 def _retrain(args, rundir: RunDir, table: AppendTable, todo, budget, data_dir: Path, seed: int) -> None:
-    import ray
-    from ray import tune
-
-    from search.run import _fitting_trials, _init_ray
-    from search.trainable import TrialContext, run_trial
-
-    opts = _RayOptions(address=args.address, cpus_per_trial=args.cpus_per_trial,
-                       gpus_per_trial=args.gpus_per_trial if args.gpus_per_trial is not None else _cuda())
-    _init_ray(opts)
-    archs = {str(r["key"]): int(r["number"]) for _, r in todo.iterrows()}
     from analysis.load import RunData
+    from search.ray_runner import Execution, default_gpus_per_trial, fit, make_tuner, ray_session, trial_context
 
-    configs = [RunData.arch(r).to_dict() for _, r in todo.iterrows()]
-    ctx = TrialContext(data_dir=str(data_dir.resolve()), budget=budget, seed=seed,
-                       device="cuda" if opts.gpus_per_trial > 0 else "cpu",
-                       threads=max(1, int(opts.cpus_per_trial)), latency_threads=1)
-    writer = _Writer(table, archs, budget.epochs, budget.train_size, seed)
-    tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
-                            {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial}),
-        param_space={"arch": tune.grid_search(configs)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=args.max_concurrent or _fitting_trials(opts),
-                                    reuse_actors=True),
-        run_config=tune.RunConfig(name=f"fidelity-{len(table.rows)}", storage_path=str(rundir.ray_dir.resolve()),
-                                  callbacks=[writer], verbose=0, failure_config=tune.FailureConfig(max_failures=0)),
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        tuner.fit()
-    if not args.address:
-        ray.shutdown()
+    gpus = args.gpus_per_trial if args.gpus_per_trial is not None else default_gpus_per_trial()
+    execution = Execution(address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus,
+                          max_concurrent=args.max_concurrent)
+    writer = _Writer(table, {str(r["key"]): int(r["number"]) for _, r in todo.iterrows()}, budget.epochs,
+                     budget.train_size, seed)
+    with ray_session(execution):
+        tuner = make_tuner(execution, trial_context(execution, data_dir, budget, seed),
+                           name=f"fidelity-{len(table.rows)}", storage_path=rundir.ray_dir, callbacks=[writer],
+                           grid={"arch": [RunData.arch(r).to_dict() for _, r in todo.iterrows()]})
+        fit(tuner)
 
 
-def _cuda() -> float:
-    import torch
-
-    return 1.0 if torch.cuda.is_available() else 0.0
-
-
-@dataclasses.dataclass
-class _RayOptions:
-    """The execution settings `search.run`'s Ray helpers read."""
-
-    address: str | None
-    cpus_per_trial: float
-    gpus_per_trial: float
-    dashboard: bool = False
-    dashboard_port: int = 8265
-
-
-class _Writer(Callback):
+class _Writer(FinishedTrainings):
     """Tune callback in the driver: one fidelity.csv row per finished re-training."""
 
     def __init__(self, table: AppendTable, numbers: dict[str, int], epochs: int, train_size, seed: int):
         self.table, self.numbers, self.epochs, self.train_size, self.seed = table, numbers, epochs, train_size, seed
 
-    def _row(self, trial, status: str, error: str = "") -> None:
+    def finished(self, trial, status: str, result: dict[str, Any], error: str) -> None:
         from space import ArchConfig
 
         key = ArchConfig.from_dict(trial.config["arch"]).key
-        result = trial.last_result or {}
         self.table.append({"number": self.numbers.get(key, ""), "key": key, "status": status, "epochs": self.epochs,
                            "train_size": self.train_size or "", "seed": self.seed,
                            "val_acc": result.get("val_acc") if status == "ok" else None,
                            "train_seconds": result.get("train_seconds"), "error": error})
         acc = f"val_acc={result['val_acc']:.4f}" if status == "ok" and result.get("val_acc") is not None else ""
         print(f"[{len(self.table.rows)}] {status:<8} {acc} {key}", flush=True)
-
-    def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        status = (trial.last_result or {}).get("status", "failed")
-        self._row(trial, status if status in ("ok", "diverged") else "failed",
-                  (trial.last_result or {}).get("error", ""))
-
-    def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        self._row(trial, "failed", "trial raised an error (see Ray's trial log)")
 
 
 def _summary(data, args) -> int:

@@ -25,7 +25,7 @@ import torch
 
 from space import ArchConfig, SearchSpace, presets_for
 from space.blocks import block_keys, menu_configs
-from space.cli import UserError
+from cli_kit import UserError
 from space.config import format_kernels
 from trainer.latency import measure_latency
 from trainer.latency_table import PROG as TABLE_PROG, LatencyTable, LatencyTableError, predict_latency

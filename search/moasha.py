@@ -28,7 +28,7 @@ from typing import Any, Callable, Hashable, Iterable, Sequence
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from record.objectives import Direction, dominates
+from record.objectives import Direction, cost_objectives, dominates
 
 
 def fronts(points: Sequence[Sequence[float]], directions: Sequence[Direction]) -> list[list[int]]:
@@ -165,10 +165,6 @@ class Rungs:
                     rungs.record(e, (row["key"], int(row["seed"])),
                                  (acc[ident][e], *[float(row[o]) for o in costs]))
         return rungs
-
-
-def cost_objectives(objectives: Sequence[str]) -> list[str]:
-    return [o for o in objectives if o != "val_acc"]
 
 
 def point_directions(objectives: Sequence[str], directions: Sequence[Direction]) -> list[Direction]:

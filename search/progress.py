@@ -5,18 +5,16 @@ Runs in the driver, so each table has a single writer; a row is on disk
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from typing import Any, Callable, TextIO
 
-from ray.tune import Callback
-
 from record.arch import to_flat
 from record.objectives import OBJECTIVES
-from record.rundir import RESULT_COLUMNS, SEED_COLUMN, AppendTable, TrialsTable
+from record.rundir import ACCURACY_STATUSES, RESULT_COLUMNS, SEED_COLUMN, AppendTable, TrialsTable
 from record.stats import Estimate
 from search.ledger import Ledger
+from search.ray_runner import FinishedTrainings
 from space import BACKBONES, ArchConfig, presets_for
 
 # Keys differ between backbones, so one map names the presets of all of them.
@@ -35,30 +33,13 @@ def trial_row(arch: ArchConfig, status: str, result: dict[str, Any], error: str 
     row: dict[str, Any] = {"trial_id": trial_id, "status": status, "key": arch.key,
                            "preset": PRESET_BY_KEY.get(arch.key, ""), SEED_COLUMN: seed, **to_flat(arch)}
     row.update({k: result.get(k) for k in RESULT_COLUMNS})
-    if status not in ("ok", "stopped"):
+    if status not in ACCURACY_STATUSES:
         row["val_acc"] = None  # accuracy only means something for a training that finished (or was judged)
     row["error"] = error
     return row
 
 
-def _error_line(trial) -> str:
-    """The last line of the trial's traceback: the exception type and message.
-
-    At callback time Tune has written the traceback only to the trial's local
-    staging folder (`error_file`); the copy in the storage path comes later.
-    """
-    text = ""
-    local = trial.error_file
-    if local and os.path.isfile(local):
-        with open(local, errors="replace") as f:
-            text = f.read()
-    if not text:
-        text = trial.get_error() or ""
-    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
-    return lines[-1][:500] if lines else "trial raised an error (see Ray's trial log)"
-
-
-class TableWriter(Callback):
+class TableWriter(FinishedTrainings):
     """Records finished trials (table on disk, ledger in memory) and prints progress.
 
     Progress comes from the ledger, never from re-reading the table, and a
@@ -111,18 +92,15 @@ class TableWriter(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
         self._running = _running_besides(trials, trial)
-        result = trial.last_result or {}
-        status = result.get("status", "failed")
-        stopped_at = self.stopped(trial.trial_id) if self.stopped is not None else None
-        if status == "running" and stopped_at is not None:
-            status, result = "stopped", {**result, "epochs": stopped_at}
-        elif status not in ("ok", "diverged"):
-            status = "failed"
-        self._record(trial, status, result, result.get("error", "") if status not in ("ok", "stopped") else "")
+        super().on_trial_complete(iteration, trials, trial, **info)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
         self._running = _running_besides(trials, trial)
-        self._record(trial, "failed", trial.last_result or {}, _error_line(trial))
+        super().on_trial_error(iteration, trials, trial, **info)
+
+    def finished(self, trial, status: str, result: dict[str, Any], error: str) -> None:
+        self.record(ArchConfig.from_dict(trial.config["arch"]), status, result, error, trial.trial_id,
+                    seed=trial.config.get("seed"))
 
     # -- helpers ----------------------------------------------------------
     def record(self, arch: ArchConfig, status: str, result: dict[str, Any], error: str = "",
@@ -138,10 +116,6 @@ class TableWriter(Callback):
         self.table.notes.clear()
         self._print_status(describe_row(row, self.ledger.estimate(row["key"])))
         return row
-
-    def _record(self, trial, status: str, result: dict[str, Any], error: str) -> None:
-        self.record(ArchConfig.from_dict(trial.config["arch"]), status, result, error, trial.trial_id,
-                    seed=trial.config.get("seed"))
 
     def say(self, line: str) -> None:
         try:

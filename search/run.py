@@ -7,18 +7,15 @@ proposes. Ends with the Pareto front, the run directory and the report.
 from __future__ import annotations
 
 import dataclasses
-
 import functools
-import logging
-import os
 import sys
-import warnings
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
+from cli_kit import UserError, run_main
 from record.rundir import RunDir
 from search.options import Options, merge_stored, parse_args
-from space.cli import UserError, run_main
+from search.ray_runner import concurrent_trainings, fit, make_tuner, ray_session, trial_context
 
 PROG = "search.run"
 INTERRUPTED = "interrupted; finished trials are saved — continue with --resume"
@@ -28,60 +25,94 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_main(lambda a: run(parse_args(a)), argv, prog=PROG, interrupted=INTERRUPTED)
 
 
-def prepare(opts: Options) -> tuple[Options, Any, Any, RunDir | None, dict[str, int]]:
+@dataclass(frozen=True)
+class Plan:
+    """Everything `prepare` settled before anything is written or started; `stored`: the run resumed."""
+
+    opts: Options
+    space: Any  # space.SearchSpace
+    budget: Any  # trainer.budget.Budget
+    latency: Any  # search.latency.LatencySetup
+    sizes: dict[str, int]  # the images one training sees: {"pool", "train", "val"}
+    stored: RunDir | None = None
+
+
+def prepare(opts: Options) -> Plan:
     """Check flags, data and run directory before anything is written or started.
 
     Also settles the validation size (`--val-size`, else the data's default;
-    runs created before it existed keep their 10 %-per-class split) and
-    returns the image counts a training sees: {"pool", "train", "val"}.
+    runs created before it existed keep their 10 %-per-class split).
     """
-    from space import SearchSpace
-    from trainer.budget import get_budget, run_budget
-    from trainer.data import default_val_size, load_cifar10
+    from trainer.data import load_cifar10
     from trainer.proxy import proxy_split
 
-    stored = None
-    if opts.resume:
-        stored = RunDir.open(opts.run_path)
-    elif opts.run_path.exists() and any(opts.run_path.iterdir()):
-        raise UserError(f"run directory {opts.run_path} already exists; use --resume to continue it or another --name")
+    stored = _open_stored(opts)
     try:
         if stored is not None:
             opts = merge_stored(opts, stored.meta)
-        try:
-            space = SearchSpace(kernel_sets=opts.kernel_sets, ratios=opts.ratios, width=opts.width,
-                                backbone=opts.backbone)
-        except ValueError as exc:
-            raise UserError(f"bad search space: {exc}") from None
+        space = _search_space(opts)
         data = load_cifar10(opts.data_dir, download=opts.download)  # DataError is a UserError
         pool = len(data.train_labels)
-        legacy_split = stored is not None and "val_size" not in stored.meta
-        if legacy_split and "val_size" in opts.explicit:
-            raise UserError(f"run {opts.name!r} was created before --val-size (10% of each class validates); "
-                            "drop --val-size to resume it, or start a new --name")
-        if not legacy_split:
-            opts.val_size = default_val_size(pool) if opts.val_size is None else opts.val_size
-            if opts.val_size >= pool:
-                raise UserError(f"--val-size {opts.val_size} leaves no training images: the data at "
-                                f"{opts.data_dir} has {pool} (use at most {pool // 2})")
-        try:
-            split = {"val_size": opts.val_size, "val_fraction": 0.1 if legacy_split else None}
-            budget = get_budget(opts.budget, **opts.budget_overrides, **split) if stored is None else \
-                run_budget(stored.meta, **split)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
-        if budget.proxy_width != 1.0 and opts.backbone != "ghostnet":
-            raise UserError(f"--proxy-width trains a narrower GhostNet; backbone {opts.backbone} has no width "
-                            "multiplier (use --proxy-width 1)")
+        opts = _settle_val_size(opts, stored, pool)
+        budget = _budget(opts, stored)
         _check_rungs(opts, budget.epochs)
-        opts.latency = _latency_setup(opts, space, stored)
+        latency = _latency_setup(opts, space, stored)
         train_idx, val_idx = proxy_split(data, budget, opts.seed)
-        sizes = {"pool": pool, "train": len(train_idx), "val": len(val_idx)}
     except BaseException:
         if stored is not None:
             stored.close()
         raise
-    return opts, space, budget, stored, sizes
+    return Plan(opts, space, budget, latency, {"pool": pool, "train": len(train_idx), "val": len(val_idx)}, stored)
+
+
+def _open_stored(opts: Options) -> RunDir | None:
+    if opts.resume:
+        return RunDir.open(opts.run_path)
+    if opts.run_path.exists() and any(opts.run_path.iterdir()):
+        raise UserError(f"run directory {opts.run_path} already exists; use --resume to continue it or another --name")
+    return None
+
+
+def _search_space(opts: Options):
+    from space import SearchSpace
+
+    try:
+        return SearchSpace(kernel_sets=opts.kernel_sets, ratios=opts.ratios, width=opts.width, backbone=opts.backbone)
+    except ValueError as exc:
+        raise UserError(f"bad search space: {exc}") from None
+
+
+def _settle_val_size(opts: Options, stored: RunDir | None, pool: int) -> Options:
+    """`--val-size`, else the data's default; a run from before --val-size keeps its 10 %-per-class split."""
+    from trainer.data import default_val_size
+
+    if stored is not None and "val_size" not in stored.meta:
+        if "val_size" in opts.explicit:
+            raise UserError(f"run {opts.name!r} was created before --val-size (10% of each class validates); "
+                            "drop --val-size to resume it, or start a new --name")
+        return opts
+    val_size = default_val_size(pool) if opts.val_size is None else opts.val_size
+    if val_size >= pool:
+        raise UserError(f"--val-size {val_size} leaves no training images: the data at "
+                        f"{opts.data_dir} has {pool} (use at most {pool // 2})")
+    return replace(opts, val_size=val_size)
+
+
+def _budget(opts: Options, stored: RunDir | None):
+    """The preset with the flags' overrides (a new run), or what run.json says (a resumed one)."""
+    from trainer.budget import get_budget, run_budget, run_split
+
+    try:
+        if stored is None:
+            budget = get_budget(opts.budget, **opts.budget_overrides, val_size=opts.val_size, val_fraction=None)
+        else:
+            budget = run_budget(stored.meta, **run_split(stored.meta))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if budget.proxy_width != 1.0 and opts.backbone != "ghostnet":
+        raise UserError(f"--proxy-width trains a narrower GhostNet; backbone {opts.backbone} has no width "
+                        "multiplier (use --proxy-width 1)")
+    return budget
 
 
 def _check_rungs(opts: Options, epochs: int) -> None:
@@ -122,33 +153,33 @@ def _latency_setup(opts: Options, space, stored: RunDir | None):
     """Table checked, or isolated measurement chosen, before Ray starts or anything is written."""
     from search.latency import setup_latency
 
-    return setup_latency(opts.latency_table, space, baselines=opts.baselines,
-                         device="cuda" if opts.gpus_per_trial > 0 else "cpu",
+    return setup_latency(opts.latency_table, space, baselines=opts.baselines, device=opts.execution.device,
                          latency_threads=opts.latency_threads, stored=stored.meta if stored else None)
 
 
-def create_run(opts: Options, space, budget) -> RunDir:
+def create_run(plan: Plan) -> RunDir:
     from space import presets_for
 
+    opts = plan.opts
     return RunDir.create(opts.run_path, {
         "name": opts.name,
         **opts.search_settings(),
         "directions": list(opts.directions),
         "trials": opts.trials,
-        "search_space": space.to_dict(),
+        "search_space": plan.space.to_dict(),
         "baseline_presets": list(presets_for(opts.backbone)) if opts.baselines else [],
         "data_dir": str(opts.data_dir),
-        **opts.latency.run_meta(),
+        **plan.latency.run_meta(),
         # Every field, so a resumed run trains as it started even after the presets change.
-        "budget_settings": dataclasses.asdict(budget),
-    }, n_mca=space.n_blocks)
+        "budget_settings": dataclasses.asdict(plan.budget),
+    }, n_mca=plan.space.n_blocks)
 
 
 def run(opts: Options) -> int:
-    opts, space, budget, rundir, sizes = prepare(opts)
-    rundir = rundir or create_run(opts, space, budget)
+    plan = prepare(opts)
+    rundir = plan.stored or create_run(plan)
     try:
-        return search(opts, space, budget, rundir, sizes)
+        return search(plan, rundir)
     finally:
         rundir.close()
 
@@ -161,18 +192,22 @@ def _cost(arch) -> tuple[int, int]:
     return count_macs(model), count_params(model)
 
 
-def search(opts: Options, space, budget, rundir: RunDir, sizes: dict[str, int]) -> int:
+def _macs(arch) -> int:
+    return _cost(arch)[0]
+
+
+def search(plan: Plan, rundir: RunDir) -> int:
     """The search in named steps: ledger, study, searcher, Ray, Tune, summary."""
     from search.ledger import Ledger
     from search.progress import TableWriter
     from search.searcher import reconcile_study
 
+    opts, budget, sizes = plan.opts, plan.budget, plan.sizes
     attempt = int(rundir.meta.get("attempts", 0)) + 1
-    device = "cuda" if opts.gpus_per_trial > 0 else "cpu"
     # data_sizes: the images one training sees (the binomial term of val_acc's SE needs "val").
-    rundir.update_meta(attempts=attempt, trials=opts.trials, device=device, data_dir=str(opts.data_dir),
-                       baseline_seeds=opts.baseline_seeds, repeats=opts.repeats, data_sizes=sizes,
-                       trained_as=budget.trained_as())
+    rundir.update_meta(attempts=attempt, trials=opts.trials, device=opts.execution.device,
+                       data_dir=str(opts.data_dir), baseline_seeds=opts.baseline_seeds, repeats=opts.repeats,
+                       data_sizes=sizes, trained_as=budget.trained_as())
     ledger = Ledger.from_rows(rundir.table.rows, list(opts.objectives), list(opts.directions),
                               n_val=sizes["val"], run_seed=opts.seed)
     remaining = opts.trials - ledger.trained
@@ -185,31 +220,37 @@ def search(opts: Options, space, budget, rundir: RunDir, sizes: dict[str, int]) 
         rundir.update_meta(rung_epochs=list(scheduler.rungs.epochs))  # the report marks them
     stopped = scheduler.stopped.get if scheduler is not None else None
     writer = TableWriter(rundir.table, ledger, opts.trials, cost=_cost, curves=rundir.curves, stopped=stopped)
-    searcher, exhausted = make_searcher(opts, space, rundir, ledger, writer, attempt, stopped)
-    _init_ray(opts)
-    max_concurrent = opts.max_concurrent or _fitting_trials(opts)
-    tuner = make_tuner(opts, rundir, searcher, writer, budget, device, remaining, attempt, max_concurrent, scheduler)
+    searcher, exhausted = make_searcher(plan, rundir, ledger, writer, attempt, stopped)
+    with ray_session(opts.execution):
+        ctx = trial_context(opts.execution, opts.data_dir, budget, opts.seed, plan.latency.table)
+        tuner = make_tuner(opts.execution, ctx, name=f"attempt-{attempt}", storage_path=rundir.ray_dir,
+                           callbacks=[writer], searcher=searcher, trials=remaining, scheduler=scheduler)
+        _print_start(plan, scheduler, remaining)
+        fit(tuner)
+    # Architectures whose repeats the budget cut short are told their mean so far.
+    reconcile_study(rundir.study_url, ledger, plan.space, _macs, opts.max_macs)
+    if exhausted:
+        print("the sampler kept proposing architectures already evaluated or above --max-macs; "
+              "the search space looks exhausted", file=sys.stderr)
+    return finish(opts, rundir, ledger)
+
+
+def _print_start(plan: Plan, scheduler, remaining: int) -> None:
+    """What is about to run, and on the CPU what the calibration says of it and how long it takes."""
+    opts, budget, sizes = plan.opts, plan.budget, plan.sizes
+    concurrent = concurrent_trainings(opts.execution)
     if scheduler is not None:
         print(f"scheduler: moasha, rungs at epochs {','.join(map(str, scheduler.rungs.epochs))} of "
               f"{budget.epochs}, eta {opts.reduction_factor:g}", flush=True)
     print(f"searching: {remaining} trials to go of {opts.trials}, sampler {opts.sampler}, "
           f"objectives {','.join(opts.objectives)}, backbone {opts.backbone}, budget {opts.budget}, "
-          f"up to {max_concurrent} at once; {sizes['train']} training / {sizes['val']} validation images, "
+          f"up to {concurrent} at once; {sizes['train']} training / {sizes['val']} validation images, "
           f"baselines x{opts.baseline_seeds if opts.baselines else 0} seeds, repeats {opts.repeats}", flush=True)
-    if device == "cpu":
+    if opts.execution.device == "cpu":
         from trainer.budget import CPU_FIDELITY
 
         print(CPU_FIDELITY.line(), flush=True)
-        print(expected_duration(CPU_FIDELITY, remaining, max_concurrent, budget, sizes["train"]), flush=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        tuner.fit()
-    # Architectures whose repeats the budget cut short are told their mean so far.
-    reconcile_study(rundir.study_url, ledger, space, lambda a: _cost(a)[0], opts.max_macs)
-    if exhausted:
-        print("the sampler kept proposing architectures already evaluated or above --max-macs; "
-              "the search space looks exhausted", file=sys.stderr)
-    return finish(opts, rundir, ledger)
+        print(expected_duration(CPU_FIDELITY, remaining, concurrent, budget, sizes["train"]), flush=True)
 
 
 def expected_duration(fidelity, trainings: int, concurrent: int, budget, train_images: int) -> str:
@@ -224,133 +265,43 @@ def expected_duration(fidelity, trainings: int, concurrent: int, budget, train_i
             f"{budget.epochs} x {min(budget.epoch_images or train_images, train_images):,})")
 
 
-def make_searcher(opts: Options, space, rundir: RunDir, ledger, writer, attempt: int, stopped=None):
+def make_searcher(plan: Plan, rundir: RunDir, ledger, writer, attempt: int, stopped=None):
     """Optuna's sampler over the run's durable study, behind our deduplicating searcher."""
     import optuna
 
-    from search.progress import trial_row
-    from search.searcher import STUDY_NAME, ArchSearcher, make_optuna_search, make_sampler, point_of, reconcile_study
+    from search.searcher import (STUDY_NAME, ArchSearcher, Handout, Hooks, make_optuna_search, make_sampler,
+                                 point_of, reconcile_study)
     from space import presets_for
 
+    opts, space = plan.opts, plan.space
     objectives, directions = list(opts.objectives), list(opts.directions)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     optuna.create_study(storage=rundir.study_url, study_name=STUDY_NAME, load_if_exists=True, directions=directions)
-    reconcile_study(rundir.study_url, ledger, space, lambda a: _cost(a)[0], opts.max_macs)
+    reconcile_study(rundir.study_url, ledger, space, _macs, opts.max_macs)
     # A resumed run draws a fresh random stream: replaying the first attempt's
     # start-up samples would only produce duplicates.
     sampler = make_sampler(opts.sampler, opts.seed + attempt - 1, opts.population_size)
-    baselines = [cfg for cfg in presets_for(opts.backbone).values() if opts.baselines and cfg.key not in ledger]
+    presets = list(presets_for(opts.backbone).values()) if opts.baselines else []
+    baselines = [cfg for cfg in presets if cfg.key not in ledger]
     points = [p for p in (point_of(space, cfg) for cfg in baselines) if p is not None]
-    references = [cfg for cfg in baselines if point_of(space, cfg) is None]
     inner = make_optuna_search(space, objectives, directions, sampler, rundir.study_url, points,
-                               max_macs=opts.max_macs, macs_of=lambda a: _cost(a)[0])
+                               max_macs=opts.max_macs, macs_of=_macs)
 
     def on_infeasible(arch, macs: int) -> None:
         writer.record(arch, "infeasible", {"macs": macs, "params": _cost(arch)[1]},
                       error=f"macs {macs} above --max-macs {opts.max_macs:g}")
 
     exhausted: list[bool] = []
-    baseline_keys = [cfg.key for cfg in presets_for(opts.backbone).values()] if opts.baselines else []
-    searcher = ArchSearcher(inner, space, objectives, directions, ledger, lambda a: _cost(a)[0], opts.max_macs,
-                            on_infeasible, on_exhausted=lambda: exhausted.append(True), references=references,
-                            seed=opts.seed, repeats=opts.repeats, storage_url=rundir.study_url,
-                            baseline_keys=baseline_keys, baseline_seeds=opts.baseline_seeds, stopped=stopped)
+    rules = Handout(objectives, directions, _macs, opts.max_macs, seed=opts.seed, repeats=opts.repeats,
+                    baseline_keys=[cfg.key for cfg in presets], baseline_seeds=opts.baseline_seeds)
+    hooks = Hooks(on_infeasible, on_exhausted=lambda: exhausted.append(True), stopped=stopped)
+    searcher = ArchSearcher(inner, space, ledger, rules, hooks, storage_url=rundir.study_url,
+                            references=[cfg for cfg in baselines if point_of(space, cfg) is None])
     return searcher, exhausted
 
 
-def make_tuner(opts: Options, rundir: RunDir, searcher, writer, budget, device: str, remaining: int,
-               attempt: int, max_concurrent: int, scheduler=None):
-    """Ray Tune over the trainable, one experiment folder per attempt."""
-    from ray import tune
-    from ray.tune.search import ConcurrencyLimiter
-
-    from search.trainable import TrialContext, run_trial
-
-    ctx = TrialContext(
-        data_dir=str(opts.data_dir),
-        budget=budget,
-        seed=opts.seed,
-        device=device,
-        threads=max(1, int(opts.cpus_per_trial)),
-        latency_threads=opts.latency_threads,
-        latency_table=opts.latency.table,
-        fail_keys=tuple(k for k in os.environ.get("GHOSTNAS_FAIL_KEYS", "").split(";") if k),
-    )
-    trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
-                                    {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
-    return tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent),
-                                    num_samples=remaining,
-                                    scheduler=scheduler,
-                                    reuse_actors=True),  # a warm worker: torch imported, data loaded
-        run_config=tune.RunConfig(
-            name=f"attempt-{attempt}",
-            storage_path=str(rundir.ray_dir.resolve()),
-            callbacks=[writer],
-            verbose=0,
-            failure_config=tune.FailureConfig(max_failures=0),
-        ),
-    )
-
-
-def _init_ray(opts: Options) -> None:
-    import ray
-
-    if ray.is_initialized():  # embedded use (benchmarks): the caller owns the cluster
-        return
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    # Our own progress lines are the output; Tune's console reporter would repeat them.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    logging.getLogger("ray").setLevel(logging.WARNING)
-    # Workers import space/ and trainer/: make this checkout importable for them too.
-    repo = str(Path(__file__).resolve().parents[1])
-    runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)}}
-    if opts.address:
-        try:
-            ray.init(address=opts.address, runtime_env=runtime_env, log_to_driver=False,
-                     logging_level=logging.WARNING)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            hint = ("" if os.environ.get("RAY_AUTH_MODE") else
-                    "; if the cluster uses token authentication, set RAY_AUTH_MODE=token")
-            raise UserError(f"cannot join the Ray cluster at --address {opts.address}: {exc}{hint}") from None
-        print(f"joined Ray cluster at {opts.address}", flush=True)
-        return
-    ctx = ray.init(
-        address="local",  # a new local cluster, even where `ray start` left one running
-        include_dashboard=opts.dashboard,
-        dashboard_host="127.0.0.1",
-        dashboard_port=opts.dashboard_port,
-        runtime_env=runtime_env,
-        log_to_driver=False,
-        logging_level=logging.WARNING,
-    )
-    if opts.dashboard and ctx.dashboard_url:
-        print(f"Ray dashboard: http://{ctx.dashboard_url}", flush=True)
-
-
-def _fitting_trials(opts: Options) -> int:
-    import ray
-
-    res = ray.cluster_resources()
-    fits = [int(res.get("CPU", 1) // opts.cpus_per_trial)]
-    if opts.gpus_per_trial > 0:
-        fits.append(int(res.get("GPU", 0) // opts.gpus_per_trial))
-    return max(1, min(fits))
-
-
 def finish(opts: Options, rundir: RunDir, ledger) -> int:
-    """The summary (from the ledger in memory) and the report; a report that fails is one line, not an exit.
-
-    The front is on means over seeds; val_acc shows ± its standard error, the
-    run's noise floor is stated, and front members this run cannot tell apart
-    (`record.stats.cheaper_within_noise`) are named.
-    """
-    import pandas as pd
-
-    from record.objectives import OBJECTIVES
-    from record.stats import Estimate, cheaper_within_noise, describe_noise
-
+    """The summary (from the ledger in memory) and the report; a report that fails is one line, not an exit."""
     counts: dict[str, int] = {}
     for row in ledger.rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
@@ -358,37 +309,7 @@ def finish(opts: Options, rundir: RunDir, ledger) -> int:
     print(f"\nfinished: {ledger.trained}/{opts.trials} trials "
           + " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
     if ok:
-        front = pd.DataFrame(ledger.front_rows())
-        for col in ("number", *opts.objectives):
-            front[col] = pd.to_numeric(front[col])
-        front = front.sort_values(["macs" if "macs" in opts.objectives else opts.objectives[0], "number"])
-        n_archs = sum(1 for e in ledger.entries.values() if e.values is not None)
-        shown = front.assign(val_acc=[Estimate(m, se, n).show() for m, se, n in
-                                      zip(front["val_acc"], front["val_acc_se"], front["n_seeds"])],
-                             seeds=front["n_seeds"])
-        for o in opts.objectives:
-            if o != "val_acc":
-                shown[o] = [OBJECTIVES[o].show(float(v)) for v in shown[o]]
-        cols = ["number", "preset", "val_acc", "seeds", *[o for o in opts.objectives if o != "val_acc"], "key"]
-        print(f"Pareto front ({len(front)} of {n_archs} architectures, {ok} ok trainings; "
-              "val_acc = mean over seeds ± standard error):")
-        print(shown[cols].to_string(index=False))
-        means = [float(v) for v in front["val_acc"]]
-        print("noise: " + describe_noise(ledger.sd_seed, ledger.seeded_archs, ledger.n_val,
-                                         sum(means) / len(means) if means else None))
-        costs = [o for o in opts.objectives if o != "val_acc"]
-        if "val_acc" in opts.objectives and costs:
-            items = [(int(r["number"]), Estimate(r["val_acc"], r["val_acc_se"], int(r["n_seeds"])),
-                      [float(r[c]) for c in costs]) for _, r in front.iterrows()]
-            same = cheaper_within_noise(items)
-            est = {k: e for k, e, _ in items}
-            if same:
-                print("within noise (|Δval_acc| < 2·SE: the cheaper member is as good as this run can tell):")
-                for k, cheaper in same.items():
-                    print(f"  #{k} ({est[k].show()}) is not significantly more accurate than cheaper "
-                          f"#{cheaper} ({est[cheaper].show()})")
-            else:
-                print("within noise: none — every front member is significantly more accurate than the cheaper ones")
+        print_front(opts, ledger, ok)
     print(f"\nrun directory: {rundir.path}")
     if opts.report and ok:
         write_report(rundir)
@@ -397,8 +318,54 @@ def finish(opts: Options, rundir: RunDir, ledger) -> int:
     return 0
 
 
+def print_front(opts: Options, ledger, ok: int) -> None:
+    """The front on means over seeds: val_acc ± its standard error, the run's noise floor, and the front
+    members this run cannot tell apart (`record.stats.cheaper_within_noise`)."""
+    import pandas as pd
+
+    from record.objectives import OBJECTIVES
+    from record.stats import Estimate, describe_noise
+
+    front = pd.DataFrame(ledger.front_rows())
+    for col in ("number", *opts.objectives):
+        front[col] = pd.to_numeric(front[col])
+    front = front.sort_values(["macs" if "macs" in opts.objectives else opts.objectives[0], "number"])
+    n_archs = sum(1 for e in ledger.entries.values() if e.values is not None)
+    shown = front.assign(val_acc=[Estimate(m, se, n).show() for m, se, n in
+                                  zip(front["val_acc"], front["val_acc_se"], front["n_seeds"])],
+                         seeds=front["n_seeds"])
+    costs = [o for o in opts.objectives if o != "val_acc"]
+    for o in costs:
+        shown[o] = [OBJECTIVES[o].show(float(v)) for v in shown[o]]
+    print(f"Pareto front ({len(front)} of {n_archs} architectures, {ok} ok trainings; "
+          "val_acc = mean over seeds ± standard error):")
+    print(shown[["number", "preset", "val_acc", "seeds", *costs, "key"]].to_string(index=False))
+    means = [float(v) for v in front["val_acc"]]
+    print("noise: " + describe_noise(ledger.sd_seed, ledger.seeded_archs, ledger.n_val,
+                                     sum(means) / len(means) if means else None))
+    if "val_acc" in opts.objectives and costs:
+        print_within_noise(front, costs)
+
+
+def print_within_noise(front, costs: list[str]) -> None:
+    """Front members not significantly more accurate than a cheaper one (|Δval_acc| < 2·SE)."""
+    from record.stats import Estimate, cheaper_within_noise
+
+    items = [(int(r["number"]), Estimate(r["val_acc"], r["val_acc_se"], int(r["n_seeds"])),
+              [float(r[c]) for c in costs]) for _, r in front.iterrows()]
+    same = cheaper_within_noise(items)
+    est = {k: e for k, e, _ in items}
+    if not same:
+        print("within noise: none — every front member is significantly more accurate than the cheaper ones")
+        return
+    print("within noise (|Δval_acc| < 2·SE: the cheaper member is as good as this run can tell):")
+    for k, cheaper in same.items():
+        print(f"  #{k} ({est[k].show()}) is not significantly more accurate than cheaper "
+              f"#{cheaper} ({est[cheaper].show()})")
+
+
 def write_report(rundir: RunDir) -> None:
-    """The one place `search` uses `analysis`: the final report."""
+    """The final report: `analysis` draws it (the imports of `analysis` in `search` serve its printouts)."""
     from analysis.report import write_report as write
 
     try:

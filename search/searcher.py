@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from typing import Any, Callable, Collection, Sequence
 
 import optuna
@@ -179,54 +180,55 @@ def reconcile_study(storage_url: str, ledger: Ledger, space: SearchSpace,
     return added
 
 
+@dataclass(frozen=True)
+class Handout:
+    """The rules of what `ArchSearcher` hands out: objectives, the MACs cap, and seeds per architecture."""
+
+    objectives: list[str]
+    directions: list[Direction]
+    macs_of: Callable[[ArchConfig], int]
+    max_macs: float | None = None
+    seed: int = 0  # an architecture's first seed; further ones count up from it
+    repeats: int = 1
+    baseline_keys: Collection[str] = ()
+    baseline_seeds: int = 1
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What `ArchSearcher` tells its owner: an infeasible architecture, an exhausted space, and which
+    trainings the scheduler stopped (Tune trial id -> rung epoch)."""
+
+    on_infeasible: Callable[[ArchConfig, int], None] = lambda arch, macs: None
+    on_exhausted: Callable[[], None] = lambda: None
+    stopped: Callable[[str], int | None] | None = None
+
+
 class ArchSearcher(Searcher):
     """Deduplicating, budget-aware, seed-aware front of `OptunaSearch` (see module docstring)."""
 
-    def __init__(
-        self,
-        inner: OptunaSearch,
-        space: SearchSpace,
-        objectives: list[str],
-        directions: list[Direction],
-        ledger: Ledger,
-        macs_of: Callable[[ArchConfig], int],
-        max_macs: float | None,
-        on_infeasible: Callable[[ArchConfig, int], None],
-        on_exhausted: Callable[[], None] = lambda: None,
-        references: list[ArchConfig] | None = None,
-        *,
-        seed: int = 0,
-        repeats: int = 1,
-        baseline_keys: Collection[str] = (),
-        baseline_seeds: int = 1,
-        storage_url: str | None = None,
-        stopped: Callable[[str], int | None] | None = None,
-    ) -> None:
-        modes = [ray_mode(d) for d in directions]
+    def __init__(self, inner: OptunaSearch, space: SearchSpace, ledger: Ledger, rules: Handout,
+                 hooks: Hooks = Hooks(), references: Sequence[ArchConfig] = (), storage_url: str | None = None) -> None:
+        modes = [ray_mode(d) for d in rules.directions]
         super().__init__(metric=inner.metric, mode=modes[0] if len(modes) == 1 else modes)
         self.inner = inner
         self.space = space
-        self.objectives = objectives
         self.ledger = ledger  # owned by the search driver; the table writer records results in it
-        self.macs_of = macs_of
-        self.max_macs = max_macs
-        self.on_infeasible = on_infeasible
-        self.on_exhausted = on_exhausted
+        self.objectives = rules.objectives
+        self.macs_of, self.max_macs = rules.macs_of, rules.max_macs
+        self.seed, self.repeats = rules.seed, rules.repeats
+        self.baseline_keys, self.baseline_seeds = set(rules.baseline_keys), rules.baseline_seeds
+        self.on_infeasible, self.on_exhausted, self.stopped = hooks.on_infeasible, hooks.on_exhausted, hooks.stopped
         # Baselines outside the sampler's menu (e.g. the s=1 CNN when 1 is not among
         # --ratios): trained first for comparison, but Optuna cannot be told about
         # a point outside its distributions, so they bypass the sampler.
-        self.references = [a for a in (references or []) if a.key not in ledger]
-        self.seed = seed  # an architecture's first seed; further ones count up from it
-        self.repeats = repeats
-        self.baseline_keys = set(baseline_keys)
-        self.baseline_seeds = baseline_seeds
-        self.stopped = stopped  # Tune trial id -> rung epoch, for trainings the scheduler stopped
+        self.references = [a for a in references if a.key not in ledger]
         self._live: dict[str, tuple[str, int]] = {}  # Tune trial id -> (architecture key, seed)
         self._open: dict[str, str] = {}  # architecture key -> inner trial id not told yet (seeds to come)
         self._configs: dict[str, ArchConfig] = {}
         # The study behind `inner` (Ray's OptunaSearch keeps it as `_ot_study`), to add mean trials.
         study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url) if storage_url else inner._ot_study
-        self._teller = MeanTeller(study, space, macs_of, max_macs)
+        self._teller = MeanTeller(study, space, rules.macs_of, rules.max_macs)
         self.skipped_duplicates = 0
         self.repeat_trainings = 0  # seeds beyond an architecture's first handed out in this attempt
 

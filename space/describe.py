@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import torch
 
 from .backbones import build_model
-from .cli import Parser, UserError, run_main
+from cli_kit import Parser, UserError, run_main
 from .config import BACKBONE_NAMES, DEFAULT_BACKBONE, ArchConfig, format_kernels, parse_kernels
 from .cost import count_macs_by_module, count_params
 from .presets import PRESETS, get_preset, load_arch, presets_for

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
-from .cli import UserError
+from cli_kit import UserError
 from .config import (DEFAULT_BACKBONE, ArchConfig, as_bit, as_int, format_kernels, mca_length,
                      parse_backbone, parse_dw_size, parse_kernels, parse_ratio, parse_width)
 

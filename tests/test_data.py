@@ -126,7 +126,7 @@ def test_split_is_stratified_disjoint_and_seeded(cifar_dir):
 
 
 def test_data_error_is_the_projects_user_error_and_a_value_error():
-    from space.cli import UserError
+    from cli_kit import UserError
 
     assert issubclass(DataError, UserError) and issubclass(DataError, ValueError)
 

@@ -1,8 +1,13 @@
-"""The package layering of DESIGN.md, read from the code's imports (ast).
+"""The rule of the package floors, read from the code's imports (ast).
 
-space ← trainer, record ← search, analysis: a package may import only the
-ones below it.  `search` uses `analysis` in one place only (the final report
-in `search.run`), and no layer below `search` imports Ray or Optuna.
+The rule: `cli_kit` (the command-line kit and the user-error type) is the
+ground floor and imports nothing of ours; `space` stands on it; `trainer`
+and `record` on `space`; `search` on `trainer` and `record`; `analysis` on
+`record` and `space`.  A package may import only the ones below it, never
+one beside or above.  Two commands of `search` print what `analysis`
+computes (`search.run`'s final report, `search.fidelity`'s statistics): the
+only imports across that line.  No package below `search` imports Ray or
+Optuna, `record` no torch, `analysis` neither Ray nor torch.
 """
 from __future__ import annotations
 
@@ -11,14 +16,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 ALLOWED = {
-    "space": set(),
-    "trainer": {"space"},
-    "record": {"space"},
-    "search": {"space", "trainer", "record"},
-    "analysis": {"space", "record"},
+    "cli_kit": set(),
+    "space": {"cli_kit"},
+    "trainer": {"cli_kit", "space"},
+    "record": {"cli_kit", "space"},
+    "search": {"cli_kit", "space", "trainer", "record"},
+    "analysis": {"cli_kit", "space", "record"},
 }
 EXCEPTIONS = {("search.run", "analysis"), ("search.fidelity", "analysis")}  # reports: the final one, the fidelity check
-FORBIDDEN = {"space": {"ray", "optuna"}, "trainer": {"ray", "optuna"}, "record": {"ray", "optuna", "torch"},
+FORBIDDEN = {"cli_kit": {"ray", "optuna", "torch"}, "space": {"ray", "optuna"}, "trainer": {"ray", "optuna"}, "record": {"ray", "optuna", "torch"},
              "analysis": {"ray", "torch"}}
 
 
@@ -73,8 +79,10 @@ def test_a_wrong_import_is_caught(tmp_path):
     (tmp_path / "analysis" / "bad.py").write_text("def f():\n    from search.run import main\n")
     (tmp_path / "space" / "bad.py").write_text("import trainer.loop\nimport optuna\n")
     (tmp_path / "search" / "report.py").write_text("import analysis.report\n")  # only search.run may
-    assert violations(tmp_path) == ["space.bad imports optuna", "space.bad imports trainer",
-                                    "search.report imports analysis", "analysis.bad imports search"]
+    (tmp_path / "cli_kit" / "bad.py").write_text("from space import ArchConfig\n")
+    assert violations(tmp_path) == ["cli_kit.bad imports space", "space.bad imports optuna",
+                                    "space.bad imports trainer", "search.report imports analysis",
+                                    "analysis.bad imports search"]
     probe = REPO / "record" / "_layering_probe.py"
     try:
         probe.write_text("from search.ledger import Ledger\n")

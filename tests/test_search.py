@@ -136,6 +136,7 @@ def test_same_seed_same_architectures(ray_cluster, cifar_dir, tmp_path):
         (["--kernel-sets", "3-4"], "kernels"),
         (["--bogus-flag"], "unrecognized arguments: --bogus-flag"),
         (["--resume", "--name", "nope"], "no search run to resume"),
+        (["--resume", "--name", "nope", "--tri", "5"], "unrecognized arguments: --tri 5"),
         (["--repeats", "0"], "--repeats must be at least 1"),
         (["--val-size", "999999"], "--val-size 999999 leaves no training images"),
         (["--proxy-width", "1.5"], "--proxy-width must be in (0, 1]"),

@@ -7,8 +7,8 @@ from optuna.trial import TrialState
 
 from record.arch import to_flat
 from search.ledger import Ledger
-from search.searcher import (STUDY_NAME, ArchSearcher, heal_study, make_optuna_search, make_sampler, point_of,
-                             reconcile_study)
+from search.searcher import (STUDY_NAME, ArchSearcher, Handout, Hooks, heal_study, make_optuna_search,
+                             make_sampler, point_of, reconcile_study)
 from space import PRESETS, ArchConfig, SearchSpace, build_model, count_macs
 
 SPACE = SearchSpace()
@@ -23,15 +23,15 @@ def macs_of(arch: ArchConfig, _cache={}) -> int:
 
 
 def make(tmp_path, sampler="random", points=(), max_macs=None, references=(), **seeding):
-    """`seeding`: ArchSearcher's repeats / baseline_keys / baseline_seeds."""
+    """`seeding`: the Handout's repeats / baseline_keys / baseline_seeds, and the Hooks' stopped."""
     url = f"sqlite:///{tmp_path / 'study.db'}"
     inner = make_optuna_search(SPACE, OBJECTIVES, DIRECTIONS, make_sampler(sampler, 3, 4), url, list(points),
                                max_macs=max_macs, macs_of=macs_of)
     infeasible: list[tuple[str, int]] = []
     known = Ledger(OBJECTIVES, DIRECTIONS, n_val=1000)
-    searcher = ArchSearcher(inner, SPACE, OBJECTIVES, DIRECTIONS, known, macs_of, max_macs,
-                            lambda a, m: infeasible.append((a.key, m)), references=list(references),
-                            storage_url=url, **seeding)
+    hooks = Hooks(on_infeasible=lambda a, m: infeasible.append((a.key, m)), stopped=seeding.pop("stopped", None))
+    searcher = ArchSearcher(inner, SPACE, known, Handout(OBJECTIVES, DIRECTIONS, macs_of, max_macs, **seeding), hooks,
+                            references=list(references), storage_url=url)
     study = optuna.load_study(study_name=STUDY_NAME, storage=url)
     return searcher, known, infeasible, study
 

@@ -106,6 +106,16 @@ def get_budget(name: str, *, legacy: bool = False, **overrides: object) -> Budge
     return replace(presets[name], **changes)
 
 
+LEGACY_VAL_FRACTION = 0.1  # runs created before --val-size validate on 10 % of each class
+
+
+def run_split(meta: dict) -> dict[str, object]:
+    """A run's validation split as budget overrides: its `val_size`, or 10 % per class for older runs."""
+    if "val_size" in meta:
+        return {"val_size": meta["val_size"], "val_fraction": None}
+    return {"val_size": None, "val_fraction": LEGACY_VAL_FRACTION}
+
+
 def run_budget(meta: dict, **overrides: object) -> Budget:
     """The budget a run directory's run.json says its proxies train with (plus `overrides`, None = keep).
 

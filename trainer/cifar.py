@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from space.cli import UserError
+from cli_kit import UserError
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")  # of an image folder (trainer.imagefolder)

@@ -4,6 +4,11 @@ from __future__ import annotations
 import torch
 
 
+def cuda_available() -> bool:
+    """Whether CUDA is here: the defaults of --budget and --gpus-per-trial follow it."""
+    return torch.cuda.is_available()
+
+
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     """`auto` (or None) picks CUDA when present, else CPU; an explicit choice is checked.
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .timing import LAYOUT, in_layout
+from .timing import LAYOUT, in_layout, quantile
 
 
 @dataclass(frozen=True)
@@ -24,13 +24,6 @@ class Latency:
     device: str
     threads: int
     layout: str = LAYOUT
-
-
-def _quantile(sorted_values: list[float], q: float) -> float:
-    pos = q * (len(sorted_values) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
 @torch.inference_mode()
@@ -63,5 +56,5 @@ def measure_latency(model: torch.nn.Module, device: torch.device | str = "cpu", 
     times.sort()
     mean = statistics.fmean(times)
     cv = statistics.pstdev(times) / mean if mean > 0 else 0.0
-    return Latency(statistics.median(times), _quantile(times, 0.1), _quantile(times, 0.9), cv,
+    return Latency(statistics.median(times), quantile(times, 0.1), quantile(times, 0.9), cv,
                    str(device), threads or old_threads, layout)

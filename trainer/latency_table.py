@@ -53,7 +53,7 @@ import torch
 
 from space import ArchConfig, SearchSpace, build_model, count_params, get_backbone, presets_for
 from space.blocks import block_keys, menu_configs, network_blocks
-from space.cli import Parser, UserError, run_main
+from cli_kit import Parser, UserError, run_main
 from space.config import BACKBONE_NAMES, DEFAULT_BACKBONE, format_kernels
 from space.search_space import DEFAULT_KERNEL_SETS, DEFAULT_RATIOS, parse_ints, parse_kernel_sets
 

@@ -91,7 +91,8 @@ class Timing:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
-def _quantile(values: list[float], q: float) -> float:
+def quantile(values: list[float], q: float) -> float:
+    """The q-quantile of sorted `values`, linearly interpolated (numpy's default), without numpy."""
     pos = q * (len(values) - 1)
     lo = int(pos)
     hi = min(lo + 1, len(values) - 1)
@@ -110,7 +111,7 @@ def median_interval(sorted_values: list[float], z: float = 1.96) -> tuple[float,
 def summarize(times_ms: list[float], converged: bool, clock: str = "wall") -> Timing:
     values = sorted(times_ms)
     lo, hi = median_interval(values)
-    return Timing(statistics.median(values), lo, hi, _quantile(values, 0.1), _quantile(values, 0.9),
+    return Timing(statistics.median(values), lo, hi, quantile(values, 0.1), quantile(values, 0.9),
                   len(values), converged, clock)
 
 

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from space import ArchConfig, build_model, count_macs, count_params, get_backbone, load_arch
-from space.cli import Parser, UserError, run_main
+from cli_kit import Parser, UserError, run_main
 from space.presets import PRESETS
 
 from .budget import BUDGETS, Budget, get_budget

@@ -6,8 +6,9 @@ traceback and never argparse's whole usage dump.  Every package raises
 `UserError` (or a subclass of it) for such errors and every CLI runs its
 `main` through `run_main`, so the rule lives here once.
 
-It sits in `space`, the lowest layer with a CLI (`space.describe`): every
-other package may import it, and it imports nothing of ours.
+It sits below every package (`space`, `trainer`, `record`, `search`,
+`analysis` all import it) and imports nothing of ours, so raising a user
+error never means importing the model package.
 """
 from __future__ import annotations
 

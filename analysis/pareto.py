@@ -241,45 +241,48 @@ def hypervolume_history(
     values = objective_values(df, objectives)
     usable = (status == "ok") & (np.isfinite(values).all(axis=1) if len(values) else np.zeros(0, dtype=bool))
     if box is not None:
-        bounds = {o: (min(box[o]), max(box[o])) for o in objectives}
-        level = 1.0
+        bounds, level = {o: (min(box[o]), max(box[o])) for o in objectives}, 1.0
     else:
-        level = REFERENCE
-        if bounds is None:
-            bounds = objective_bounds(df[usable], objectives)
+        bounds, level = (objective_bounds(df[usable], objectives) if bounds is None else bounds), REFERENCE
     keys = df["key"].astype(str).to_numpy() if "key" in df.columns else np.arange(len(df)).astype(str)
-    ref = np.full(len(objectives), level)
-    front = np.empty((0, len(objectives)))
-    sums: dict[str, np.ndarray] = {}
-    counts: dict[str, int] = {}
-    hv, completed = 0.0, 0
-    rows = []
+    running = _RunningFront(objectives, directions, bounds, np.full(len(objectives), level))
+    completed, hv, curve = 0, 0.0, []
     for i in range(len(df)):
         if usable[i]:
             completed += 1
-            k = keys[i]
-            repeat = k in sums
-            sums[k] = sums.get(k, 0.0) + values[i]
-            counts[k] = counts.get(k, 0) + 1
-            if repeat:  # a mean moved: rebuild the front from every architecture's current mean
-                means = np.array([sums[j] / counts[j] for j in sums])
-                norm = normalise(means, objectives, directions, bounds)
-                front = norm[non_dominated_mask(norm)]
-                hv = hypervolume_min(front, ref)
-            else:
-                p = normalise(values[i:i + 1], objectives, directions, bounds)[0]
-                covered = len(front) and np.any(np.all(front <= p, axis=1))
-                if not covered:  # a dominated (or repeated) point cannot change the hypervolume
-                    front = np.vstack([front[~np.all(p <= front, axis=1)], p])
-                    hv = hypervolume_min(front, ref)
-        rows.append((status[i] == "ok", completed, hv))
+            hv = running.add(keys[i], values[i])
+        curve.append((completed, hv))
     numbers = df["number"].to_numpy() if "number" in df.columns else np.arange(len(df))
-    return pd.DataFrame({
-        "number": numbers,
-        "status": status,
-        "completed": [r[1] for r in rows],
-        "hypervolume": [r[2] for r in rows],
-    })
+    return pd.DataFrame({"number": numbers, "status": status,
+                         "completed": [c for c, _ in curve], "hypervolume": [h for _, h in curve]})
+
+
+class _RunningFront:
+    """The normalised front of every architecture's mean so far, and its hypervolume, one result at a time."""
+
+    def __init__(self, objectives: list[str], directions: list[str], bounds: Bounds, ref: np.ndarray) -> None:
+        self.objectives, self.directions, self.bounds, self.ref = objectives, directions, bounds, ref
+        self.front = np.empty((0, len(objectives)))
+        self.sums: dict[str, np.ndarray] = {}
+        self.counts: dict[str, int] = {}
+        self.hv = 0.0
+
+    def add(self, key: str, values: np.ndarray) -> float:
+        """Count one result of architecture `key`; the hypervolume after it."""
+        repeat = key in self.sums
+        self.sums[key] = self.sums.get(key, 0.0) + values
+        self.counts[key] = self.counts.get(key, 0) + 1
+        if repeat:  # a mean moved: rebuild the front from every architecture's current mean
+            means = np.array([self.sums[k] / self.counts[k] for k in self.sums])
+            norm = normalise(means, self.objectives, self.directions, self.bounds)
+            self.front = norm[non_dominated_mask(norm)]
+            self.hv = hypervolume_min(self.front, self.ref)
+            return self.hv
+        p = normalise(values[None, :], self.objectives, self.directions, self.bounds)[0]
+        if not (len(self.front) and np.any(np.all(self.front <= p, axis=1))):  # a dominated point adds nothing
+            self.front = np.vstack([self.front[~np.all(p <= self.front, axis=1)], p])
+            self.hv = hypervolume_min(self.front, self.ref)
+        return self.hv
 
 
 def fixed_box(archs: pd.DataFrame, objectives: Sequence[str]) -> tuple[dict[str, tuple[float, float]], dict[str, str]]:

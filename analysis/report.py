@@ -141,21 +141,11 @@ def noise_floor(data: RunData) -> str:
 
 
 def _run_sections(data: RunData, objectives: list[str], box: dict, origin: dict) -> list[str]:
+    """A run's page body: notes on what is left out, then the plots, the front and the fidelity check."""
+    out = _status_notes(data)
     ok = data.ok
-    out: list[str] = []
-    failed = int((~data.trials["status"].isin(ACCURACY_STATUSES)).sum())
-    if failed:
-        out.append(_note(f"{failed} of {len(data.trials)} trials are not ok (failed, diverged or infeasible); "
-                         "they are counted above and left out of every plot.", "note-not-ok"))
-    stopped = data.trials[data.trials["status"] == "stopped"]
-    if len(stopped):
-        at = ", ".join(f"{n} at epoch {int(e)}" for e, n in stopped["epochs"].value_counts().sort_index().items())
-        out.append(_note(f"{len(stopped)} of {len(data.trials)} trainings were stopped early by the moasha "
-                         f"scheduler ({at}): their last accuracy is a lower-fidelity figure, drawn in grey in "
-                         "the learning curves and never on a front.", "note-stopped"))
     if ok.empty:
-        out.append(_note("no ok trial yet: nothing to plot.", "note-empty"))
-        return out
+        return [*out, _note("no ok trial yet: nothing to plot.", "note-empty")]
     out.append(_note(f"val_acc is the mean over an architecture's seeds ± its standard error (error bars: ± 1 SE); "
                      f"front members closer than {Z:g} standard errors are indistinguishable. Noise floor: "
                      + noise_floor(data) + ".", "note-noise"))
@@ -182,11 +172,32 @@ def _run_sections(data: RunData, objectives: list[str], box: dict, origin: dict)
     out.append(_figure_html(figures.hypervolume_figure([(data.name, hist)], objectives, "share of the fixed box",
                                                        yaxis_title=HV_AXIS), "fig-hypervolume"))
     out.append("</section>")
+    return [*out, *_front_section(data, front, objectives), *_fidelity_section(data, objectives)]
+
+
+def _status_notes(data: RunData) -> list[str]:
+    """Trials left out of the plots (not ok), and trainings the scheduler stopped early."""
+    out = []
+    failed = int((~data.trials["status"].isin(ACCURACY_STATUSES)).sum())
+    if failed:
+        out.append(_note(f"{failed} of {len(data.trials)} trials are not ok (failed, diverged or infeasible); "
+                         "they are counted above and left out of every plot.", "note-not-ok"))
+    stopped = data.trials[data.trials["status"] == "stopped"]
+    if len(stopped):
+        at = ", ".join(f"{n} at epoch {int(e)}" for e, n in stopped["epochs"].value_counts().sort_index().items())
+        out.append(_note(f"{len(stopped)} of {len(data.trials)} trainings were stopped early by the moasha "
+                         f"scheduler ({at}): their last accuracy is a lower-fidelity figure, drawn in grey in "
+                         "the learning curves and never on a front.", "note-stopped"))
+    return out
+
+
+def _front_section(data: RunData, front, objectives: list[str]) -> list[str]:
+    """The front's table, its knee point and the members within noise of a cheaper one."""
     knee = knee_point(front, objectives) if len(front) else None
     sort_by = next((o for o in objectives if o != "val_acc"), "macs")
     same = cheaper_equivalents(front, objectives)
-    out.append(f"<section><h2>Pareto front ({len(front)} of {len(ok)} ok architectures, objectives "
-               f"{html.escape(', '.join(objectives))})</h2>")
+    out = [f"<section><h2>Pareto front ({len(front)} of {len(data.ok)} ok architectures, objectives "
+           f"{html.escape(', '.join(objectives))})</h2>"]
     if knee is not None:
         out.append(f"<p>Selected (knee point: closest to the ideal point after normalising each objective over "
                    f"the front): <b>{html.escape(str(knee['label']))}</b>, "
@@ -201,7 +212,6 @@ def _run_sections(data: RunData, objectives: list[str], box: dict, origin: dict)
                          "note-within-noise"))
     out.append(_front_table(front, None if knee is None else int(knee["number"]), sort_by, same))
     out.append("</section>")
-    out += _fidelity_section(data, objectives)
     return out
 
 

@@ -39,7 +39,7 @@ classifier ghosted as well (a plain classifier alone holds 2.05 M), so the
 from __future__ import annotations
 
 import math
-from typing import Callable, Collection
+from typing import Any, Callable, Collection
 
 import torch
 from torch import nn
@@ -59,10 +59,9 @@ class GhostConv2d(nn.Module):
     there is no cheap op and the module is the primary conv alone.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int] = 1,
-                 stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] | str = 0,
-                 dilation: int | tuple[int, int] = 1, bias: bool = False, ratio: int = 2,
-                 dw_size: int = 3, padding_mode: str = "zeros") -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int] = 1, ratio: int = 2,
+                 dw_size: int = 3, **conv: Any) -> None:
+        """`conv`: the primary conv's other `nn.Conv2d` arguments (stride, padding, dilation, bias, padding_mode)."""
         super().__init__()
         if ratio < 1:
             raise ValueError(f"GhostConv2d ratio must be >= 1; got {ratio}")
@@ -73,8 +72,7 @@ class GhostConv2d(nn.Module):
         self.ratio = ratio
         self.dw_size = dw_size
         self.init_channels = math.ceil(out_channels / ratio)
-        self.primary_conv = nn.Conv2d(in_channels, self.init_channels, kernel_size, stride, padding,
-                                      dilation, bias=bias, padding_mode=padding_mode)
+        self.primary_conv = nn.Conv2d(in_channels, self.init_channels, kernel_size, **{"bias": False, **conv})
         ghost_channels = self.init_channels * (ratio - 1)
         self.cheap_operation = (
             nn.Conv2d(self.init_channels, ghost_channels, dw_size, 1, dw_size // 2,
@@ -87,8 +85,8 @@ class GhostConv2d(nn.Module):
         """The Ghost replacement of `conv` (fresh weights: it is a different layer)."""
         if conv.groups != 1:
             raise ValueError(f"only dense convs (groups=1) can become Ghost modules; got groups={conv.groups}")
-        module = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                     conv.dilation, bias=conv.bias is not None, ratio=ratio, dw_size=dw_size,
+        module = cls(conv.in_channels, conv.out_channels, conv.kernel_size, ratio, dw_size, stride=conv.stride,
+                     padding=conv.padding, dilation=conv.dilation, bias=conv.bias is not None,
                      padding_mode=conv.padding_mode)
         return module.to(device=conv.weight.device, dtype=conv.weight.dtype)
 

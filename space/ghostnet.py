@@ -110,19 +110,7 @@ class GhostNet(nn.Module):
             mca = (MCA(out_channels, config.kernels, feature_size=resolution, dropout=mca_dropout)
                    if config.mca[index] else None)
             units.append(GhostUnit(bottleneck, mca))
-            info.append({
-                "index": index,
-                "resolution": resolution,
-                "in_channels": in_channels,
-                "out_channels": out_channels,
-                "expansion": mid_channels,
-                "kernel": spec.kernel,
-                "stride": spec.stride,
-                "se": spec.se_ratio > 0,
-                "mca": mca is not None,
-                "kernels_used": mca.kernels_used if mca is not None else (),
-                "heads": mca.heads if mca is not None else None,
-            })
+            info.append(_unit_info(index, spec, resolution, in_channels, out_channels, mid_channels, mca))
             in_channels = out_channels
         self.blocks = nn.Sequential(*units)
         self.blocks_info = info
@@ -150,6 +138,15 @@ class GhostNet(nn.Module):
 
     def mca_modules(self) -> list[MCA]:
         return [unit.mca for unit in self.blocks if unit.mca is not None]
+
+
+def _unit_info(index: int, spec: BlockSpec, resolution: int, in_channels: int, out_channels: int,
+               mid_channels: int, mca: MCA | None) -> dict[str, Any]:
+    """One `blocks_info` row: what describe and the search report show of a bottleneck."""
+    return {"index": index, "resolution": resolution, "in_channels": in_channels, "out_channels": out_channels,
+            "expansion": mid_channels, "kernel": spec.kernel, "stride": spec.stride, "se": spec.se_ratio > 0,
+            "mca": mca is not None, "kernels_used": mca.kernels_used if mca is not None else (),
+            "heads": mca.heads if mca is not None else None}
 
 
 def build_ghostnet(config: ArchConfig, num_classes: int = 10, input_size: int = 32,

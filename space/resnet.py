@@ -129,15 +129,29 @@ class Bottleneck(nn.Module):
         return F.relu(y + (x if self.downsample is None else self.downsample(x)))
 
 
+@dataclass(frozen=True)
+class ResNetSpec:
+    """A ResNet as data: its stages, its residual block, its stem and which layers become Ghost modules."""
+
+    layout: tuple[StageSpec, ...]
+    block: type[BasicBlock | Bottleneck]
+    stem: StemSpec
+    ghost: GhostRule
+
+
+RESNET56 = ResNetSpec(RESNET56_LAYOUT, BasicBlock, CIFAR_STEM, RESNET56_GHOST)
+RESNET50 = ResNetSpec(RESNET50_LAYOUT, Bottleneck, IMAGENET_STEM, RESNET50_GHOST)
+
+
 class ResNet(UnitNet):
     """stem -> residual blocks (+ MCA) per `layout` -> global average pool -> dropout -> linear."""
 
     head_kernel = None
 
-    def __init__(self, config: ArchConfig, layout: tuple[StageSpec, ...], block: type[BasicBlock | Bottleneck],
-                 stem: StemSpec, num_classes: int = 10, input_size: int = 32, dropout: float = 0.0,
-                 mca_dropout: float = 0.0, ghost: GhostRule = RESNET56_GHOST) -> None:
+    def __init__(self, config: ArchConfig, spec: ResNetSpec, num_classes: int = 10, input_size: int = 32,
+                 dropout: float = 0.0, mca_dropout: float = 0.0) -> None:
         super().__init__(config, num_classes, input_size)
+        layout, block, stem, ghost = spec.layout, spec.block, spec.stem, spec.ghost
         stem_layers: list[nn.Module] = [nn.Conv2d(3, stem.channels, stem.kernel, stem.stride, stem.kernel // 2,
                                                   bias=False),
                                         nn.BatchNorm2d(stem.channels), nn.ReLU(inplace=True)]
@@ -176,12 +190,10 @@ class ResNet(UnitNet):
 def resnet56(config: ArchConfig, num_classes: int = 10, input_size: int = 32, dropout: float = 0.0,
              mca_dropout: float = 0.0) -> ResNet:
     """ResNet-56 for CIFAR: 3 x 9 basic blocks, option-A shortcuts."""
-    return ResNet(config, RESNET56_LAYOUT, BasicBlock, CIFAR_STEM, num_classes, input_size, dropout, mca_dropout,
-                  RESNET56_GHOST)
+    return ResNet(config, RESNET56, num_classes, input_size, dropout, mca_dropout)
 
 
 def resnet50(config: ArchConfig, num_classes: int = 1000, input_size: int = 224, dropout: float = 0.0,
              mca_dropout: float = 0.0) -> ResNet:
     """ResNet-50 (torchvision v1.5 layout): 3-4-6-3 bottlenecks, projection shortcuts."""
-    return ResNet(config, RESNET50_LAYOUT, Bottleneck, IMAGENET_STEM, num_classes, input_size, dropout, mca_dropout,
-                  RESNET50_GHOST)
+    return ResNet(config, RESNET50, num_classes, input_size, dropout, mca_dropout)

@@ -89,3 +89,36 @@ def test_a_wrong_import_is_caught(tmp_path):
         assert violations(REPO) == ["record._layering_probe imports search"]
     finally:
         probe.unlink()
+
+
+PACKAGES = tuple(ALLOWED)
+MAX_LINES, MAX_INIT_PARAMETERS = 50, 8
+
+
+def oversized(root: Path) -> list[str]:
+    """Functions longer than MAX_LINES (docstring included) and constructors taking more than
+    MAX_INIT_PARAMETERS parameters (besides self): a function does one job, many settings travel
+    as a settings object."""
+    found = []
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    continue
+                where = f"{path.relative_to(root)}:{node.lineno} {node.name}"
+                if node.end_lineno - node.lineno + 1 > MAX_LINES:
+                    found.append(f"{where} has {node.end_lineno - node.lineno + 1} lines")
+                a = node.args
+                n = len(a.posonlyargs) + len(a.args) + len(a.kwonlyargs) - 1
+                if node.name == "__init__" and n > MAX_INIT_PARAMETERS:
+                    found.append(f"{where} takes {n} parameters")
+    return found
+
+
+def test_functions_are_short_and_constructors_take_few_parameters(tmp_path):
+    assert oversized(REPO) == []
+    (tmp_path / "space").mkdir()
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_LINES))
+    (tmp_path / "space" / "big.py").write_text(
+        f"def long():\n{body}\n\nclass C:\n    def __init__(self, a, b, c, d, e, f, g, h, i):\n        pass\n")
+    assert oversized(tmp_path) == ["space/big.py:1 long has 51 lines", "space/big.py:55 __init__ takes 9 parameters"]

@@ -38,6 +38,8 @@ Table format (JSON)::
 """
 from __future__ import annotations
 
+import functools
+
 import json
 import math
 import os
@@ -371,24 +373,38 @@ def build_table(path: str | Path, space: SearchSpace, *, device: str | torch.dev
     if menu not in table.data["menus"]:
         table.data["menus"].append(menu)
 
-    # First pass: which keys are missing (building a model is cheap next to timing its blocks).
+    shape = {"num_classes": num_classes, "input_size": input_size}
+    timer = functools.partial(time_module, device=device, threads=threads, batch_size=batch_size,
+                              protocol=protocol, layout=table.layout)
+    kept = len(table.entries)
+    done = _measure_missing(table, path, _missing_blocks(table, configs, shape), shape, timer, progress)
+    fitted = refit or table.overhead_ms is None
+    if fitted:
+        _fit_overhead(table, path, presets_for(space.backbone), shape, timer)
+    return BuildResult(table, done, kept, fitted)
+
+
+def _missing_blocks(table: LatencyTable, configs: Sequence[ArchConfig], shape: dict) -> dict[str, ArchConfig]:
+    """Key -> the first config that has it, for each block the table lacks (building a model is cheap)."""
     todo: dict[str, ArchConfig] = {}
     for config in configs:
-        for key in block_keys(config, input_size=input_size, num_classes=num_classes):
+        for key in block_keys(config, **shape):
             if key not in table.entries and key not in todo:
                 todo[key] = config
-    kept = len(table.entries)
-    total = len(todo)
-    done = 0
+    return todo
+
+
+def _measure_missing(table: LatencyTable, path: Path, todo: dict[str, ArchConfig], shape: dict,
+                     timer: Callable, progress: Callable[[int, int, str], None] | None) -> int:
+    """Time each missing block, saving the table after each; returns how many were measured."""
+    done, total = 0, len(todo)
     if progress:
         progress(0, total, "")
     for config in dict.fromkeys(todo.values()):  # one model per config, blocks measured in order
-        model = build_model(config, num_classes=num_classes, input_size=input_size)
-        for block in network_blocks(model):
+        for block in network_blocks(build_model(config, **shape)):
             if block.key in table.entries or todo.get(block.key) != config:
                 continue
-            timing = time_module(block.module, block.input_shape, device=device, threads=threads,
-                                 batch_size=batch_size, protocol=protocol, layout=table.layout)
+            timing = timer(block.module, block.input_shape)
             table.entries[block.key] = {
                 "kind": block.kind, "index": block.index, "input_shape": list(block.input_shape),
                 "params": count_params(block.module), **timing.to_dict(),
@@ -397,25 +413,23 @@ def build_table(path: str | Path, space: SearchSpace, *, device: str | torch.dev
             done += 1
             if progress:
                 progress(done, total, block.key)
-        del model
+    return done
 
-    fitted = False
-    if refit or table.overhead_ms is None:
-        fit = []
-        for name, config in presets_for(space.backbone).items():
-            model = build_model(config, num_classes=num_classes, input_size=input_size)
-            whole = time_module(model, (3, input_size, input_size), device=device, threads=threads,
-                                batch_size=batch_size, protocol=protocol, layout=table.layout)
-            blocks_ms = sum(float(table.entries[k]["median_ms"])
-                            for k in block_keys(config, input_size=input_size, num_classes=num_classes))
-            fit.append({"preset": name, "key": config.key, "measured_ms": round(whole.median_ms, 6),
-                        "blocks_ms": round(blocks_ms, 6), "residual_ms": round(whole.median_ms - blocks_ms, 6)})
-        table.data["overhead"] = {"constant_ms": round(statistics.median(f["residual_ms"] for f in fit), 6),
-                                  "method": OVERHEAD_METHOD, "fit": fit}
-        table.data["fitted"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        table.save(path)
-        fitted = True
-    return BuildResult(table, done, kept, fitted)
+
+def _fit_overhead(table: LatencyTable, path: Path, presets: dict[str, ArchConfig], shape: dict,
+                  timer: Callable) -> None:
+    """The constant a whole network costs beyond its blocks: the median residual over the presets."""
+    size = shape["input_size"]
+    fit = []
+    for name, config in presets.items():
+        whole = timer(build_model(config, **shape), (3, size, size))
+        blocks_ms = sum(float(table.entries[k]["median_ms"]) for k in block_keys(config, **shape))
+        fit.append({"preset": name, "key": config.key, "measured_ms": round(whole.median_ms, 6),
+                    "blocks_ms": round(blocks_ms, 6), "residual_ms": round(whole.median_ms - blocks_ms, 6)})
+    table.data["overhead"] = {"constant_ms": round(statistics.median(f["residual_ms"] for f in fit), 6),
+                              "method": OVERHEAD_METHOD, "fit": fit}
+    table.data["fitted"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    table.save(path)
 
 
 # ------------------------------------------------------------------------- CLI
@@ -450,23 +464,7 @@ def build_parser() -> Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.threads < 1:
-        raise UserError(f"--threads must be at least 1, got {args.threads}")
-    try:
-        space = SearchSpace(kernel_sets=parse_kernel_sets(args.kernel_sets or DEFAULT_KERNEL_SETS),
-                            ratios=parse_ints(args.ratios or DEFAULT_RATIOS, "--ratios"),
-                            width=args.width, dw_size=args.dw_size, backbone=args.backbone)
-        protocol = Protocol(min_repeats=args.min_repeats, max_repeats=args.max_repeats, max_s=args.max_seconds,
-                            rel_ci=args.rel_ci)
-        device = resolve_device(args.device)
-    except UserError:
-        raise
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    backbone = get_backbone(space.backbone)
-    size = backbone.input_size if args.input is None else args.input
-    if not 8 <= size <= 1024:
-        raise UserError(f"--input must be in 8..1024, got {size}")
+    space, protocol, device, size = _checked(args)
     out = Path(args.output)
     if not out.parent.is_dir():
         raise UserError(f"cannot write {out}: folder {out.parent} does not exist")
@@ -483,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = describe_device(device, args.threads)
     # Refuse an incompatible existing table before saying anything else (one line, exit 2).
     open_for_build(out, info, backbone=space.backbone, batch_size=1, input_size=size,
-                   num_classes=backbone.num_classes, protocol=protocol)
+                   num_classes=get_backbone(space.backbone).num_classes, protocol=protocol)
     print(f"latency table {out}: {space.backbone} on {info['label']}, torch {torch.__version__}, batch 1, "
           f"{size}x{size}, "
           f"menu kernels {','.join(format_kernels(k) for k in space.kernel_sets)} ratios "
@@ -500,6 +498,27 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"residual {f['residual_ms']:+.3f} ms")
     print(f"table: {out}")
     return 0
+
+
+def _checked(args) -> tuple[SearchSpace, Protocol, torch.device, int]:
+    """The menu, the timing protocol, the device and the input size from the flags (UserError otherwise)."""
+    if args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}")
+    try:
+        space = SearchSpace(kernel_sets=parse_kernel_sets(args.kernel_sets or DEFAULT_KERNEL_SETS),
+                            ratios=parse_ints(args.ratios or DEFAULT_RATIOS, "--ratios"),
+                            width=args.width, dw_size=args.dw_size, backbone=args.backbone)
+        protocol = Protocol(min_repeats=args.min_repeats, max_repeats=args.max_repeats, max_s=args.max_seconds,
+                            rel_ci=args.rel_ci)
+        device = resolve_device(args.device)
+    except UserError:
+        raise
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    size = get_backbone(space.backbone).input_size if args.input is None else args.input
+    if not 8 <= size <= 1024:
+        raise UserError(f"--input must be in 8..1024, got {size}")
+    return space, protocol, device, size
 
 
 if __name__ == "__main__":

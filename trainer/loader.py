@@ -22,14 +22,13 @@ class DeviceLoader:
     """Iterates (float images, labels) batches; `train=True` shuffles and augments."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device,
-                 train: bool = True, seed: int = 0, channels_last: bool = False, drop_last: bool | None = None,
-                 epoch_images: int | None = None):
+                 train: bool = True, seed: int = 0, channels_last: bool = False, epoch_images: int | None = None):
         self.images = images.to(device, non_blocking=True).contiguous()
         self.labels = labels.to(device, non_blocking=True)
         self.batch_size = batch_size
         self.device = device
         self.train = train
-        self.drop_last = train if drop_last is None else drop_last
+        self.drop_last = train  # training: no small last batch (its BatchNorm statistics would be noisy)
         # A training epoch of `epoch_images` drawn afresh from all the images each epoch: a short proxy
         # still sees the whole split over its epochs (EcoNAS: more samples beat more epochs).
         self.epoch_images = min(epoch_images, len(self.images)) if train and epoch_images else len(self.images)

@@ -124,6 +124,26 @@ def resolve_settings(args: argparse.Namespace, device: torch.device, ckpt: dict[
             "train_size": given["train_size"]}
 
 
+def _checkpoint(args: argparse.Namespace, out: Path, arch: ArchConfig, device: torch.device) -> dict | None:
+    """The checkpoint `--resume` continues (it must hold `arch`); None for a new training, which must not
+    overwrite one."""
+    ckpt_path = out / CHECKPOINT
+    if not args.resume:
+        if ckpt_path.exists():
+            raise UserError(f"{ckpt_path} exists; add --resume to continue it or choose another --out")
+        return None
+    if not ckpt_path.is_file():
+        raise UserError(f"--resume: no {CHECKPOINT} in {out}")
+    ckpt = load_checkpoint(ckpt_path, device)
+    try:
+        saved = ArchConfig.from_dict(ckpt["arch"])
+    except ValueError as exc:
+        raise UserError(f"{ckpt_path}: bad arch ({exc})") from None
+    if saved != arch:
+        raise UserError(f"--arch {args.arch} ({arch.key}) differs from the checkpoint's arch ({saved.key})")
+    return ckpt
+
+
 def prepare(args: argparse.Namespace) -> Setup:
     """Check flags, arch, device, data and checkpoint; raise UserError before writing anything."""
     for flag in ("epochs", "batch_size", "threads", "train_size"):
@@ -145,20 +165,7 @@ def prepare(args: argparse.Namespace) -> Setup:
     out = Path(args.out or f"runs/train-{arch_name(args.arch, args.width)}")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
-    ckpt_path = out / CHECKPOINT
-    ckpt = None
-    if args.resume:
-        if not ckpt_path.is_file():
-            raise UserError(f"--resume: no {CHECKPOINT} in {out}")
-        ckpt = load_checkpoint(ckpt_path, device)
-        try:
-            saved = ArchConfig.from_dict(ckpt["arch"])
-        except ValueError as exc:
-            raise UserError(f"{ckpt_path}: bad arch ({exc})") from None
-        if saved != arch:
-            raise UserError(f"--arch {args.arch} ({arch.key}) differs from the checkpoint's arch ({saved.key})")
-    elif ckpt_path.exists():
-        raise UserError(f"{ckpt_path} exists; add --resume to continue it or choose another --out")
+    ckpt = _checkpoint(args, out, arch, device)
     chosen = resolve_settings(args, device, ckpt)
     try:
         budget = get_budget(chosen["budget"], batch_size=chosen["batch_size"], lr=chosen["lr"])

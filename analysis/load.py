@@ -8,7 +8,6 @@ columns as numbers without re-parsing strings.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path

@@ -31,7 +31,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from record.objectives import DIRECTIONS, check_objectives, directions_of
+from record.objectives import check_objectives, directions_of
 from record.stats import CHANCE
 
 REFERENCE = 1.1

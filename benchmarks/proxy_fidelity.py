@@ -202,6 +202,23 @@ def summarise(rows: list[dict], budgets: dict, out=print) -> dict:
     return result
 
 
+def pooled(out: Path, fields: list[str], jobs: list, train, init, data: str, workers: int):
+    """Run `train` over `jobs` in `workers` spawned processes (`init(data)` once in each: one torch thread,
+    the data loaded once), appending every finished job's rows to the CSV `out` at once, so a killed run
+    resumes; yields (finished so far, that job's rows)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    new_file = not out.exists()
+    with open(out, "a", newline="") as f, mp.get_context("spawn").Pool(workers, init, (data,)) as pool:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        if new_file:
+            writer.writeheader()
+        for i, result in enumerate(pool.imap_unordered(train, jobs), 1):
+            rows = result if isinstance(result, list) else [result]
+            writer.writerows(rows)
+            f.flush()
+            yield i, rows
+
+
 def read_rows(path: Path) -> list[dict]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
@@ -230,21 +247,13 @@ def main() -> None:
     if not jobs:
         summarise(done, budgets)
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    new_file = not out.exists()
     started = time.perf_counter()
-    with open(out, "a", newline="") as f, mp.get_context("spawn").Pool(args.workers, _init, (args.data,)) as pool:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
-        if new_file:
-            writer.writeheader()
-        for i, row in enumerate(pool.imap_unordered(_train, jobs), 1):
-            writer.writerow(row)
-            f.flush()
-            done.append(row)
-            elapsed = time.perf_counter() - started
-            print(f"[{i}/{len(jobs)}] {row['budget']:<6} {row['arch']:<14} seed {row['seed']} "
-                  f"val_acc {100 * row['val_acc']:.2f}% cpu {row['cpu_seconds']:.0f}s "
-                  f"ETA {elapsed / i * (len(jobs) - i) / 60:.0f} min", flush=True)
+    for i, (row,) in pooled(out, FIELDS, jobs, _train, _init, args.data, args.workers):
+        done.append(row)
+        elapsed = time.perf_counter() - started
+        print(f"[{i}/{len(jobs)}] {row['budget']:<6} {row['arch']:<14} seed {row['seed']} "
+              f"val_acc {100 * row['val_acc']:.2f}% cpu {row['cpu_seconds']:.0f}s "
+              f"ETA {elapsed / i * (len(jobs) - i) / 60:.0f} min", flush=True)
     summarise(done, budgets)
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import multiprocessing as mp
 import os
 import sys
 import time
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.proxy_fidelity import architectures  # noqa: E402
+from benchmarks.proxy_fidelity import architectures, pooled  # noqa: E402
 
 # The recipe the `cpu` budget trained with before this benchmark (the yardstick): every variant starts from it,
 # so the table reproduces whatever the `cpu` preset is today ("combo" is what it became).
@@ -178,21 +177,12 @@ def main() -> None:
     jobs = [(v, a, archs[a].to_dict(), s, screen) for a in names for s in seeds for v in variants.split(",")
             if (v, a, s) not in have]
     print(f"{len(jobs)} trainings to go ({len(have)} in {out})", flush=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    new = not out.exists()
-    if jobs:
-        with open(out, "a", newline="") as f, mp.get_context("spawn").Pool(args.workers, _init, (args.data,)) as pool:
-            writer = csv.DictWriter(f, fieldnames=FIELDS)
-            if new:
-                writer.writeheader()
-            for i, rows in enumerate(pool.imap_unordered(_train, jobs), 1):
-                writer.writerows(rows)
-                f.flush()
-                done.extend(rows)
-                r = rows[0]
-                print(f"[{i}/{len(jobs)}] {r['variant']:<7} {r['arch']:<14} seed {r['seed']} "
-                      + " ".join(f"{x['eval']} {100 * x['val_acc']:.2f}%" for x in rows)
-                      + f" cpu {r['cpu_seconds']:.0f}s", flush=True)
+    for i, rows in pooled(out, FIELDS, jobs, _train, _init, args.data, args.workers) if jobs else ():
+        done.extend(rows)
+        r = rows[0]
+        print(f"[{i}/{len(jobs)}] {r['variant']:<7} {r['arch']:<14} seed {r['seed']} "
+              + " ".join(f"{x['eval']} {100 * x['val_acc']:.2f}%" for x in rows)
+              + f" cpu {r['cpu_seconds']:.0f}s", flush=True)
     summarise(done, screen=screen, seeds=seeds)
 
 

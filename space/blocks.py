@@ -29,30 +29,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from .backbones import build_model
 from .config import DEFAULT_BACKBONE, ArchConfig, format_kernels
-from .ghostnet import GHOSTNET_LAYOUT, GhostNet
 from .search_space import SearchSpace
 from .unit import UnitNet
 
 KINDS = ("stem", "unit", "head")
-
-
-class GhostNetHead(nn.Module):
-    """GhostNet after its last bottleneck: 1x1 conv, pooling, 1x1 conv, classifier."""
-
-    def __init__(self, model: GhostNet) -> None:
-        super().__init__()
-        self.conv_last = model.conv_last
-        self.pool, self.conv_head, self.act_head = model.pool, model.conv_head, model.act_head
-        self.dropout, self.classifier = model.dropout, model.classifier
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act_head(self.conv_head(self.pool(self.conv_last(x)))).flatten(1)
-        return self.classifier(self.dropout(x))
 
 
 @dataclass(frozen=True)
@@ -75,30 +59,28 @@ def _net(config: ArchConfig) -> str:
     return "" if config.backbone == DEFAULT_BACKBONE else f"|net={config.backbone}"
 
 
-def _unit_key(config: ArchConfig, info: dict, in_resolution: int, module: nn.Module) -> str:
+def _unit_key(model: UnitNet, info: dict, in_resolution: int, module: nn.Module) -> str:
+    config = model.config
     mca = format_kernels(info["kernels_used"]) if info["mca"] else "-"
-    extra = ""
-    if config.backbone == DEFAULT_BACKBONE:
-        extra = f"|exp={info['expansion']}|k={info['kernel']}"
-        extra += f"|se={GHOSTNET_LAYOUT[info['index']].se_ratio:g}"
+    extra = model.unit_key_fields(info)
     return (f"unit{_net(config)}|res={in_resolution}|in={info['in_channels']}|out={info['out_channels']}{extra}"
             f"|stride={info['stride']}|s={config.ratio}|d={config.dw_size}|mca={mca}#{structure_digest(module)}")
 
 
 def network_blocks(model: nn.Module) -> list[Block]:
     """stem, the units and the head of `model`, in forward order, with keys and input shapes."""
-    if not isinstance(model, (GhostNet, UnitNet)):
-        raise ValueError(f"network_blocks needs a GhostNet or a UnitNet backbone; got {type(model).__name__}")
+    if not isinstance(model, UnitNet):
+        raise ValueError(f"network_blocks needs a UnitNet backbone (space.build_model); got {type(model).__name__}")
     config: ArchConfig = model.config
     net = _net(config)
     size = model.input_size
-    head = GhostNetHead(model) if isinstance(model, GhostNet) else model.head
+    head = model.head
     stem_out = model.blocks_info[0]["in_channels"]
     blocks = [Block(f"stem{net}|res={size}|in=3|out={stem_out}|stride={model.stem_stride}"
                     f"#{structure_digest(model.stem)}", "stem", None, model.stem, (3, size, size))]
     resolution = model.stem_resolution
     for info, unit in zip(model.blocks_info, model.blocks):
-        blocks.append(Block(_unit_key(config, info, resolution, unit), "unit", info["index"], unit,
+        blocks.append(Block(_unit_key(model, info, resolution, unit), "unit", info["index"], unit,
                             (info["in_channels"], resolution, resolution)))
         resolution = info["resolution"]
     channels = model.blocks_info[-1]["out_channels"]

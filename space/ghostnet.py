@@ -10,6 +10,7 @@ clipped to the feature maps they will see.  `space.build_model` (in
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from torch import nn
 from .config import N_BLOCKS, ArchConfig
 from .ghost import ConvBnAct, GhostBottleneck, make_divisible
 from .mca import MCA
+from .unit import Unit, UnitNet
 
 
 @dataclass(frozen=True)
@@ -58,20 +60,7 @@ HEAD_CHANNELS = 1280  # 1x1 conv after global pooling (not scaled, as in the pap
 CHANNEL_DIVISOR = 4
 
 
-class GhostUnit(nn.Module):
-    """A Ghost bottleneck optionally followed by an MCA block (one row of describe)."""
-
-    def __init__(self, bottleneck: GhostBottleneck, mca: MCA | None) -> None:
-        super().__init__()
-        self.bottleneck = bottleneck
-        self.mca = mca
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.bottleneck(x)
-        return x if self.mca is None else self.mca(x)
-
-
-class GhostNet(nn.Module):
+class GhostNet(UnitNet):
     """stem -> 16 Ghost units -> 1x1 conv (960) -> pool -> 1x1 conv (1280) -> dropout -> linear.
 
     `blocks_info` lists, per bottleneck, what describe and the search report
@@ -84,12 +73,9 @@ class GhostNet(nn.Module):
 
     def __init__(self, config: ArchConfig, num_classes: int = 10, input_size: int = 32, stem_stride: int = 1,
                  dropout: float = 0.2, mca_dropout: float = 0.0) -> None:
-        super().__init__()
         if config.backbone != "ghostnet":
             raise ValueError(f"GhostNet needs a ghostnet ArchConfig; got backbone {config.backbone!r}")
-        self.config = config
-        self.num_classes = num_classes
-        self.input_size = input_size
+        super().__init__(config, num_classes, input_size)
         self.stem_stride = stem_stride
         width = config.width
 
@@ -98,7 +84,7 @@ class GhostNet(nn.Module):
         resolution = math.ceil(input_size / stem_stride)
         self.stem_resolution = resolution
 
-        units: list[GhostUnit] = []
+        units: list[Unit] = []
         info: list[dict[str, Any]] = []
         in_channels = stem_channels
         for index, spec in enumerate(GHOSTNET_LAYOUT):
@@ -109,7 +95,7 @@ class GhostNet(nn.Module):
                                          spec.se_ratio, ratio=config.ratio, dw_size=config.dw_size)
             mca = (MCA(out_channels, config.kernels, feature_size=resolution, dropout=mca_dropout)
                    if config.mca[index] else None)
-            units.append(GhostUnit(bottleneck, mca))
+            units.append(Unit(bottleneck, mca))  # the MCA built here: the seeded init order of every release
             info.append(_unit_info(index, spec, resolution, in_channels, out_channels, mid_channels, mca))
             in_channels = out_channels
         self.blocks = nn.Sequential(*units)
@@ -125,6 +111,14 @@ class GhostNet(nn.Module):
         self.classifier = nn.Linear(HEAD_CHANNELS, num_classes)
         self.num_features = HEAD_CHANNELS
 
+        # Checkpoints written before GhostNet was a UnitNet name a unit's bottleneck `bottleneck`.
+        self.register_load_state_dict_pre_hook(_rename_old_units)
+
+    @property
+    def head(self) -> nn.Module:
+        """Everything after the last bottleneck as one module (the latency table times it as a block)."""
+        return GhostNetHead(self)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Feature map after the last 1x1 conv (N, 960*width, H/16 or H/32, ...)."""
         return self.conv_last(self.blocks(self.stem(x)))
@@ -133,11 +127,29 @@ class GhostNet(nn.Module):
         x = self.act_head(self.conv_head(self.pool(x))).flatten(1)
         return self.classifier(self.dropout(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    def unit_key_fields(self, info: dict[str, Any]) -> str:
+        """Expansion, depthwise kernel and SE ratio: the Table 1 columns that make two bottlenecks differ."""
+        return f"|exp={info['expansion']}|k={info['kernel']}|se={GHOSTNET_LAYOUT[info['index']].se_ratio:g}"
 
-    def mca_modules(self) -> list[MCA]:
-        return [unit.mca for unit in self.blocks if unit.mca is not None]
+
+class GhostNetHead(nn.Module):
+    """GhostNet after its last bottleneck: 1x1 conv, pooling, 1x1 conv, classifier (the model's own layers)."""
+
+    def __init__(self, model: GhostNet) -> None:
+        super().__init__()
+        self.conv_last = model.conv_last
+        self.pool, self.conv_head, self.act_head = model.pool, model.conv_head, model.act_head
+        self.dropout, self.classifier = model.dropout, model.classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act_head(self.conv_head(self.pool(self.conv_last(x)))).flatten(1)
+        return self.classifier(self.dropout(x))
+
+
+def _rename_old_units(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
+    old = re.compile(rf"^{re.escape(prefix)}blocks\.(\d+)\.bottleneck\.")
+    for key in [k for k in state_dict if old.match(k)]:
+        state_dict[old.sub(rf"{prefix}blocks.\1.block.", key)] = state_dict.pop(key)
 
 
 def _unit_info(index: int, spec: BlockSpec, resolution: int, in_channels: int, out_channels: int,

@@ -1,10 +1,11 @@
-"""What every non-GhostNet backbone shares: units with an MCA slot, the Ghost rule, the trunk/head split.
+"""What every backbone shares: units with an MCA slot, the Ghost rule, the trunk/head split.
 
 A backbone is stem -> units -> head.  A *unit* is one MCA insertion point:
 a block of the original network (a VGG conv + BN + ReLU, a ResNet residual
 block) optionally followed by an MCA block.  Keeping that shape common lets
-`space.describe` and the cost reports read every backbone the same way
-(`stem`, `blocks`, `blocks_info`, `head`), as they read `GhostNet`.
+`space.describe`, the cost reports and the latency table read every backbone
+the same way (`stem`, `blocks`, `blocks_info`, `head`).  GhostNet builds its
+Ghost bottlenecks itself (its layout is Ghost already) and so skips `finish`.
 
 Ghost modules enter through `ghostify`, *before* the MCA blocks are placed:
 MCA's own 1x1 convs (q, k, v, projection) are attention, not the convs the
@@ -95,6 +96,10 @@ class UnitNet(nn.Module):
 
     def mca_modules(self) -> list[MCA]:
         return [unit.mca for unit in self.blocks if unit.mca is not None]
+
+    def unit_key_fields(self, info: dict[str, Any]) -> str:
+        """What a latency-table key adds to a unit's shape and digest for this backbone (`space.blocks`)."""
+        return ""
 
 
 def block_info(index: int, resolution: int, in_channels: int, out_channels: int, stride: int,

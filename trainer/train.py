@@ -18,7 +18,6 @@ import datetime
 import json
 import os
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Sequence

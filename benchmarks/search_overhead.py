@@ -31,7 +31,7 @@ import ray  # noqa: E402
 import torch  # noqa: E402
 
 from search.run import main as search_main  # noqa: E402
-from search.trainable import TrialContext, _dataset, evaluate  # noqa: E402
+from search.trainable import TrialContext, worker_dataset, evaluate  # noqa: E402
 from record.arch import from_flat  # noqa: E402
 from trainer.budget import get_budget  # noqa: E402
 
@@ -74,7 +74,7 @@ def main() -> None:
     ctx = TrialContext(data_dir=str(Path(args.data_dir).resolve()), budget=get_budget(args.budget),
                        seed=0, device="cpu" if not torch.cuda.is_available() else "cuda",
                        threads=args.threads, latency_threads=1)
-    _dataset(ctx.data_dir)  # the Tune worker also loads the data once
+    worker_dataset(ctx.data_dir)  # the Tune worker also loads the data once
     direct = []
     for arch in archs:
         start = time.perf_counter()

@@ -46,7 +46,7 @@ class InjectedFailure(RuntimeError):
 
 
 @functools.lru_cache(maxsize=2)
-def _dataset(data_dir: str) -> Cifar10:
+def worker_dataset(data_dir: str) -> Cifar10:
     """Loaded once per worker process: Ray reuses the actor for the next trial."""
     return load_cifar10(data_dir)
 
@@ -81,7 +81,7 @@ def evaluate(arch: ArchConfig, ctx: TrialContext, report: Callable[[dict[str, An
                     "train_seconds": stats.seconds})
             slot.pause()
 
-        result = train_proxy(arch, _dataset(ctx.data_dir), ctx.budget, device, seed=seed, on_epoch=on_epoch)
+        result = train_proxy(arch, worker_dataset(ctx.data_dir), ctx.budget, device, seed=seed, on_epoch=on_epoch)
     final = {
         **base,
         "status": result.status,

@@ -95,9 +95,10 @@ def _reference_budget(args, meta: dict):
 
 def _retrain(args, rundir: RunDir, table: AppendTable, todo, budget, data_dir: Path, seed: int) -> None:
     from analysis.load import RunData
-    from search.ray_runner import Execution, default_gpus_per_trial, fit, make_tuner, ray_session, trial_context
+    from search.ray_runner import Execution, fit, make_tuner, ray_session, trial_context
+    from trainer.device import default_gpus
 
-    gpus = args.gpus_per_trial if args.gpus_per_trial is not None else default_gpus_per_trial()
+    gpus = args.gpus_per_trial if args.gpus_per_trial is not None else default_gpus()
     execution = Execution(address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus,
                           max_concurrent=args.max_concurrent)
     writer = _Writer(table, {str(r["key"]): int(r["number"]) for _, r in todo.iterrows()}, budget.epochs,

@@ -19,7 +19,6 @@ from typing import Any, Callable, Sequence
 
 from cli_kit import Parser, UserError
 from record.objectives import DEFAULT_OBJECTIVES, OBJECTIVES, Direction, parse_objectives
-from search.ray_runner import Execution, default_gpus_per_trial
 from space.search_space import DEFAULT_KERNEL_SETS, DEFAULT_RATIOS, parse_ints, parse_kernel_sets
 
 SAMPLERS = ("nsga2", "tpe", "random")
@@ -37,6 +36,12 @@ def _cuda() -> bool:
     from trainer.device import cuda_available
 
     return cuda_available()
+
+
+def _default_gpus() -> float:
+    from trainer.device import default_gpus
+
+    return default_gpus()
 
 
 # -- checks: a value -> None, or the error with FLAG standing for the flag's spelling ----------
@@ -186,7 +191,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("cpus_per_trial", "execution", "CPUs reserved by each trial (also its torch threads; default {default:g})",
          1.0, float, check=positive),
     Flag("gpus_per_trial", "execution", "GPUs per trial (default 1 with CUDA, else 0)",
-         default_gpus_per_trial, float, check=_non_negative),
+         _default_gpus, float, check=_non_negative),
     Flag("max_concurrent", "execution", "trials running at once (default: as many as the resources allow)",
          None, int, check=at_least(1)),
     Flag("latency_threads", "execution", "CPU threads for the batch-1 latency measurement (default {default})",
@@ -276,7 +281,10 @@ class Options:
         return self.storage_path / self.name
 
     @property
-    def execution(self) -> Execution:
+    def execution(self):
+        """The execution flags as `search.ray_runner.Execution`."""
+        from search.ray_runner import Execution
+
         return Execution(address=self.address, cpus_per_trial=self.cpus_per_trial,
                          gpus_per_trial=self.gpus_per_trial, max_concurrent=self.max_concurrent,
                          latency_threads=self.latency_threads, dashboard=self.dashboard,

@@ -16,13 +16,15 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from ray.tune import Callback
 
 from cli_kit import UserError
 from record.rundir import ACCURACY_STATUSES
-from search.trainable import TrialContext
+
+if TYPE_CHECKING:  # the trainable imports torch and the trainer: only where a training is set up
+    from search.trainable import TrialContext
 
 # Tune statuses a trainable reports at its end; anything else ended it early (see FinishedTrainings).
 FINAL_STATUSES = ("ok", "diverged")
@@ -51,13 +53,6 @@ class Execution:
     @property
     def resources(self) -> dict[str, float]:
         return {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial}
-
-
-def default_gpus_per_trial() -> float:
-    """One GPU per training where CUDA is present, else none: the default of every `--gpus-per-trial`."""
-    from trainer.device import cuda_available
-
-    return 1.0 if cuda_available() else 0.0
 
 
 @contextlib.contextmanager
@@ -118,9 +113,10 @@ def concurrent_trainings(execution: Execution) -> int:
     return max(1, min(fits))
 
 
-def trial_context(execution: Execution, data_dir: Path | str, budget, seed: int,
-                  latency_table=None) -> TrialContext:
-    """What every training of one command shares, picklable for the workers."""
+def trial_context(execution: Execution, data_dir: Path | str, budget, seed: int, latency_table=None):
+    """What every training of one command shares (`search.trainable.TrialContext`), picklable for the workers."""
+    from search.trainable import TrialContext
+
     return TrialContext(
         data_dir=str(Path(data_dir).resolve()), budget=budget, seed=seed, device=execution.device,
         threads=execution.threads, latency_threads=execution.latency_threads, latency_table=latency_table,

@@ -15,7 +15,6 @@ from typing import Any, Sequence
 from cli_kit import UserError, run_main
 from record.rundir import RunDir
 from search.options import Options, merge_stored, parse_args
-from search.ray_runner import concurrent_trainings, fit, make_tuner, ray_session, trial_context
 
 PROG = "search.run"
 INTERRUPTED = "interrupted; finished trials are saved — continue with --resume"
@@ -200,6 +199,7 @@ def search(plan: Plan, rundir: RunDir) -> int:
     """The search in named steps: ledger, study, searcher, Ray, Tune, summary."""
     from search.ledger import Ledger
     from search.progress import TableWriter
+    from search.ray_runner import fit, make_tuner, ray_session, trial_context
     from search.searcher import reconcile_study
 
     opts, budget, sizes = plan.opts, plan.budget, plan.sizes
@@ -237,6 +237,8 @@ def search(plan: Plan, rundir: RunDir) -> int:
 
 def _print_start(plan: Plan, scheduler, remaining: int) -> None:
     """What is about to run, and on the CPU what the calibration says of it and how long it takes."""
+    from search.ray_runner import concurrent_trainings
+
     opts, budget, sizes = plan.opts, plan.budget, plan.sizes
     concurrent = concurrent_trainings(opts.execution)
     if scheduler is not None:

@@ -9,6 +9,11 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def default_gpus() -> float:
+    """GPUs a training reserves unless told otherwise: one where CUDA is present, else none."""
+    return 1.0 if cuda_available() else 0.0
+
+
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     """`auto` (or None) picks CUDA when present, else CPU; an explicit choice is checked.
 

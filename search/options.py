@@ -139,8 +139,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("repeats", "search", "re-train architectures on the Pareto front, or within one standard error of it, "
          "with new seeds until each has this many results (default {default} = off)", 1, int, check=at_least(1),
          stored=MEASURE),
-    Flag("scheduler", "search", "fifo: every training runs its whole budget (default); moasha: multi-objective "
-         "ASHA stops trainings outside the top 1/eta of their rung (search.moasha)", "fifo",
+    Flag("scheduler", "search", "fifo: every training runs its whole budget; moasha: multi-objective ASHA stops "
+         "trainings outside the top 1/eta of their rung (search.moasha) (default {default})", "fifo",
          check=one_of(SCHEDULERS), stored=SEARCH),
     Flag("rungs", "search", "moasha: epochs at which trainings are judged, e.g. 1,3 (default 1, eta, eta^2, ... "
          "below the budget's epochs)", None, convert=lambda t: parse_ints(t, "--rungs") if t is not None else None,

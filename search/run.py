@@ -199,7 +199,7 @@ def search(plan: Plan, rundir: RunDir) -> int:
     """The search in named steps: ledger, study, searcher, Ray, Tune, summary."""
     from search.ledger import Ledger
     from search.progress import TableWriter
-    from search.ray_runner import fit, make_tuner, ray_session, trial_context
+    from search.ray_runner import concurrent_trainings, fit, make_tuner, ray_session, trial_context
     from search.searcher import reconcile_study
 
     opts, budget, sizes = plan.opts, plan.budget, plan.sizes
@@ -222,10 +222,12 @@ def search(plan: Plan, rundir: RunDir) -> int:
     writer = TableWriter(rundir.table, ledger, opts.trials, cost=_cost, curves=rundir.curves, stopped=stopped)
     searcher, exhausted = make_searcher(plan, rundir, ledger, writer, attempt, stopped)
     with ray_session(opts.execution):
-        ctx = trial_context(opts.execution, opts.data_dir, budget, opts.seed, plan.latency.table)
-        tuner = make_tuner(opts.execution, ctx, name=f"attempt-{attempt}", storage_path=rundir.ray_dir,
+        # Settled once: the Tuner's limit and the start-up lines are the same number.
+        execution = replace(opts.execution, max_concurrent=concurrent_trainings(opts.execution))
+        ctx = trial_context(execution, opts.data_dir, budget, opts.seed, plan.latency.table)
+        tuner = make_tuner(execution, ctx, name=f"attempt-{attempt}", storage_path=rundir.ray_dir,
                            callbacks=[writer], searcher=searcher, trials=remaining, scheduler=scheduler)
-        _print_start(plan, scheduler, remaining)
+        _print_start(plan, scheduler, remaining, execution.max_concurrent)
         fit(tuner)
     # Architectures whose repeats the budget cut short are told their mean so far.
     reconcile_study(rundir.study_url, ledger, plan.space, _macs, opts.max_macs)
@@ -235,12 +237,9 @@ def search(plan: Plan, rundir: RunDir) -> int:
     return finish(opts, rundir, ledger)
 
 
-def _print_start(plan: Plan, scheduler, remaining: int) -> None:
+def _print_start(plan: Plan, scheduler, remaining: int, concurrent: int) -> None:
     """What is about to run, and on the CPU what the calibration says of it and how long it takes."""
-    from search.ray_runner import concurrent_trainings
-
     opts, budget, sizes = plan.opts, plan.budget, plan.sizes
-    concurrent = concurrent_trainings(opts.execution)
     if scheduler is not None:
         print(f"scheduler: moasha, rungs at epochs {','.join(map(str, scheduler.rungs.epochs))} of "
               f"{budget.epochs}, eta {opts.reduction_factor:g}", flush=True)

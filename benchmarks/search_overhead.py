@@ -78,7 +78,7 @@ def main() -> None:
     direct = []
     for arch in archs:
         start = time.perf_counter()
-        evaluate(arch, ctx, lambda metrics: None)
+        evaluate(arch, ctx, lambda metrics, state=None: None)
         direct.append(time.perf_counter() - start)
     direct_s = sum(direct)
     # After start-up: from the first trial's end to the last one's, against the

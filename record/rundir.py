@@ -6,8 +6,9 @@ Layout (the contract between `search`, which writes it, and `analysis`, which re
         run.json      settings of the search (objectives, sampler, seed, budget, data_dir, ...)
         trials.csv    one row per finished training (architecture × seed), appended and fsync'ed
         curves.csv    one row per epoch of every training (its learning curve), appended as they arrive
+        events.log    cluster faults: a lost node or worker, a restart, a training past its time limit
         study.db      the Optuna study (SQLite storage)
-        ray/          Ray Tune's experiment state, one folder per attempt
+        ray/          Ray Tune's experiment state, one folder per attempt (checkpoints of running trainings)
         report.html   the Plotly report written at the end
 
 The trials table is the ground truth for resume: a trial counts as finished
@@ -41,6 +42,7 @@ LOCK_FILE = ".lock"
 REPORT_FILE = "report.html"
 FIDELITY_FILE = "fidelity.csv"
 CURVES_FILE = "curves.csv"
+EVENTS_FILE = "events.log"
 # Learning curves: one row per epoch of a training.  A training is (key, seed) — never
 # trained twice — which is also how a row joins the trials table (whose `number` is
 # given when the training finishes, after its epochs were written).
@@ -62,11 +64,12 @@ MEASURES: dict[str, type] = {
 }
 TAIL_COLUMNS = ["error", "finished_at"]
 RESULT_COLUMNS = [*OBJECTIVES, *MEASURES]  # what a trainable reports and the table keeps
-STATUSES = ("ok", "stopped", "diverged", "failed", "infeasible")
+STATUSES = ("ok", "stopped", "diverged", "failed", "lost", "infeasible")
 # Statuses that count towards --trials: the architecture was handed to a trainer.
 # "stopped": the early-stopping scheduler ended it at a rung; its val_acc is the
-# last epoch's (a lower-fidelity figure, never on a front).
-TRAINED_STATUSES = ("ok", "stopped", "diverged", "failed")
+# last epoch's (a lower-fidelity figure, never on a front).  "lost": its node or
+# worker was lost more often than --max-restarts allows (infrastructure, not the architecture).
+TRAINED_STATUSES = ("ok", "stopped", "diverged", "failed", "lost")
 # Statuses whose row carries a val_acc (a finished training, or one judged at a rung).
 ACCURACY_STATUSES = ("ok", "stopped")
 
@@ -344,6 +347,11 @@ class RunDir:
     @property
     def ray_dir(self) -> Path:
         return self.path / "ray"
+
+    @property
+    def events_path(self) -> Path:
+        """events.log: a lost node, a restart, a training past its time limit, one line each."""
+        return self.path / EVENTS_FILE
 
     @property
     def report_path(self) -> Path:

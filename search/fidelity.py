@@ -95,7 +95,7 @@ def _reference_budget(args, meta: dict):
 
 def _retrain(args, rundir: RunDir, table: AppendTable, todo, budget, data_dir: Path, seed: int) -> None:
     from analysis.load import RunData
-    from search.ray_runner import Execution, fit, make_tuner, ray_session, trial_context
+    from search.ray_runner import Execution, check_request, fit, make_tuner, ray_session, trial_context
     from trainer.device import default_gpus
 
     gpus = args.gpus_per_trial if args.gpus_per_trial is not None else default_gpus()
@@ -104,9 +104,11 @@ def _retrain(args, rundir: RunDir, table: AppendTable, todo, budget, data_dir: P
     writer = _Writer(table, {str(r["key"]): int(r["number"]) for _, r in todo.iterrows()}, budget.epochs,
                      budget.train_size, seed)
     with ray_session(execution):
+        check_request(execution)
         tuner = make_tuner(execution, trial_context(execution, data_dir, budget, seed),
                            name=f"fidelity-{len(table.rows)}", storage_path=rundir.ray_dir, callbacks=[writer],
-                           grid={"arch": [RunData.arch(r).to_dict() for _, r in todo.iterrows()]})
+                           grid={"arch": [RunData.arch(r).to_dict() for _, r in todo.iterrows()]},
+                           events=rundir.events_path)
         fit(tuner)
 
 

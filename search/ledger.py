@@ -93,6 +93,11 @@ class Ledger:
         return sum(1 for r in self.rows if r["status"] in ("diverged", "failed"))
 
     @property
+    def lost(self) -> int:
+        """Trainings whose node or worker was lost past --max-restarts."""
+        return sum(1 for r in self.rows if r["status"] == "lost")
+
+    @property
     def stopped(self) -> int:
         """Trainings the early-stopping scheduler ended at a rung."""
         return sum(1 for r in self.rows if r["status"] == "stopped")

@@ -196,6 +196,12 @@ FLAGS: tuple[Flag, ...] = (
          None, int, check=at_least(1)),
     Flag("latency_threads", "execution", "CPU threads for the batch-1 latency measurement (default {default})",
          1, int, check=at_least(1)),
+    Flag("max_restarts", "execution", "times a training is restarted after its node, worker or actor was lost "
+         "(from its last finished epoch); then it is recorded as lost (default {default})", 3, int,
+         check=at_least(0)),
+    Flag("trial_timeout", "execution", "seconds a training may run before it counts as lost and restarts "
+         "(default: derived from the run's measured epoch times, at least 600)", None, float, check=positive,
+         metavar="S"),
     Flag("dashboard", "execution", "start the Ray dashboard with a local cluster (default on)", True, kind="bool"),
     Flag("dashboard_port", "execution", "port of the local Ray dashboard (on 127.0.0.1; default {default})",
          8265, int),
@@ -267,6 +273,8 @@ class Options:
     gpus_per_trial: float
     max_concurrent: int | None
     latency_threads: int
+    max_restarts: int
+    trial_timeout: float | None  # None: derived from the run's epoch times (search.ray_runner.Watchdog)
     dashboard: bool
     dashboard_port: int
     budget_overrides: dict[str, Any] = field(default_factory=dict)
@@ -287,7 +295,8 @@ class Options:
 
         return Execution(address=self.address, cpus_per_trial=self.cpus_per_trial,
                          gpus_per_trial=self.gpus_per_trial, max_concurrent=self.max_concurrent,
-                         latency_threads=self.latency_threads, dashboard=self.dashboard,
+                         latency_threads=self.latency_threads, max_restarts=self.max_restarts,
+                         trial_timeout=self.trial_timeout, dashboard=self.dashboard,
                          dashboard_port=self.dashboard_port)
 
     def search_settings(self) -> dict[str, Any]:

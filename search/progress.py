@@ -70,6 +70,7 @@ class TableWriter(FinishedTrainings):
         self.done_at_start = ledger.trained
         self._last_print = self.started
         self._running = 0
+        self._epochs: dict[str, int] = {}  # trial id -> last epoch on the curves (a restart never repeats one)
 
     def __getstate__(self) -> dict[str, Any]:
         """Tune pickles callbacks into its experiment state. Resume goes through the
@@ -86,6 +87,9 @@ class TableWriter(FinishedTrainings):
         """An epoch's result: one learning-curve row."""
         if self.curves is None or result.get("status") != "running" or result.get("epoch") is None:
             return
+        if result["epoch"] <= self._epochs.get(trial.trial_id, 0):  # restarted from an earlier epoch
+            return
+        self._epochs[trial.trial_id] = result["epoch"]
         self.curves.append({"key": result["key"], "seed": result.get("seed"), "trial_id": trial.trial_id,
                             "epoch": result["epoch"], "val_acc": result.get("val_acc"),
                             "train_loss": result.get("train_loss"), "seconds": result.get("train_seconds")})
@@ -130,7 +134,8 @@ class TableWriter(FinishedTrainings):
         new = done - self.done_at_start
         eta = f"{fmt_duration(elapsed / new * (self.total - done))}" if new > 0 and done < self.total else "-"
         line = (f"[{done:>{len(str(self.total))}}/{self.total}] running {self._running} "
-                f"failed {self.ledger.failed} {f'stopped {self.ledger.stopped} ' if self.ledger.stopped else ''}front {len(self.ledger.front)} | "
+                f"failed {self.ledger.failed} {f'stopped {self.ledger.stopped} ' if self.ledger.stopped else ''}"
+                f"{f'lost {self.ledger.lost} ' if self.ledger.lost else ''}front {len(self.ledger.front)} | "
                 f"elapsed {fmt_duration(elapsed)} ETA {eta}")
         self.say(f"{line}  {what}" if what else line)
 

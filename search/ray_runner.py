@@ -22,6 +22,7 @@ from ray.tune import Callback
 
 from cli_kit import UserError
 from record.rundir import ACCURACY_STATUSES
+from search.watchdog import Watchdog, error_line
 
 if TYPE_CHECKING:  # the trainable imports torch and the trainer: only where a training is set up
     from search.trainable import TrialContext
@@ -39,6 +40,8 @@ class Execution:
     gpus_per_trial: float = 0.0
     max_concurrent: int | None = None  # None: as many as the cluster's resources hold
     latency_threads: int = 1
+    max_restarts: int = 3  # restarts after a lost node, worker or actor; then the training is "lost"
+    trial_timeout: float | None = None  # None: derived from the run's epoch times (Watchdog)
     dashboard: bool = False  # the Ray dashboard of a local cluster, on 127.0.0.1
     dashboard_port: int = 8265
 
@@ -79,11 +82,16 @@ def _start(execution: Execution) -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     # Our own progress lines are the output; Tune's console reporter would repeat them.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # A lost node is an event line of ours (Watchdog), not Tune's traceback of the dead actor;
+    # Tune's warnings (its Tuner.restore hint, pending-resources notes) name no step of this service.
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     logging.getLogger("ray").setLevel(logging.WARNING)
+    logging.getLogger("ray.tune").setLevel(logging.ERROR)
     # Workers import space/ and trainer/: make this checkout importable for them too.
     repo = str(Path(__file__).resolve().parents[1])
     runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)}}
     quiet = {"runtime_env": runtime_env, "log_to_driver": False, "logging_level": logging.WARNING}
+    _quiet_cluster_errors()
     if execution.address:
         try:
             ray.init(address=execution.address, **quiet)
@@ -100,6 +108,26 @@ def _start(execution: Execution) -> None:
         print(f"Ray dashboard: http://{ctx.dashboard_url}", flush=True)
 
 
+def _quiet_cluster_errors() -> None:
+    """Keep the cluster's error broadcasts (a dead raylet's last 20 log lines and `[state-dump]`) out of the terminal.
+
+    With `log_to_driver=False` Ray still prints every error the GCS publishes
+    through one function of its worker module, looked up at each message;
+    pointing it at the `ray` logger's debug level leaves them in Ray's own
+    logs (the session directory), while the Watchdog says what a lost node
+    means for the search, in one line.  Ray offers no setting for this.
+    """
+    import ray._private.worker as ray_worker
+
+    log = logging.getLogger("ray")
+
+    def to_debug_log(data: dict, ignore_prefix: bool = False) -> None:
+        for line in data.get("lines", []):
+            log.debug("%s: %s", data.get("pid", "ray"), line)
+
+    ray_worker.print_to_stdstream = to_debug_log
+
+
 def concurrent_trainings(execution: Execution) -> int:
     """`--max-concurrent`, else as many trainings as the cluster's CPUs and GPUs hold at once (at least 1)."""
     if execution.max_concurrent:
@@ -111,6 +139,23 @@ def concurrent_trainings(execution: Execution) -> int:
     if execution.gpus_per_trial > 0:
         fits.append(int(res.get("GPU", 0) // execution.gpus_per_trial))
     return max(1, min(fits))
+
+
+def check_request(execution: Execution) -> None:
+    """Refuse, before anything is written, a per-training request that no live node can hold.
+
+    Tune would otherwise wait forever with `running 0`; the message names what the cluster has.
+    """
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if any(r.get("CPU", 0) >= execution.cpus_per_trial and r.get("GPU", 0) >= execution.gpus_per_trial
+           for r in nodes):
+        return
+    where = f"the Ray cluster at {execution.address}" if execution.address else "the local Ray cluster"
+    have = ", ".join(f"{r.get('CPU', 0):g} CPU {r.get('GPU', 0):g} GPU" for r in nodes) or "no live node"
+    raise UserError(f"no node of {where} can hold one training's --cpus-per-trial {execution.cpus_per_trial:g} "
+                    f"--gpus-per-trial {execution.gpus_per_trial:g} (its nodes: {have})")
 
 
 def trial_context(execution: Execution, data_dir: Path | str, budget, seed: int, latency_table=None):
@@ -127,9 +172,15 @@ def trial_context(execution: Execution, data_dir: Path | str, budget, seed: int,
 
 def make_tuner(execution: Execution, ctx: TrialContext, *, name: str, storage_path: Path,
                callbacks: Sequence[Callback], searcher=None, trials: int = 1, scheduler=None,
-               grid: dict[str, list] | None = None):
+               grid: dict[str, list] | None = None, events: Path | None = None):
     """Ray Tune over the one trainable: trainings a `searcher` proposes (`trials` of them), or every
-    combination of `grid`'s values (e.g. {"arch": [...]}); one experiment folder `name` per call."""
+    combination of `grid`'s values (e.g. {"arch": [...]}); one experiment folder `name` per call.
+
+    A training whose node, worker or actor is lost restarts from its last epoch's checkpoint up to
+    `execution.max_restarts` times (Tune's FailureConfig; the trainable turns errors of the
+    architecture into results, so only infrastructure reaches it); a `Watchdog` prints and logs
+    those events to `events` and ends trainings that run past the timeout.
+    """
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
@@ -146,8 +197,10 @@ def make_tuner(execution: Execution, ctx: TrialContext, *, name: str, storage_pa
         param_space={k: tune.grid_search(list(v)) for k, v in grid.items()} if grid else None,
         tune_config=tune_config,
         run_config=tune.RunConfig(name=name, storage_path=str(Path(storage_path).resolve()),
-                                  callbacks=list(callbacks), verbose=0,
-                                  failure_config=tune.FailureConfig(max_failures=0)),
+                                  callbacks=[Watchdog(ctx.budget.epochs, execution.trial_timeout, events),
+                                             *callbacks], verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=execution.max_restarts),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )
 
 
@@ -163,8 +216,9 @@ class FinishedTrainings(Callback):
 
     A training ends `ok` or `diverged` (the trainable says so), `stopped` (a
     scheduler ended it at a rung: `stopped` maps a Tune trial id to that
-    epoch), or `failed` (it raised, or ended without saying).  Subclasses
-    write `finished`.
+    epoch), `failed` (the architecture raised, or it ended without saying),
+    or `lost` (its node or worker was lost more often than the restarts
+    allow: Tune reports only those as errors).  Subclasses write `finished`.
     """
 
     stopped: Callable[[str], int | None] | None = None
@@ -183,21 +237,5 @@ class FinishedTrainings(Callback):
         self.finished(trial, status, result, result.get("error", "") if status not in ACCURACY_STATUSES else "")
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        self.finished(trial, "failed", trial.last_result or {}, error_line(trial))
-
-
-def error_line(trial) -> str:
-    """The last line of the trial's traceback: the exception type and message.
-
-    At callback time Tune has written the traceback only to the trial's local
-    staging folder (`error_file`); the copy in the storage path comes later.
-    """
-    text = ""
-    local = trial.error_file
-    if local and os.path.isfile(local):
-        with open(local, errors="replace") as f:
-            text = f.read()
-    if not text:
-        text = trial.get_error() or ""
-    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
-    return lines[-1][:500] if lines else "trial raised an error (see Ray's trial log)"
+        self.finished(trial, "lost", trial.last_result or {},
+                      f"lost after {trial.max_failures} restart(s): {error_line(trial)}")

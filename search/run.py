@@ -6,11 +6,12 @@ proposes. Ends with the Pareto front, the run directory and the report.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import sys
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from cli_kit import UserError, run_main
 from record.rundir import RunDir
@@ -176,11 +177,31 @@ def create_run(plan: Plan) -> RunDir:
 
 def run(opts: Options) -> int:
     plan = prepare(opts)
-    rundir = plan.stored or create_run(plan)
+    rundir = plan.stored
     try:
-        return search(plan, rundir)
+        with ray_for(plan):
+            rundir = rundir or create_run(plan)
+            return search(plan, rundir)
     finally:
-        rundir.close()
+        if rundir is not None:
+            rundir.close()
+
+
+@contextlib.contextmanager
+def ray_for(plan: Plan) -> Iterator[None]:
+    """Ray started or joined, and one training's request checked against its nodes, before anything
+    is written; a resumed run with nothing left to train starts no Ray."""
+    from record.rundir import TRAINED_STATUSES
+
+    stored = plan.stored
+    if stored is not None and sum(r["status"] in TRAINED_STATUSES for r in stored.table.rows) >= plan.opts.trials:
+        yield
+        return
+    from search.ray_runner import check_request, ray_session
+
+    with ray_session(plan.opts.execution):
+        check_request(plan.opts.execution)
+        yield
 
 
 @functools.lru_cache(maxsize=None)
@@ -199,7 +220,7 @@ def search(plan: Plan, rundir: RunDir) -> int:
     """The search in named steps: ledger, study, searcher, Ray, Tune, summary."""
     from search.ledger import Ledger
     from search.progress import TableWriter
-    from search.ray_runner import concurrent_trainings, fit, make_tuner, ray_session, trial_context
+    from search.ray_runner import concurrent_trainings, fit, make_tuner, trial_context
     from search.searcher import reconcile_study
 
     opts, budget, sizes = plan.opts, plan.budget, plan.sizes
@@ -221,14 +242,14 @@ def search(plan: Plan, rundir: RunDir) -> int:
     stopped = scheduler.stopped.get if scheduler is not None else None
     writer = TableWriter(rundir.table, ledger, opts.trials, cost=_cost, curves=rundir.curves, stopped=stopped)
     searcher, exhausted = make_searcher(plan, rundir, ledger, writer, attempt, stopped)
-    with ray_session(opts.execution):
-        # Settled once: the Tuner's limit and the start-up lines are the same number.
-        execution = replace(opts.execution, max_concurrent=concurrent_trainings(opts.execution))
-        ctx = trial_context(execution, opts.data_dir, budget, opts.seed, plan.latency.table)
-        tuner = make_tuner(execution, ctx, name=f"attempt-{attempt}", storage_path=rundir.ray_dir,
-                           callbacks=[writer], searcher=searcher, trials=remaining, scheduler=scheduler)
-        _print_start(plan, scheduler, remaining, execution.max_concurrent)
-        fit(tuner)
+    # Settled once: the Tuner's limit and the start-up lines are the same number.
+    execution = replace(opts.execution, max_concurrent=concurrent_trainings(opts.execution))
+    ctx = trial_context(execution, opts.data_dir, budget, opts.seed, plan.latency.table)
+    tuner = make_tuner(execution, ctx, name=f"attempt-{attempt}", storage_path=rundir.ray_dir,
+                       callbacks=[writer], searcher=searcher, trials=remaining, scheduler=scheduler,
+                       events=rundir.events_path)
+    _print_start(plan, scheduler, remaining, execution.max_concurrent)
+    fit(tuner)
     # Architectures whose repeats the budget cut short are told their mean so far.
     reconcile_study(rundir.study_url, ledger, plan.space, _macs, opts.max_macs)
     if exhausted:

@@ -7,8 +7,11 @@ needs in a small picklable `TrialContext` and imports only `space` and
 from __future__ import annotations
 
 import functools
+import tempfile
 import time
+import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -58,13 +61,34 @@ def cost_metrics(arch: ArchConfig, model: torch.nn.Module, device: torch.device,
             **latency_metrics(arch, model, device, latency_threads, table, slot)}
 
 
-def evaluate(arch: ArchConfig, ctx: TrialContext, report: Callable[[dict[str, Any]], None],
-             seed: int | None = None) -> dict[str, Any]:
+Report = Callable[..., None]  # report(metrics) or report(metrics, state): an epoch's state to resume from
+
+
+def evaluate(arch: ArchConfig, ctx: TrialContext, report: Report, seed: int | None = None,
+             resume: dict[str, Any] | None = None) -> dict[str, Any]:
     """Measure and proxy-train one architecture with `seed` (default: the run's); `report` gets
-    per-epoch and final metrics.  The seed picks the validation split, the training subset, the
-    initialisation and the batch order (`trainer.proxy`)."""
+    per-epoch metrics with the state to resume from, then the final metrics.  The seed picks the
+    validation split, the training subset, the initialisation and the batch order (`trainer.proxy`).
+
+    An exception of the architecture itself (model code, the network out of
+    memory) ends the training as `failed` with its reason, reported like any
+    result: Ray retries only what kills the worker (a lost node, a killed
+    process), so those restart from `resume` and never count against the
+    architecture.
+    """
     seed = ctx.seed if seed is None else seed
     started = time.perf_counter()
+    try:
+        final = _train(arch, ctx, report, seed, resume)
+    except Exception as exc:  # noqa: BLE001 - whatever the architecture raised is its result
+        traceback.print_exc()  # into the worker's log, in Ray's session directory
+        final = {"key": arch.key, "seed": seed, "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500]}
+    final["wall_seconds"] = time.perf_counter() - started
+    report(final)
+    return final
+
+
+def _train(arch: ArchConfig, ctx: TrialContext, report: Report, seed: int, resume: dict[str, Any] | None):
     torch.set_num_threads(ctx.threads)
     device = resolve_device(ctx.device)
     if any(k and k in arch.key for k in ctx.fail_keys):
@@ -72,30 +96,66 @@ def evaluate(arch: ArchConfig, ctx: TrialContext, report: Callable[[dict[str, An
     # The trial shares the node's slot while it computes and yields it after each epoch;
     # a latency measurement takes it alone, so it never runs while a trial computes (trainer.slot).
     with NodeSlot().shared() as slot:
-        base = {"key": arch.key, "seed": seed,
+        base = {"key": arch.key, "seed": seed, "node": node_id(),
                 **cost_metrics(arch, build_model(arch), device, ctx.latency_threads, ctx.latency_table, slot)}
 
-        def on_epoch(stats: EpochStats) -> None:
+        def on_checkpoint(stats: EpochStats, state: dict[str, Any]) -> None:
             report({**base, "status": "running", "epoch": stats.epoch, "val_acc": stats.accuracy,
                     "train_loss": stats.train_loss, "images_per_s": stats.images_per_s,
-                    "train_seconds": stats.seconds})
+                    "train_seconds": stats.seconds}, state)
             slot.pause()
 
-        result = train_proxy(arch, worker_dataset(ctx.data_dir), ctx.budget, device, seed=seed, on_epoch=on_epoch)
-    final = {
+        result = train_proxy(arch, worker_dataset(ctx.data_dir), ctx.budget, device, seed=seed,
+                             resume=resume, on_checkpoint=on_checkpoint)
+    return {
         **base,
         "status": result.status,
         "val_acc": result.val_acc if result.status == "ok" else None,
         "epochs": result.epochs,
         "train_seconds": result.seconds,
         "images_per_s": result.images_per_s,
-        "wall_seconds": time.perf_counter() - started,
         "error": result.error or "",
     }
-    report(final)
-    return final
+
+
+def node_id() -> str:
+    """The Ray node this worker runs on (what a lost-node event names); empty outside Ray."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+
+
+STATE_FILE = "training.pt"
+
+
+def tune_report(metrics: dict[str, Any], state: dict[str, Any] | None = None) -> None:
+    """Report to Tune; an epoch's state goes with it as a Tune checkpoint (Tune persists it before returning)."""
+    if state is None:
+        tune.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        torch.save(state, Path(folder) / STATE_FILE)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def restored_state(device: str) -> dict[str, Any] | None:
+    """The state of the last finished epoch when Tune restarts this training, else None.
+
+    A checkpoint that cannot be read (storage the new node does not see) starts
+    the training over: slower, never wrong.
+    """
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    try:
+        with checkpoint.as_directory() as folder:
+            return torch.load(Path(folder) / STATE_FILE, map_location=resolve_device(device), weights_only=False)
+    except Exception:  # noqa: BLE001
+        traceback.print_exc()
+        return None
 
 
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     """Ray Tune entry point: the config carries the architecture as a dict and the training's seed."""
-    evaluate(ArchConfig.from_dict(config["arch"]), ctx, tune.report, seed=config.get("seed"))
+    evaluate(ArchConfig.from_dict(config["arch"]), ctx, tune_report, seed=config.get("seed"),
+             resume=restored_state(ctx.device))

@@ -462,12 +462,24 @@ def build_parser() -> Parser:
     return p
 
 
+def check_writable(out: Path) -> None:
+    """Refuse an output the table could never be saved to before hours of measuring (one line, exit 2)."""
+    if not out.parent.is_dir():
+        raise UserError(f"cannot write {out}: folder {out.parent} does not exist")
+    probe = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # where `save` writes before its rename
+    try:
+        with open(probe, "w"):
+            pass
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     space, protocol, device, size = _checked(args)
     out = Path(args.output)
-    if not out.parent.is_dir():
-        raise UserError(f"cannot write {out}: folder {out.parent} does not exist")
+    check_writable(out)
     bar: Progress | None = None
 
     def progress(done: int, total: int, key: str) -> None:

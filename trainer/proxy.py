@@ -8,7 +8,7 @@ trained with several seeds (baselines, repeats) sees one split per seed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -19,6 +19,7 @@ from .budget import Budget
 from .data import Cifar10, default_val_size, seeded_subset, split_train_val
 from .loader import DeviceLoader
 from .loop import EVAL_BATCH, EpochStats, evaluate_accuracy, fit, make_training, recalibrate_bn, zero_init_residuals
+from .state import restore_training, training_state
 
 __all__ = ["EpochStats", "ProxyResult", "proxy_arch", "proxy_split", "train_proxy"]
 
@@ -62,12 +63,15 @@ def proxy_arch(arch: ArchConfig, budget: Budget) -> ArchConfig:
 
 def train_proxy(arch: ArchConfig | nn.Module, data: Cifar10, budget: Budget, device: torch.device | str = "cpu",
                 seed: int = 0, on_epoch: Callable[[EpochStats], None] | None = None,
-                eval_every: int = 1) -> ProxyResult:
+                eval_every: int = 1, resume: dict[str, Any] | None = None,
+                on_checkpoint: Callable[[EpochStats, dict[str, Any]], None] | None = None) -> ProxyResult:
     """Train `arch` for `budget.epochs` and report validation accuracy after each epoch.
 
     Before each validation the BatchNorm statistics are recomputed on
     `budget.bn_images` training images (see `recalibrate_bn`).  A loss that
     turns NaN/inf ends the training with status "diverged" and the reason.
+    `on_checkpoint` gets, after each epoch, the state that `resume` takes to
+    go on from there (a search training restarted on another node).
     """
     device = torch.device(device)
     torch.manual_seed(seed)
@@ -90,7 +94,47 @@ def train_proxy(arch: ArchConfig | nn.Module, data: Cifar10, budget: Budget, dev
             recalibrate_bn(m, bn)
         return evaluate_accuracy(m, val, tta=budget.tta)
 
-    result = fit(make_training(model, train, budget), evaluate, on_epoch=on_epoch, eval_every=eval_every)
+    training = make_training(model, train, budget)
+    done = Done.of(resume, training)
+
+    def after_epoch(stats: EpochStats) -> None:
+        done.add(stats)
+        if on_epoch is not None:
+            on_epoch(stats)
+        if on_checkpoint is not None:
+            on_checkpoint(stats, done.state(training, stats.epoch))
+
+    result = fit(training, evaluate, start_epoch=done.epochs, on_epoch=after_epoch, eval_every=eval_every)
     ok = result.status == "ok"
-    return ProxyResult(result.status, result.accuracies[-1] if ok else None, result.train_losses,
-                       result.accuracies, result.epochs, result.seconds, result.images_per_s, result.error)
+    return ProxyResult(result.status, done.val_accs[-1] if ok and done.val_accs else None, done.train_losses,
+                       done.val_accs, len(done.val_accs), done.seconds + result.seconds, result.images_per_s,
+                       result.error)
+
+
+@dataclass
+class Done:
+    """The epochs a proxy training has finished, across restarts: what its result and checkpoints carry."""
+
+    epochs: int = 0
+    train_losses: list[float] = field(default_factory=list)
+    val_accs: list[float] = field(default_factory=list)
+    seconds: float = 0.0  # training seconds of earlier attempts
+    _started: float = 0.0  # this attempt's `seconds` at its last epoch
+
+    @classmethod
+    def of(cls, resume: dict[str, Any] | None, training) -> "Done":
+        """Nothing, or the finished epochs of `resume` after loading its state into `training`."""
+        if resume is None:
+            return cls()
+        epochs = restore_training(training, resume["training"])
+        return cls(epochs, list(resume["train_losses"]), list(resume["val_accs"]), float(resume["seconds"]))
+
+    def add(self, stats: EpochStats) -> None:
+        self.epochs = stats.epoch
+        self.train_losses.append(stats.train_loss)
+        self.val_accs.append(stats.accuracy)
+        self._started = stats.seconds
+
+    def state(self, training, epoch: int) -> dict[str, Any]:
+        return {"training": training_state(training, epoch), "train_losses": list(self.train_losses),
+                "val_accs": list(self.val_accs), "seconds": self.seconds + self._started}

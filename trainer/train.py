@@ -34,6 +34,7 @@ from .data import Cifar10, load_cifar10, seeded_subset
 from .device import resolve_device
 from .loader import DeviceLoader
 from .loop import EVAL_BATCH, EpochStats, Training, evaluate_accuracy, fit, make_training
+from .state import restore_training, training_state
 
 PROG = "trainer.train"
 CHECKPOINT = "checkpoint.pt"
@@ -203,20 +204,6 @@ def atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def rng_state(loader: DeviceLoader, device: torch.device) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "loader": loader.generator.get_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: dict[str, Any], loader: DeviceLoader, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"].cpu())
-    loader.generator.set_state(state["loader"].cpu() if device.type == "cpu" else state["loader"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
-
-
 def restore_scheduler(scheduler, ckpt: dict[str, Any], epochs: int) -> bool:
     """Load the schedule's position; when --epochs changed, re-read the lr from the new schedule.
 
@@ -256,14 +243,11 @@ def run(setup: Setup) -> int:
     history: list[dict[str, float]] = []
     start_epoch = 0
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        training.optimizer.load_state_dict(ckpt["optimizer"])
+        start_epoch = restore_training(training, ckpt, schedule=False)
         if restore_scheduler(training.scheduler, ckpt, setup.epochs):
             print(f"note: --epochs changed from {ckpt['epochs']} to {setup.epochs}; "
                   "the one-cycle schedule continues on the longer cycle", file=sys.stderr, flush=True)
-        set_rng_state(ckpt["rng"], train, device)
         history = list(ckpt["history"])
-        start_epoch = ckpt["epoch"]
     setup.out.mkdir(parents=True, exist_ok=True)
     chosen = {"budget": budget.name, "batch_size": budget.batch_size, "lr": budget.lr, "seed": setup.seed,
               "train_size": setup.train_size}
@@ -292,9 +276,7 @@ def run(setup: Setup) -> int:
 
 def save_checkpoint(training: Training, epoch: int, history: list[dict[str, float]], setup: Setup,
                     chosen: dict[str, Any]) -> None:
-    atomic_save({"model": training.model.state_dict(), "optimizer": training.optimizer.state_dict(),
-                 "scheduler": training.scheduler.state_dict(), "epoch": epoch, "epochs": setup.epochs,
-                 "rng": rng_state(training.loader, setup.device), "history": history,
+    atomic_save({**training_state(training, epoch), "epochs": setup.epochs, "history": history,
                  "arch": setup.arch.to_dict(), "settings": chosen}, setup.out / CHECKPOINT)
 
 

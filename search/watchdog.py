@@ -1,0 +1,153 @@
+"""Cluster faults as events: a lost node costs minutes and one line, never an architecture.
+
+Ray Tune restarts a training whose node, worker process or actor went away
+(its FailureConfig) from the training's last epoch checkpoint; the trainable
+reports the architecture's own errors as results, so everything Tune sees
+as an error is infrastructure.  `Watchdog` is the Tune callback that says so
+in one line per event (printed and appended to the run's `events.log`), ends
+trainings that run past the time limit (a hang on a partitioned node is then
+restarted like a lost node), and drops each finished training's checkpoints.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+# The derived limit: a training may take this many times its budget's epochs (plus one for
+# start-up) at the slowest epoch measured so far, and never less than the floor.
+TIMEOUT_FLOOR_S = 600.0
+TIMEOUT_FACTOR = 3.0
+UNMEASURED_EPOCH_S = 3600.0  # before any epoch has been measured
+
+
+class Watchdog(Callback):
+    """Restart events, per-training time limits and checkpoint clean-up, in the driver."""
+
+    def __init__(self, epochs: int, timeout: float | None = None, events: Path | None = None) -> None:
+        self.epochs = epochs
+        self.timeout = timeout  # --trial-timeout; None: derived (see limit)
+        self.events = events
+        self.started: dict[str, float] = {}  # trial id -> when its current attempt was first seen running
+        self.last_epoch: dict[str, float] = {}  # trial id -> when it last reported an epoch
+        self.slowest_epoch = 0.0
+        self.timed_out: dict[str, float] = {}  # trial id -> seconds it had run when it was ended
+
+    def limit(self) -> float:
+        """Seconds one attempt of a training may run."""
+        if self.timeout:
+            return self.timeout
+        epoch = self.slowest_epoch or UNMEASURED_EPOCH_S
+        return max(TIMEOUT_FLOOR_S, TIMEOUT_FACTOR * (self.epochs + 1) * epoch)
+
+    # -- Tune hooks -------------------------------------------------------
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        now = time.monotonic()
+        for trial in trials:
+            if trial.status != "RUNNING":
+                continue
+            ran = now - self.started.setdefault(trial.trial_id, now)
+            if ran > self.limit() and trial.trial_id not in self.timed_out:
+                self._end(trial, ran)
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict[str, Any], **info: Any) -> None:
+        if result.get("epoch") is None:
+            return
+        now = time.monotonic()
+        before = self.last_epoch.get(trial.trial_id, self.started.get(trial.trial_id))
+        if before is not None:
+            self.slowest_epoch = max(self.slowest_epoch, now - before)
+        self.last_epoch[trial.trial_id] = now
+
+    def on_trial_recover(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        ran = self.timed_out.pop(trial.trial_id, None)
+        node = _node(trial)
+        why = (f"training {trial.trial_id} ran {ran:.0f} s, past its limit of {self.limit():.0f} s, on node {node}"
+               if ran is not None else f"node {node} lost")
+        checkpoint = trial.latest_checkpoint_result
+        epoch = int(checkpoint.metrics.get("epoch", 0)) if checkpoint is not None else 0
+        self.event(f"{why}: training {trial.trial_id} ({_who(trial)}) restarts from epoch {epoch} "
+                   f"(restart {trial.run_metadata.num_failures} of {trial.max_failures})", trial)
+        self.started.pop(trial.trial_id, None)
+        self.last_epoch.pop(trial.trial_id, None)
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        self.timed_out.pop(trial.trial_id, None)
+        self.event(f"node {_node(trial)} lost: training {trial.trial_id} ({_who(trial)}) is recorded as lost "
+                   f"after {trial.max_failures} restart(s)", trial)
+        drop_checkpoints(trial)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        drop_checkpoints(trial)
+
+    # -- helpers ----------------------------------------------------------
+    def _end(self, trial, ran: float) -> None:
+        """Kill the training's actor: Tune sees an actor error and restarts it (FailureConfig)."""
+        import ray
+
+        actor = trial.temporary_state.ray_actor
+        if actor is None:
+            return
+        self.timed_out[trial.trial_id] = ran
+        ray.kill(actor)
+
+    def event(self, line: str, trial=None) -> None:
+        """One line in the terminal; the line and Ray's error in events.log."""
+        try:
+            print(line, flush=True)
+        except (OSError, ValueError):  # a closed stdout must not end the search
+            pass
+        if self.events is None:
+            return
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        detail = f"\n    {error_line(trial)}" if trial is not None and trial.error_file else ""
+        with open(self.events, "a") as f:
+            f.write(f"{stamp} {line}{detail}\n")
+
+
+def _node(trial) -> str:
+    """The node the training last reported from (short id), as the driver last heard."""
+    node = (trial.last_result or {}).get("node") or ""
+    return node[:8] or "?"
+
+
+def _who(trial) -> str:
+    from space import ArchConfig
+
+    config = trial.config
+    return f"{ArchConfig.from_dict(config['arch']).key}, seed {config.get('seed', '-')}"
+
+
+def drop_checkpoints(trial) -> None:
+    """A finished training's checkpoints are of no further use (results live in the run directory).
+
+    Checkpoints are in the storage path beside the trial's results; where that
+    is not a local folder (cloud storage), they stay, as Tune keeps them.
+    """
+    path = trial.path
+    if not path or not Path(path).is_dir():
+        return
+    for folder in Path(path).glob("checkpoint_*"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def error_line(trial) -> str:
+    """The last line of the trial's traceback: the exception type and message.
+
+    At callback time Tune has written the traceback only to the trial's local
+    staging folder (`error_file`); the copy in the storage path comes later.
+    """
+    text = ""
+    local = trial.error_file
+    if local and os.path.isfile(local):
+        with open(local, errors="replace") as f:
+            text = f.read()
+    if not text:
+        text = trial.get_error() or ""
+    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
+    return lines[-1][:500] if lines else "trial raised an error (see Ray's trial log)"

@@ -1,0 +1,171 @@
+"""A real three-node Ray cluster on loopback, with faults: run by tests/test_cluster_faults.py.
+
+Run inside its own network namespace (`unshare -n`, loopback up), where every
+Ray node binds 127.0.0.1 and no traffic leaves the namespace:
+
+    python tests/cluster_faults.py OUT CIFAR_DIR
+
+One cluster (a driver-only head and worker nodes of one CPU each) serves two
+searches:
+
+- `nodes`: while trainings run, the node of one that has finished an epoch is
+  removed (all its processes stopped) and a replacement node joins; later the
+  raylet of another such node is SIGKILLed.
+- `driver`: the search's own process is SIGKILLed mid-training, then the run
+  is continued with `--resume` while the cluster stays up.
+
+It writes OUT/<case>.out (the searches' terminal output) and OUT/scenario.json
+(what was done, exit statuses); the test reads the run directories.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+# Small and slow enough that a fault lands mid-training: 6 epochs of 512 images.
+SEARCH = ["--budget", "smoke", "--epochs", "6", "--train-size", "512", "--val-size", "200", "--no-baselines",
+          "--objectives", "val_acc,macs", "--max-concurrent", "2", "--no-report", "--no-dashboard"]
+
+
+def wait_for(what: str, check, timeout: float = 240.0, proc: subprocess.Popen | None = None):
+    """Poll `check` until it returns something truthy; fail loudly on timeout or a search that ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the search ended (status {proc.returncode}) while waiting for {what}")
+        time.sleep(0.2)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def running_on(temp_dir: Path) -> dict[str, int]:
+    """Node id -> epochs done, for trainings that reported an epoch and have not finished.
+
+    Read from Tune's result logs in the driver's staging folder (written as each
+    result arrives; the copies in the run directory are synced only later).
+    """
+    nodes: dict[str, int] = {}
+    for log in temp_dir.glob("session_*/artifacts/*/attempt-*/driver_artifacts/*/result.json"):
+        lines = [ln for ln in log.read_text().splitlines() if ln.strip()]
+        try:
+            last = json.loads(lines[-1]) if lines else {}
+        except json.JSONDecodeError:  # a line being written
+            continue
+        if last.get("status") == "running" and last.get("epoch", 0) >= 1 and last.get("node"):
+            nodes[last["node"]] = int(last["epoch"])
+    return nodes
+
+
+def events(run: Path) -> list[str]:
+    path = run / "events.log"
+    return [ln for ln in path.read_text().splitlines() if ln and not ln.startswith(" ")] if path.exists() else []
+
+
+def curve_rows(run: Path) -> int:
+    path = run / "curves.csv"
+    if not path.exists():
+        return 0
+    with open(path, newline="") as f:
+        return sum(1 for _ in csv.DictReader(f))
+
+
+def start_search(out: Path, case: str, address: str, cifar: str, *extra: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    env["PYTHONPATH"] = str(REPO)
+    log = open(out / f"{case}.out", "a")
+    cmd = [sys.executable, "-m", "search.run", *extra, "--address", address, "--data-dir", cifar,
+           "--storage-path", str(out / "runs"), "--name", case]
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def add_worker(cluster, temp_dir: Path, workers: dict) -> None:
+    """A one-CPU worker node with its own node slot (trainer.slot): as if on a machine of its own."""
+    slot = temp_dir / f"slot-{len(workers)}-{time.monotonic_ns()}"
+    slot.mkdir(parents=True)
+    os.environ["GHOSTNAS_SLOT_DIR"] = str(slot)  # the raylet and its workers inherit it
+    node = cluster.add_node(num_cpus=1)
+    workers[node.node_id] = node
+
+
+def kill_leftovers(marker: str) -> None:
+    """Workers of a node whose raylet was SIGKILLed can outlive it: end every process started for this cluster."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if marker.encode() in (proc / "environ").read_bytes():
+                os.kill(int(proc.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue
+
+
+def node_faults(cluster, workers: dict, out: Path, cifar: str, temp_dir: Path) -> dict:
+    """Remove one busy node (and add a replacement), then SIGKILL another busy node's raylet."""
+    from ray._private import ray_constants
+
+    run = out / "runs" / "nodes"
+    proc = start_search(out, "nodes", cluster.address, cifar, "--trials", "4", *SEARCH)
+    done: dict = {}
+    busy = wait_for("a training past its first epoch", lambda: set(running_on(temp_dir)) & set(workers), proc=proc)
+    victim = sorted(busy)[0]
+    cluster.remove_node(workers.pop(victim))
+    done["removed"] = victim
+    add_worker(cluster, temp_dir, workers)  # the replacement
+    wait_for("the restart event", lambda: events(run), proc=proc)
+    busy = wait_for("another training past its first epoch",
+                    lambda: set(running_on(temp_dir)) & (set(workers) - {victim}), proc=proc)
+    victim = sorted(busy)[0]
+    raylet = workers.pop(victim).all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process
+    os.kill(raylet.pid, signal.SIGKILL)
+    done["raylet_killed"] = victim
+    add_worker(cluster, temp_dir, workers)  # capacity for the rest of the search
+    done["status"] = proc.wait(timeout=600)
+    return done
+
+
+def driver_kill(cluster, out: Path, cifar: str) -> dict:
+    """SIGKILL the search mid-training; `--resume` while the cluster stays up."""
+    run = out / "runs" / "driver"
+    proc = start_search(out, "driver", cluster.address, cifar, "--trials", "3", *SEARCH)
+    wait_for("a first epoch", lambda: curve_rows(run), proc=proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = start_search(out, "driver", cluster.address, cifar, "--resume", "--no-report", "--no-dashboard")
+    return {"killed_at_rows": curve_rows(run), "status": resumed.wait(timeout=600)}
+
+
+def main(out: Path, cifar: str) -> int:
+    from ray.cluster_utils import Cluster
+
+    out.mkdir(parents=True, exist_ok=True)
+    temp_dir = Path(f"/tmp/rayf-{os.getpid()}")  # short: Ray's socket paths live under it
+    cluster = Cluster(initialize_head=True, connect=False, head_node_args={
+        "num_cpus": 0, "include_dashboard": False, "temp_dir": str(temp_dir)})
+    workers: dict = {}
+    for _ in range(2):
+        add_worker(cluster, temp_dir, workers)
+    cluster.wait_for_nodes()
+    report: dict = {"address": cluster.address}
+    try:
+        report["nodes"] = node_faults(cluster, workers, out, cifar, temp_dir)
+        report["driver"] = driver_kill(cluster, out, cifar)
+    finally:
+        (out / "scenario.json").write_text(json.dumps(report, indent=2))
+        cluster.shutdown()
+        kill_leftovers(f"GHOSTNAS_SLOT_DIR={temp_dir}/")
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1]), sys.argv[2]))

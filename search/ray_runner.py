@@ -87,6 +87,8 @@ def _start(execution: Execution) -> None:
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     logging.getLogger("ray").setLevel(logging.WARNING)
     logging.getLogger("ray.tune").setLevel(logging.ERROR)
+    # "Token authentication is enabled": a local cluster's default, not a step for the user.
+    logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
     # Workers import space/ and trainer/: make this checkout importable for them too.
     repo = str(Path(__file__).resolve().parents[1])
     runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)}}

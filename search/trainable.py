@@ -1,8 +1,8 @@
 """The Ray Tune function trainable: one architecture, measured and proxy-trained.
 
 It runs in a Ray worker, possibly on another machine, so it gets everything it
-needs in a small picklable `TrialContext` and imports only `space` and
-`trainer` — no Optuna, no run directory.
+needs in a small picklable `TrialContext` and imports only `space`,
+`trainer` and the objective names of `record` — no Optuna, no run directory.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from typing import Any, Callable
 import torch
 from ray import tune
 
+from record.objectives import OBJECTIVES
 from space import ArchConfig, build_model, count_macs, count_params
 from trainer.budget import Budget
 from trainer.data import Cifar10, load_cifar10
@@ -82,7 +83,9 @@ def evaluate(arch: ArchConfig, ctx: TrialContext, report: Report, seed: int | No
         final = _train(arch, ctx, report, seed, resume)
     except Exception as exc:  # noqa: BLE001 - whatever the architecture raised is its result
         traceback.print_exc()  # into the worker's log, in Ray's session directory
-        final = {"key": arch.key, "seed": seed, "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500]}
+        # Every objective present (empty): Tune checks that each result names the searcher's metrics.
+        final = {"key": arch.key, "seed": seed, **dict.fromkeys(OBJECTIVES), "status": "failed",
+                 "error": f"{type(exc).__name__}: {exc}"[:500]}
     final["wall_seconds"] = time.perf_counter() - started
     report(final)
     return final

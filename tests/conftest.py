@@ -7,6 +7,34 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+NETNS_MARK = "GHOSTNAS_TEST_NETNS"
+
+
+def pytest_configure(config) -> None:
+    """Run the whole suite in a network namespace of its own, where Ray binds 127.0.0.1.
+
+    Outside one, Ray advertises the machine's interface address even for a
+    local cluster, and the tests that join, kill or overload Ray processes would
+    send traffic to it; inside, only loopback exists.  Needs `unshare -n`
+    (root or CAP_SYS_ADMIN); where that is refused the suite runs as it is.
+    Set GHOSTNAS_TEST_NETNS=off to run in the machine's namespace anyway.
+    """
+    import shutil
+    import subprocess
+    import sys
+
+    if os.environ.get(NETNS_MARK) or sys.platform != "linux":
+        return
+    unshare, ip = shutil.which("unshare"), shutil.which("ip")
+    if not unshare or not ip or subprocess.run([unshare, "-n", "true"], capture_output=True).returncode:
+        return
+    os.environ[NETNS_MARK] = "1"
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:
+        capture.stop_global_capturing()  # the new process writes to the real terminal
+    sys.stdout.flush()
+    os.execv(unshare, [unshare, "-n", "sh", "-c", f'"{ip}" link set lo up && exec "$0" -m pytest "$@"',
+                       sys.executable, *config.invocation_params.args])
 
 
 @pytest.fixture(scope="session")

@@ -192,6 +192,16 @@ def test_cli_refuses_a_table_of_another_device_in_one_line(small_table, tmp_path
     assert len(lines) == 1 and "Some Other CPU" in lines[0] and "choose another -o" in lines[0], done.stderr
 
 
+@pytest.mark.parametrize("where, message", [("/proc/x.json", "cannot write /proc/x.json"),
+                                            ("missing/x.json", "folder missing does not exist")])
+def test_cli_refuses_an_output_it_could_never_save_in_one_line(where, message, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "trainer.latency_table", "-o", where], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr, done.stderr
+
+
 # ------------------------------------------------------------------ the node slot
 
 def test_a_measurement_waits_for_running_epochs_and_goes_before_the_next(tmp_path):

@@ -111,6 +111,21 @@ def test_failures_and_infeasible_are_recorded(ray_cluster, cifar_dir, tmp_path):
     assert all(int(r["macs"]) <= limit for r in rows if r["status"] != "infeasible")
     assert len([r for r in rows if r["status"] in TRAINED_STATUSES]) == 4
     assert "failed 1" in done.stdout
+    # The architecture's own error is its result: never retried as if its node had been lost.
+    assert not (tmp_path / "faults" / "events.log").exists() and " lost" not in done.stdout
+
+
+def test_a_training_past_its_time_limit_restarts_then_is_lost(ray_cluster, cifar_dir, tmp_path):
+    """--trial-timeout far below one training: each attempt is ended, restarted once, then recorded as lost."""
+    done = search(*smoke_args(cifar_dir, tmp_path, "slow", "--trials", "1", "--no-baselines", "--epochs", "3",
+                              "--trial-timeout", "2", "--max-restarts", "1", "--address", ray_cluster))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    rows = read_rows(tmp_path / "slow")
+    assert [r["status"] for r in rows] == ["lost"] and rows[0]["error"].startswith("lost after 1 restart(s)")
+    assert rows[0]["val_acc"] == "" and int(rows[0]["macs"]) > 0
+    events = (tmp_path / "slow" / "events.log").read_text()
+    assert "past its limit of 2 s" in events and "restart 1 of 1" in events and "recorded as lost" in events
+    assert "lost 1" in done.stdout and "Traceback" not in done.stdout + done.stderr
 
 
 def test_same_seed_same_architectures(ray_cluster, cifar_dir, tmp_path):
@@ -141,6 +156,10 @@ def test_same_seed_same_architectures(ray_cluster, cifar_dir, tmp_path):
         (["--val-size", "999999"], "--val-size 999999 leaves no training images"),
         (["--proxy-width", "1.5"], "--proxy-width must be in (0, 1]"),
         (["--epoch-images", "0"], "--epoch-images must be a positive number"),
+        # Asks Ray: no node of the local cluster has 64 GPUs, so Tune would wait forever.
+        (["--gpus-per-trial", "64", "--no-dashboard"], "no node of the local Ray cluster can hold one training's"),
+        (["--max-restarts", "-1"], "--max-restarts must be at least 0"),
+        (["--trial-timeout", "0"], "--trial-timeout must be a positive number"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(cifar_dir, tmp_path, args, message):

@@ -8,6 +8,8 @@ Layout (the contract between `search`, which writes it, and `analysis`, which re
         curves.csv    one row per epoch of every training (its learning curve), appended as they arrive
         events.log    cluster faults: a lost node or worker, a restart, a training past its time limit
         study.db      the Optuna study (SQLite storage)
+        confirm.csv   search.confirm: chosen architectures and the presets, several seeds, on the test batch
+        confirm.md    ... and the study's table made from it
         ray/          Ray Tune's experiment state, one folder per attempt (checkpoints of running trainings)
         report.html   the Plotly report written at the end
 
@@ -41,6 +43,8 @@ STUDY_FILE = "study.db"
 LOCK_FILE = ".lock"
 REPORT_FILE = "report.html"
 FIDELITY_FILE = "fidelity.csv"
+CONFIRM_FILE = "confirm.csv"
+CONFIRM_TABLE_FILE = "confirm.md"
 CURVES_FILE = "curves.csv"
 EVENTS_FILE = "events.log"
 # Learning curves: one row per epoch of a training.  A training is (key, seed) — never
@@ -50,6 +54,10 @@ CURVES_COLUMNS = ["key", "seed", "trial_id", "epoch", "val_acc", "train_loss", "
 # The proxy-fidelity check (search.fidelity): one row per re-trained architecture.
 FIDELITY_COLUMNS = ["number", "key", "status", "epochs", "train_size", "seed", "val_acc", "train_seconds",
                     "error", "finished_at"]
+# The study's comparison (search.confirm): one row per (system, seed), trained on the whole
+# training split and scored on the CIFAR-10 test batch.
+CONFIRM_COLUMNS = ["system", "key", "seed", "status", "test_acc", "macs", "params", "latency_ms", "epochs",
+                   "train_images", "budget", "train_seconds", "error", "finished_at"]
 
 HEAD_COLUMNS = ["number", "trial_id", "status", "key", "preset"]
 # One row per training: an architecture trained with K seeds has K rows, told
@@ -297,6 +305,16 @@ def open_fidelity(path: Path) -> AppendTable:
 
 def read_fidelity(path: Path) -> list[dict[str, str]]:
     return read_table(path, FIDELITY_COLUMNS, "fidelity")
+
+
+def open_confirm(path: Path) -> AppendTable:
+    """confirm.csv: one row per confirmed (system, seed)."""
+    return AppendTable.open(path, CONFIRM_COLUMNS, "confirmation")
+
+
+def read_confirm(path: Path) -> list[dict[str, str]]:
+    """Rows of confirm.csv; none when search.confirm never ran."""
+    return read_table(path, CONFIRM_COLUMNS, "confirmation") if path.exists() else []
 
 
 def open_curves(path: Path) -> AppendTable:

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from cli_kit import Parser, UserError, run_main
 from record.rundir import FIDELITY_FILE, AppendTable, RunDir, open_fidelity
-from search.ray_runner import FinishedTrainings
+from search.ray_runner import FinishedTrainings, job_of
 
 PROG = "search.fidelity"
 
@@ -107,7 +107,7 @@ def _retrain(args, rundir: RunDir, table: AppendTable, todo, budget, data_dir: P
         check_request(execution)
         tuner = make_tuner(execution, trial_context(execution, data_dir, budget, seed),
                            name=f"fidelity-{len(table.rows)}", storage_path=rundir.ray_dir, callbacks=[writer],
-                           grid={"arch": [RunData.arch(r).to_dict() for _, r in todo.iterrows()]},
+                           configs=[{"arch": RunData.arch(r).to_dict()} for _, r in todo.iterrows()],
                            events=rundir.events_path)
         fit(tuner)
 
@@ -121,7 +121,7 @@ class _Writer(FinishedTrainings):
     def finished(self, trial, status: str, result: dict[str, Any], error: str) -> None:
         from space import ArchConfig
 
-        key = ArchConfig.from_dict(trial.config["arch"]).key
+        key = ArchConfig.from_dict(job_of(trial)["arch"]).key
         self.table.append({"number": self.numbers.get(key, ""), "key": key, "status": status, "epochs": self.epochs,
                            "train_size": self.train_size or "", "seed": self.seed,
                            "val_acc": result.get("val_acc") if status == "ok" else None,

@@ -22,7 +22,7 @@ from ray.tune import Callback
 
 from cli_kit import UserError
 from record.rundir import ACCURACY_STATUSES
-from search.watchdog import Watchdog, error_line
+from search.watchdog import Watchdog, error_line, job_of
 
 if TYPE_CHECKING:  # the trainable imports torch and the trainer: only where a training is set up
     from search.trainable import TrialContext
@@ -160,13 +160,15 @@ def check_request(execution: Execution) -> None:
                     f"--gpus-per-trial {execution.gpus_per_trial:g} (its nodes: {have})")
 
 
-def trial_context(execution: Execution, data_dir: Path | str, budget, seed: int, latency_table=None):
+def trial_context(execution: Execution, data_dir: Path | str, budget, seed: int, latency_table=None,
+                  evaluate_on: str = "val"):
     """What every training of one command shares (`search.trainable.TrialContext`), picklable for the workers."""
     from search.trainable import TrialContext
 
     return TrialContext(
         data_dir=str(Path(data_dir).resolve()), budget=budget, seed=seed, device=execution.device,
         threads=execution.threads, latency_threads=execution.latency_threads, latency_table=latency_table,
+        evaluate_on=evaluate_on,
         # Test hook: trainings of these keys raise (the failure path, end to end through real Ray).
         fail_keys=tuple(k for k in os.environ.get("GHOSTNAS_FAIL_KEYS", "").split(";") if k),
     )
@@ -174,9 +176,9 @@ def trial_context(execution: Execution, data_dir: Path | str, budget, seed: int,
 
 def make_tuner(execution: Execution, ctx: TrialContext, *, name: str, storage_path: Path,
                callbacks: Sequence[Callback], searcher=None, trials: int = 1, scheduler=None,
-               grid: dict[str, list] | None = None, events: Path | None = None):
-    """Ray Tune over the one trainable: trainings a `searcher` proposes (`trials` of them), or every
-    combination of `grid`'s values (e.g. {"arch": [...]}); one experiment folder `name` per call.
+               configs: Sequence[dict[str, Any]] | None = None, events: Path | None = None):
+    """Ray Tune over the one trainable: trainings a `searcher` proposes (`trials` of them), or the fixed
+    list `configs` (each {"arch": ..., "seed": ...}); one experiment folder `name` per call.
 
     A training whose node, worker or actor is lost restarts from its last epoch's checkpoint up to
     `execution.max_restarts` times (Tune's FailureConfig; the trainable turns errors of the
@@ -196,7 +198,7 @@ def make_tuner(execution: Execution, ctx: TrialContext, *, name: str, storage_pa
         tune_config = tune.TuneConfig(max_concurrent_trials=concurrent, scheduler=scheduler, reuse_actors=True)
     return tune.Tuner(
         tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), execution.resources),
-        param_space={k: tune.grid_search(list(v)) for k, v in grid.items()} if grid else None,
+        param_space={"job": tune.grid_search(list(configs))} if configs else None,
         tune_config=tune_config,
         run_config=tune.RunConfig(name=name, storage_path=str(Path(storage_path).resolve()),
                                   callbacks=[Watchdog(ctx.budget.epochs, execution.trial_timeout, events),

@@ -40,6 +40,7 @@ class TrialContext:
     threads: int
     latency_threads: int
     latency_table: LatencyTable | None = None  # predict latency_ms from it instead of measuring
+    evaluate_on: str = "val"  # "test": score on the test batch (search.confirm); "val_acc" then holds it
     # Test hook: trials whose canonical key contains one of these raise, so the
     # failure path is exercised end to end through real Ray (GHOSTNAS_FAIL_KEYS).
     fail_keys: tuple[str, ...] = field(default_factory=tuple)
@@ -109,7 +110,7 @@ def _train(arch: ArchConfig, ctx: TrialContext, report: Report, seed: int, resum
             slot.pause()
 
         result = train_proxy(arch, worker_dataset(ctx.data_dir), ctx.budget, device, seed=seed,
-                             resume=resume, on_checkpoint=on_checkpoint)
+                             resume=resume, on_checkpoint=on_checkpoint, evaluate_on=ctx.evaluate_on)
     return {
         **base,
         "status": result.status,
@@ -159,6 +160,8 @@ def restored_state(device: str) -> dict[str, Any] | None:
 
 
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
-    """Ray Tune entry point: the config carries the architecture as a dict and the training's seed."""
+    """Ray Tune entry point: the config carries the architecture as a dict and the training's seed
+    (under "job" when the Tuner was given a fixed list of trainings)."""
+    config = config.get("job", config)
     evaluate(ArchConfig.from_dict(config["arch"]), ctx, tune_report, seed=config.get("seed"),
              resume=restored_state(ctx.device))

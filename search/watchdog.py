@@ -116,10 +116,15 @@ def _node(trial) -> str:
     return node[:8] or "?"
 
 
+def job_of(trial) -> dict[str, Any]:
+    """A trial's training: {"arch": ..., "seed": ...} (under "job" for a fixed list of trainings)."""
+    return trial.config.get("job", trial.config)
+
+
 def _who(trial) -> str:
     from space import ArchConfig
 
-    config = trial.config
+    config = job_of(trial)
     return f"{ArchConfig.from_dict(config['arch']).key}, seed {config.get('seed', '-')}"
 
 

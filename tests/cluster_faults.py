@@ -80,8 +80,8 @@ def curve_rows(run: Path) -> int:
 
 
 def start_search(out: Path, case: str, address: str, cifar: str, *extra: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
-    env["PYTHONPATH"] = str(REPO)
+    # The cluster and the search share this environment, RAY_AUTH_MODE included: the same authentication.
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     log = open(out / f"{case}.out", "a")
     cmd = [sys.executable, "-m", "search.run", *extra, "--address", address, "--data-dir", cifar,
            "--storage-path", str(out / "runs"), "--name", case]

@@ -64,7 +64,8 @@ def proxy_arch(arch: ArchConfig, budget: Budget) -> ArchConfig:
 def train_proxy(arch: ArchConfig | nn.Module, data: Cifar10, budget: Budget, device: torch.device | str = "cpu",
                 seed: int = 0, on_epoch: Callable[[EpochStats], None] | None = None,
                 eval_every: int = 1, resume: dict[str, Any] | None = None,
-                on_checkpoint: Callable[[EpochStats, dict[str, Any]], None] | None = None) -> ProxyResult:
+                on_checkpoint: Callable[[EpochStats, dict[str, Any]], None] | None = None,
+                evaluate_on: str = "val") -> ProxyResult:
     """Train `arch` for `budget.epochs` and report validation accuracy after each epoch.
 
     Before each validation the BatchNorm statistics are recomputed on
@@ -72,6 +73,9 @@ def train_proxy(arch: ArchConfig | nn.Module, data: Cifar10, budget: Budget, dev
     turns NaN/inf ends the training with status "diverged" and the reason.
     `on_checkpoint` gets, after each epoch, the state that `resume` takes to
     go on from there (a search training restarted on another node).
+    `evaluate_on="test"` scores on the CIFAR-10 test batch instead (the
+    confirmation of chosen architectures, `search.confirm`): the training
+    images are the same, the validation split is never seen.
     """
     device = torch.device(device)
     torch.manual_seed(seed)
@@ -86,8 +90,10 @@ def train_proxy(arch: ArchConfig | nn.Module, data: Cifar10, budget: Budget, dev
                             seed=seed, channels_last=budget.channels_last,
                             epoch_images=budget.epoch_images if train else None)
 
-    train, val, bn = loader(train_idx, True, budget.batch_size), loader(val_idx, False), \
-        loader(train_idx[: budget.bn_images], False)
+    train, bn = loader(train_idx, True, budget.batch_size), loader(train_idx[: budget.bn_images], False)
+    val = (loader(val_idx, False) if evaluate_on == "val" else
+           DeviceLoader(data.test_images, data.test_labels, EVAL_BATCH, device, train=False,
+                        channels_last=budget.channels_last))
 
     def evaluate(m: nn.Module) -> float:
         if budget.bn_images:

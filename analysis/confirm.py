@@ -1,0 +1,138 @@
+"""The study's answer from `confirm.csv`: every system's test accuracy over seeds, against GhostNet.
+
+`search.confirm` trains the chosen architecture(s) and the backbone's four
+presets with several seeds on the whole training split and scores them on the
+CIFAR-10 test batch.  Here each system becomes one row — costs, mean ± SD over
+its seeds, and its difference from the reference preset (GhostNet; `ghost` for
+the other backbones) with a Welch 95 % interval (unequal variances, few
+seeds: scipy's `ttest_ind(equal_var=False)`) — and one sentence that answers
+the question the study asks.  `search.confirm` prints it, `confirm.md` keeps
+it, and the report's "The answer" section draws it: the same numbers.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from record.rundir import CONFIRM_FILE, read_confirm
+
+# The reference every difference is taken against: the backbone's Ghost preset.
+REFERENCE = {"ghostnet": "ghostnet"}
+DEFAULT_REFERENCE = "ghost"
+LEVEL = 0.95
+
+
+def reference_of(backbone: str) -> str:
+    return REFERENCE.get(backbone, DEFAULT_REFERENCE)
+
+
+def load_confirm(run_path: Path) -> pd.DataFrame | None:
+    """confirm.csv as a typed frame of its ok rows; None when search.confirm never ran."""
+    path = Path(run_path) / CONFIRM_FILE
+    if not path.is_file():
+        return None
+    df = pd.DataFrame(read_confirm(path))
+    if df.empty:
+        return df
+    df = df[df["status"] == "ok"].copy()
+    for c in ("test_acc", "macs", "params", "latency_ms"):
+        df[c] = pd.to_numeric(df[c].replace("", None)).astype(float)
+    df["seed"] = pd.to_numeric(df["seed"]).astype(int)
+    return df
+
+
+@dataclass(frozen=True)
+class Difference:
+    """system − reference in test accuracy (points of a fraction), with its Welch interval."""
+
+    delta: float
+    low: float
+    high: float
+
+    @property
+    def significant(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+    def show(self) -> str:
+        return f"{100 * self.delta:+.2f} p [{100 * self.low:+.2f}, {100 * self.high:+.2f}]"
+
+
+def welch(a: list[float], b: list[float]) -> Difference | None:
+    """mean(a) − mean(b) with Welch's 95 % interval; None with fewer than 2 seeds on a side.
+
+    Two systems whose seeds all agree exactly have a zero-width interval.
+    """
+    if len(a) < 2 or len(b) < 2:
+        return None
+    delta = sum(a) / len(a) - sum(b) / len(b)
+    if pd.Series(a).std() == 0 and pd.Series(b).std() == 0:
+        return Difference(delta, delta, delta)
+    from scipy import stats
+
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(LEVEL)
+    return Difference(delta, float(ci.low), float(ci.high))
+
+
+def summarise(df: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """One row per system: costs, mean and SD of test accuracy over its seeds, n, and the difference."""
+    ref = df.loc[df["system"] == reference, "test_acc"].tolist()
+    rows = []
+    for system, g in df.groupby("system", sort=False):
+        accs = g["test_acc"].tolist()
+        diff = welch(accs, ref) if system != reference else None
+        rows.append({"system": system, "key": g["key"].iloc[0], "params": g["params"].median(),
+                     "macs": g["macs"].median(), "latency_ms": g["latency_ms"].median(),
+                     "mean": sum(accs) / len(accs), "sd": pd.Series(accs).std() if len(accs) > 1 else math.nan,
+                     "n": len(accs), "diff": diff})
+    return pd.DataFrame(rows).sort_values(["macs", "system"]).reset_index(drop=True)
+
+
+def pareto_systems(summary: pd.DataFrame) -> list[str]:
+    """Systems no other beats on both mean test accuracy and MACs: the most accurate for their cost."""
+    out = []
+    for _, r in summary.iterrows():
+        beaten = ((summary["mean"] >= r["mean"]) & (summary["macs"] <= r["macs"])
+                  & ((summary["mean"] > r["mean"]) | (summary["macs"] < r["macs"])))
+        if not beaten.any():
+            out.append(r["system"])
+    return out
+
+
+def _fmt_count(value: float) -> str:
+    return "-" if not math.isfinite(value) else f"{value / 1e6:.2f}M"
+
+
+def table_markdown(summary: pd.DataFrame, reference: str, latency_source: str) -> str:
+    head = (f"| system | params | MACs | latency ms ({latency_source}) | test accuracy mean ± SD (n) | "
+            f"Δ vs {reference} [95 % CI, Welch] | significant? |\n|---|---|---|---|---|---|---|")
+    lines = [head]
+    for _, r in summary.iterrows():
+        sd = f" ± {100 * r['sd']:.2f}" if math.isfinite(r["sd"]) else ""
+        diff = r["diff"]
+        delta = "reference" if r["system"] == reference else (diff.show() if diff else "needs 2 seeds each")
+        sig = "" if r["system"] == reference or diff is None else ("yes" if diff.significant else "no")
+        lat = f"{r['latency_ms']:.3f}" if math.isfinite(r["latency_ms"]) else "-"
+        lines.append(f"| {r['system']} | {_fmt_count(r['params'])} | {_fmt_count(r['macs'])} | {lat} | "
+                     f"{100 * r['mean']:.2f}{sd} % ({int(r['n'])}) | {delta} | {sig} |")
+    return "\n".join(lines)
+
+
+def answer(summary: pd.DataFrame, reference: str, chosen: list[str]) -> str:
+    """The study's question answered from the table, in one sentence."""
+    best = pareto_systems(summary)
+    parts = [f"Most accurate for its cost (mean test accuracy against MACs): {', '.join(best)}"]
+    by = {r["system"]: r for _, r in summary.iterrows()}
+    for system in [*chosen, "all_mca"]:
+        r = by.get(system)
+        if r is None or system == reference:
+            continue
+        diff = r["diff"]
+        if diff is None:
+            parts.append(f"{system} vs {reference}: not enough seeds to tell")
+        else:
+            verdict = ("beats" if diff.delta > 0 else "is below") if diff.significant else "is within noise of"
+            parts.append(f"{system} {verdict} {reference} ({diff.show()})")
+    return "; ".join(parts) + "."

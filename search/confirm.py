@@ -1,0 +1,203 @@
+"""`python -m search.confirm RUN`: the study's answer — the chosen architecture(s) against the four presets.
+
+Trains the architecture(s) picked from the run's front and the backbone's
+four presets (GhostNet: cnn, ghostnet, all_mca, selective_mca; VGG-16 and
+ResNet-56: plain, ghost, all_mca, selective_mca) with several seeds each, on
+the whole training split, scored on the CIFAR-10 test batch, through the same
+Ray Tune trainable as the search (a cluster with `--address`; lost nodes
+restart trainings, as in the search).  Each (system, seed) is appended to
+`RUN/confirm.csv` as it finishes, so a killed confirmation resumes without
+training a pair again; the table (`analysis.confirm`) is printed and kept in
+`RUN/confirm.md`, and the report draws it in "The answer".
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from cli_kit import Parser, UserError, run_main
+from record.rundir import CONFIRM_FILE, CONFIRM_TABLE_FILE, AppendTable, RunDir, open_confirm
+from search.ray_runner import FinishedTrainings, job_of
+
+PROG = "search.confirm"
+CUDA_EPOCHS = 200  # a full CIFAR training, as the papers train
+CPU_EPOCH_FACTOR = 3  # on the CPU: a few times the run's proxy, so the table takes hours, not days
+
+
+def build_parser() -> Parser:
+    p = Parser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0])
+    p.add_argument("run", help="run directory (<storage-path>/<name>)")
+    pick = p.add_argument_group("which architectures (one of; default --pick knee)").add_mutually_exclusive_group()
+    pick.add_argument("--pick", choices=["knee"], default=None, help="the knee of the front (as analysis.select)")
+    pick.add_argument("--max-macs", type=float, default=None, help="the most accurate ok trial within N MACs")
+    pick.add_argument("--max-latency-ms", type=float, default=None, help="the most accurate ok trial within T ms")
+    pick.add_argument("--keys", default=None, help="these architecture keys, comma-separated")
+    pick.add_argument("--front", action="store_true", help="every member of the Pareto front")
+    t = p.add_argument_group("training")
+    t.add_argument("--seeds", type=int, default=3, help="seeds per system (default %(default)s)")
+    t.add_argument("--epochs", type=int, default=None,
+                   help=f"epochs (default: {CUDA_EPOCHS} with CUDA, full width; on the CPU {CPU_EPOCH_FACTOR} x "
+                        "the run's proxy epochs at its recipe)")
+    t.add_argument("--budget", default=None, help="trainer preset smoke|cpu|gpu (default: the run's)")
+    t.add_argument("--train-size", type=int, default=None, help="training images (default: the whole training split)")
+    t.add_argument("--data-dir", default=None, help="CIFAR-10 (default: the run's data directory)")
+    e = p.add_argument_group("execution")
+    e.add_argument("--address", default=None, help="join a Ray cluster (default: start a local one)")
+    e.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per training (default %(default)g)")
+    e.add_argument("--gpus-per-trial", type=float, default=None, help="GPUs per training (default 1 with CUDA)")
+    e.add_argument("--max-concurrent", type=int, default=None, help="trainings at once (default: as many as fit)")
+    e.add_argument("--max-restarts", type=int, default=3, help="restarts after a lost node (default %(default)s)")
+    return p
+
+
+def _checked(argv: Sequence[str] | None):
+    args = build_parser().parse_args(argv)
+    for flag in ("seeds", "epochs", "train_size", "max_concurrent"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
+    if args.max_restarts < 0:
+        raise UserError(f"--max-restarts must be at least 0, got {args.max_restarts}")
+    return args
+
+
+def picked(data, args) -> list[tuple[str, Any]]:
+    """(label, ArchConfig) of the architectures the flags pick from the run; a pick of nothing is refused."""
+    from analysis.pareto import pareto_front
+    from analysis.select import best_under, knee_point
+
+    ok = data.ok
+    if ok.empty:
+        raise UserError(f"run {data.path} has no ok trial: no front to pick from")
+    if args.keys is not None:
+        keys = [k.strip() for k in args.keys.split(",") if k.strip()]
+        unknown = [k for k in keys if k not in set(ok["key"])]
+        if unknown or not keys:
+            raise UserError(f"--keys: {unknown[0] if unknown else '(none)'} is not an ok architecture of {data.path}")
+        rows = [ok[ok["key"] == k].iloc[0] for k in keys]
+    elif args.front:
+        rows = [r for _, r in pareto_front(ok, data.objectives).sort_values("number").iterrows()]
+    elif args.max_macs is not None or args.max_latency_ms is not None:
+        rows = [best_under(ok, max_macs=args.max_macs, max_latency_ms=args.max_latency_ms)]
+    else:
+        rows = [knee_point(pareto_front(ok, data.objectives), data.objectives)]
+    label = (lambda r: "chosen") if len(rows) == 1 else (lambda r: f"chosen #{int(r['number'])}")
+    return [(label(r), data.arch(r)) for r in rows]
+
+
+def systems(data, args) -> tuple[list[tuple[str, Any]], list[str]]:
+    """The picked architectures, then the backbone's presets; a pick that is a preset keeps the preset's name."""
+    from space import presets_for
+
+    presets = presets_for(data.meta.get("backbone", "ghostnet"))
+    by_key = {cfg.key: name for name, cfg in presets.items()}
+    chosen, out = [], []
+    for label, arch in picked(data, args):
+        name = by_key.get(arch.key, label)
+        chosen.append(name)
+        if name not in by_key.values():
+            out.append((name, arch))
+    return out + list(presets.items()), chosen
+
+
+def confirm_budget(args, meta: dict, cuda: bool):
+    """The run's recipe (or --budget) trained longer on the whole training split: on CUDA as the papers
+    train (full width), on the CPU a few times the run's proxy."""
+    from trainer.budget import get_budget, run_budget, run_split
+
+    try:
+        base = get_budget(args.budget, **run_split(meta)) if args.budget else run_budget(meta, **run_split(meta))
+        if cuda:
+            base = dataclasses.replace(base, proxy_width=1.0, epoch_images=None)
+        epochs = args.epochs or (CUDA_EPOCHS if cuda else CPU_EPOCH_FACTOR * base.epochs)
+        return dataclasses.replace(base, epochs=epochs, train_size=args.train_size)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _checked(argv)
+    from analysis.load import load_run
+    from trainer.data import load_cifar10
+    from trainer.device import cuda_available, default_gpus
+
+    data = load_run(args.run)
+    todo_systems, chosen = systems(data, args)
+    gpus = args.gpus_per_trial if args.gpus_per_trial is not None else default_gpus()
+    budget = confirm_budget(args, data.meta, cuda=gpus > 0 and cuda_available())
+    data_dir = Path(args.data_dir or data.meta.get("data_dir") or "data")
+    load_cifar10(data_dir)  # a DataError (UserError) now, not in every worker
+    seed0 = int(data.meta.get("seed", 0))
+    seeds = [seed0 + i for i in range(args.seeds)]
+    rundir = RunDir.open(data.path)  # the lock: one writer per run directory
+    try:
+        table = open_confirm(rundir.path / CONFIRM_FILE)
+        done = {(r["system"], int(r["seed"])) for r in table.rows}
+        jobs = [{"arch": arch.to_dict(), "seed": s, "system": name}
+                for name, arch in todo_systems for s in seeds if (name, s) not in done]
+        print(f"{PROG}: {len(todo_systems)} systems x {len(seeds)} seeds, {len(jobs)} to train for {budget.epochs} "
+              f"epochs ({budget.trained_as()}), scored on the test batch; "
+              f"results in {table.path}", flush=True)
+        if jobs:
+            _train(args, rundir, table, jobs, budget, data_dir, seed0, gpus)
+    finally:
+        rundir.close()
+    return summary(data.path, data.meta.get("backbone", "ghostnet"), chosen)
+
+
+def _train(args, rundir: RunDir, table: AppendTable, jobs: list[dict], budget, data_dir: Path, seed: int,
+           gpus: float) -> None:
+    from search.ray_runner import Execution, check_request, fit, make_tuner, ray_session, trial_context
+
+    execution = Execution(address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus,
+                          max_concurrent=args.max_concurrent, max_restarts=args.max_restarts)
+    with ray_session(execution):
+        check_request(execution)
+        ctx = trial_context(execution, data_dir, budget, seed, evaluate_on="test")
+        tuner = make_tuner(execution, ctx, name=f"confirm-{len(table.rows)}", storage_path=rundir.ray_dir,
+                           callbacks=[_Writer(table, budget)], configs=jobs, events=rundir.events_path)
+        fit(tuner)
+
+
+class _Writer(FinishedTrainings):
+    """Tune callback in the driver: one confirm.csv row per finished (system, seed)."""
+
+    def __init__(self, table: AppendTable, budget) -> None:
+        self.table, self.budget = table, budget
+
+    def finished(self, trial, status: str, result: dict[str, Any], error: str) -> None:
+        job = job_of(trial)
+        acc = result.get("val_acc") if status == "ok" else None  # the test batch's (evaluate_on="test")
+        self.table.append({"system": job["system"], "key": result.get("key", ""), "seed": job["seed"],
+                           "status": status, "test_acc": acc, "macs": result.get("macs"),
+                           "params": result.get("params"), "latency_ms": result.get("latency_ms"),
+                           "epochs": result.get("epochs"), "train_images": self.budget.train_size or "all",
+                           "budget": self.budget.name, "train_seconds": result.get("train_seconds"),
+                           "error": error})
+        shown = f"test_acc={100 * acc:.2f}%" if acc is not None else error
+        print(f"[{len(self.table.rows)}] {status:<8} {job['system']} seed={job['seed']} {shown}", flush=True)
+
+
+def summary(run_path: Path, backbone: str, chosen: list[str]) -> int:
+    """The study's table and its one-sentence answer: printed, and kept in confirm.md."""
+    from analysis.confirm import answer, load_confirm, reference_of, summarise, table_markdown
+
+    df = load_confirm(run_path)
+    reference = reference_of(backbone)
+    if df is None or df.empty or reference not in set(df["system"]):
+        print(f"{PROG}: no ok result of the reference {reference} yet: no table")
+        return 0
+    result = summarise(df, reference)
+    text = table_markdown(result, reference, "measured on each training's node") + "\n\n" + \
+        answer(result, reference, chosen)
+    (Path(run_path) / CONFIRM_TABLE_FILE).write_text(text + "\n")
+    print(text)
+    print(f"table: {Path(run_path) / CONFIRM_TABLE_FILE}; the report shows it: "
+          f"python -m analysis.report {run_path} -o report.html")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, prog=PROG))

@@ -1,0 +1,92 @@
+"""search.confirm: the chosen architecture against the four presets, with seeds, on the test batch."""
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--seeds", "2", "--epochs", "1", "--train-size", "128", "--budget", "smoke"]
+
+
+def confirm(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "search.confirm", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def rows(run: Path) -> list[dict[str, str]]:
+    path = run / "confirm.csv"
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture()
+def run(smoke_run, tmp_path) -> Path:
+    """A copy of the session's smoke search: confirm writes into the run directory."""
+    copy = tmp_path / "e2e"
+    shutil.copytree(smoke_run[0], copy, ignore=shutil.ignore_patterns(".lock", "ray"))
+    return copy
+
+
+def _searched_key(run: Path) -> str:
+    """An ok architecture the sampler found (not a preset): the knee of a 6-trial run may be a preset."""
+    with open(run / "trials.csv", newline="") as f:
+        return next(r["key"] for r in csv.DictReader(f) if r["status"] == "ok" and not r["preset"])
+
+
+def test_confirm_trains_five_systems_with_seeds_and_resumes_after_sigkill(run, ray_cluster):
+    args = [str(run), "--keys", _searched_key(run), *TINY, "--address", ray_cluster]
+    proc = subprocess.Popen([sys.executable, "-m", "search.confirm", *args], cwd=REPO, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while len(rows(run)) < 3 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = rows(run)
+    assert 1 <= len(before) < 10
+    done = confirm(*args)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    after = rows(run)
+    assert after[: len(before)] == before, "finished pairs are kept, never trained again"
+    pairs = Counter((r["system"], r["seed"]) for r in after)
+    assert len(pairs) == 10 and max(pairs.values()) == 1
+    assert {s for s, _ in pairs} == {"chosen", "cnn", "ghostnet", "all_mca", "selective_mca"}
+    assert all(r["status"] == "ok" and 0 <= float(r["test_acc"]) <= 1 for r in after)
+    assert f"{10 - len(before)} to train" in done.stdout
+    table = (run / "confirm.md").read_text()
+    assert "Δ vs ghostnet [95 % CI, Welch]" in table and "| ghostnet |" in table and "reference" in table
+    assert "Most accurate for its cost" in done.stdout and table.strip().splitlines()[-1] in done.stdout
+    again = confirm(*args)  # everything is there: nothing to train, the same table
+    assert again.returncode == 0 and "0 to train" in again.stdout and len(rows(run)) == 10
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--keys", "mca=nope"], "--keys: mca=nope is not an ok architecture"),
+    (["--seeds", "0"], "--seeds must be at least 1"),
+    (["--max-macs", "1"], "no ok trial meets the budget"),
+    (["--budget", "huge"], "unknown"),
+    (["--front", "--keys", "x"], "not allowed with argument"),
+])
+def test_bad_confirm_input_is_one_line_and_changes_nothing(run, extra, message):
+    listing = sorted(p.name for p in run.iterdir())
+    done = confirm(str(run), *extra, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr, done.stderr
+    assert sorted(p.name for p in run.iterdir()) == listing
+
+
+def test_confirm_of_a_missing_run_exits_2(tmp_path):
+    done = confirm(str(tmp_path / "nope"), timeout=120)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1

@@ -83,17 +83,8 @@ def train_proxy(arch: ArchConfig | nn.Module, data: Cifar10, budget: Budget, dev
     if budget.zero_init:
         zero_init_residuals(model)
     model = model.to(device, memory_format=torch.channels_last if budget.channels_last else torch.preserve_format)
-    train_idx, val_idx = proxy_split(data, budget, seed)
 
-    def loader(idx: torch.Tensor, train: bool, batch_size: int = EVAL_BATCH) -> DeviceLoader:
-        return DeviceLoader(data.train_images[idx], data.train_labels[idx], batch_size, device, train=train,
-                            seed=seed, channels_last=budget.channels_last,
-                            epoch_images=budget.epoch_images if train else None)
-
-    train, bn = loader(train_idx, True, budget.batch_size), loader(train_idx[: budget.bn_images], False)
-    val = (loader(val_idx, False) if evaluate_on == "val" else
-           DeviceLoader(data.test_images, data.test_labels, EVAL_BATCH, device, train=False,
-                        channels_last=budget.channels_last))
+    train, val, bn = _loaders(data, budget, seed, device, evaluate_on)
 
     def evaluate(m: nn.Module) -> float:
         if budget.bn_images:
@@ -115,6 +106,21 @@ def train_proxy(arch: ArchConfig | nn.Module, data: Cifar10, budget: Budget, dev
     return ProxyResult(result.status, done.val_accs[-1] if ok and done.val_accs else None, done.train_losses,
                        done.val_accs, len(done.val_accs), done.seconds + result.seconds, result.images_per_s,
                        result.error)
+
+
+def _loaders(data: Cifar10, budget: Budget, seed: int, device: torch.device, evaluate_on: str):
+    """(training, evaluation, BN-recalibration) loaders: evaluation on the seed's validation split, or the test batch."""
+    train_idx, val_idx = proxy_split(data, budget, seed)
+
+    def loader(idx: torch.Tensor, train: bool, batch_size: int = EVAL_BATCH) -> DeviceLoader:
+        return DeviceLoader(data.train_images[idx], data.train_labels[idx], batch_size, device, train=train,
+                            seed=seed, channels_last=budget.channels_last,
+                            epoch_images=budget.epoch_images if train else None)
+
+    val = (loader(val_idx, False) if evaluate_on == "val" else
+           DeviceLoader(data.test_images, data.test_labels, EVAL_BATCH, device, train=False,
+                        channels_last=budget.channels_last))
+    return loader(train_idx, True, budget.batch_size), val, loader(train_idx[: budget.bn_images], False)
 
 
 @dataclass

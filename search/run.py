@@ -191,10 +191,8 @@ def run(opts: Options) -> int:
 def ray_for(plan: Plan) -> Iterator[None]:
     """Ray started or joined, and one training's request checked against its nodes, before anything
     is written; a resumed run with nothing left to train starts no Ray."""
-    from record.rundir import TRAINED_STATUSES
-
     stored = plan.stored
-    if stored is not None and sum(r["status"] in TRAINED_STATUSES for r in stored.table.rows) >= plan.opts.trials:
+    if stored is not None and len(stored.table.trained()) >= plan.opts.trials:
         yield
         return
     from search.ray_runner import check_request, ray_session

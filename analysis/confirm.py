@@ -23,6 +23,8 @@ from record.rundir import CONFIRM_FILE, read_confirm
 REFERENCE = {"ghostnet": "ghostnet"}
 DEFAULT_REFERENCE = "ghost"
 LEVEL = 0.95
+# search.confirm times each system's latency in its trainings, on the node that trained it.
+LATENCY_SOURCE = "measured on each training's node"
 
 
 def reference_of(backbone: str) -> str:
@@ -105,34 +107,60 @@ def _fmt_count(value: float) -> str:
     return "-" if not math.isfinite(value) else f"{value / 1e6:.2f}M"
 
 
-def table_markdown(summary: pd.DataFrame, reference: str, latency_source: str) -> str:
-    head = (f"| system | params | MACs | latency ms ({latency_source}) | test accuracy mean ± SD (n) | "
-            f"Δ vs {reference} [95 % CI, Welch] | significant? |\n|---|---|---|---|---|---|---|")
-    lines = [head]
+def table_cells(summary: pd.DataFrame, reference: str, latency_source: str) -> tuple[list[str], list[list[str]]]:
+    """The study's table as text cells (header, rows): confirm.md and the report's HTML table show the same."""
+    head = ["system", "params", "MACs", f"latency ms ({latency_source})", "test accuracy mean ± SD (n)",
+            f"Δ vs {reference} [95 % CI, Welch]", "significant?"]
+    rows = []
     for _, r in summary.iterrows():
         sd = f" ± {100 * r['sd']:.2f}" if math.isfinite(r["sd"]) else ""
         diff = r["diff"]
         delta = "reference" if r["system"] == reference else (diff.show() if diff else "needs 2 seeds each")
         sig = "" if r["system"] == reference or diff is None else ("yes" if diff.significant else "no")
         lat = f"{r['latency_ms']:.3f}" if math.isfinite(r["latency_ms"]) else "-"
-        lines.append(f"| {r['system']} | {_fmt_count(r['params'])} | {_fmt_count(r['macs'])} | {lat} | "
-                     f"{100 * r['mean']:.2f}{sd} % ({int(r['n'])}) | {delta} | {sig} |")
-    return "\n".join(lines)
+        rows.append([str(r["system"]), _fmt_count(r["params"]), _fmt_count(r["macs"]), lat,
+                     f"{100 * r['mean']:.2f}{sd} % ({int(r['n'])})", delta, sig])
+    return head, rows
 
 
-def answer(summary: pd.DataFrame, reference: str, chosen: list[str]) -> str:
-    """The study's question answered from the table, in one sentence."""
+def table_markdown(summary: pd.DataFrame, reference: str, latency_source: str) -> str:
+    head, rows = table_cells(summary, reference, latency_source)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)])
+
+
+def chosen_first(summary: pd.DataFrame, backbone: str) -> list[str]:
+    """The systems in the sentence's order: the picked architectures, then the presets as the backbone lists them."""
+    from space import presets_for
+
+    names = list(presets_for(backbone))
+    systems = list(summary["system"])
+    return [s for s in systems if s not in names] + [s for s in names if s in systems]
+
+
+def answer(summary: pd.DataFrame, reference: str, backbone: str) -> str:
+    """The study's question answered from the table, in one sentence: the most accurate systems for their
+    MACs, then every system against the reference, beyond noise or not."""
     best = pareto_systems(summary)
     parts = [f"Most accurate for its cost (mean test accuracy against MACs): {', '.join(best)}"]
     by = {r["system"]: r for _, r in summary.iterrows()}
-    for system in [*chosen, "all_mca"]:
-        r = by.get(system)
-        if r is None or system == reference:
+    for system in chosen_first(summary, backbone):
+        if system == reference:
             continue
-        diff = r["diff"]
+        diff = by[system]["diff"]
         if diff is None:
             parts.append(f"{system} vs {reference}: not enough seeds to tell")
         else:
             verdict = ("beats" if diff.delta > 0 else "is below") if diff.significant else "is within noise of"
             parts.append(f"{system} {verdict} {reference} ({diff.show()})")
     return "; ".join(parts) + "."
+
+
+def study_answer(run_path: Path, backbone: str) -> tuple[pd.DataFrame, str, str] | None:
+    """(summary, table markdown, sentence) of a run's confirm.csv; None before the reference has a result."""
+    df = load_confirm(run_path)
+    reference = reference_of(backbone)
+    if df is None or df.empty or reference not in set(df["system"]):
+        return None
+    result = summarise(df, reference)
+    return result, table_markdown(result, reference, LATENCY_SOURCE), answer(result, reference, backbone)

@@ -232,3 +232,32 @@ def fidelity_figure(pairs: pd.DataFrame, epochs: int, tau: float, tau_ci: tuple[
                       xaxis_title="val_acc, proxy (the search's budget)", yaxis_title="val_acc, reference training",
                       template="plotly_white", height=440, legend=dict(orientation="h", y=-0.2))
     return fig
+
+
+def answer_figure(summary: pd.DataFrame, proxy_ok: pd.DataFrame, cost: str, presets: Sequence[str],
+                  x_title: str | None = None) -> go.Figure:
+    """The confirmed systems' test accuracy (mean ± 1 SD over seeds) against one cost, the search's proxy
+    front (val_acc at the proxy budget, a different and usually lower scale) faint behind them; the
+    picked architectures in red, the `presets` in blue."""
+    pts = with_cost(proxy_ok, cost)
+    front = pareto_front(pts, ["val_acc", cost]).sort_values([cost, "val_acc"])
+    systems = summary[summary[cost].notna()]
+    sd = systems["sd"].where(systems["sd"].notna(), None)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        name=f"proxy front, val_acc ({len(front)})", x=_vals(front[cost].astype(float)), y=_vals(front["val_acc"]),
+        mode="lines+markers", line=dict(color=FAINT, shape="hv", width=1.5), marker=dict(color=FAINT, size=7),
+        customdata=_custom(front), hovertemplate=_HOVER))
+    fig.add_trace(go.Scatter(
+        name=f"confirmed systems, test accuracy ({len(systems)})", x=_vals(systems[cost].astype(float)),
+        y=_vals(systems["mean"]), mode="markers+text", text=list(systems["system"]), textposition="top center",
+        marker=dict(color=[BASELINE if s in presets else FRONT for s in systems["system"]], size=11),
+        error_y=dict(ERROR_BAR, array=_vals(sd), color="#444"),
+        customdata=[[int(n), s] for n, s in zip(systems["n"], _vals(sd))],
+        hovertemplate="<b>%{text}</b><br>" + f"{cost} %{{x:,.4~g}}<br>test accuracy %{{y:.4f}} "
+                      "± %{customdata[1]:.4f} SD (%{customdata[0]} seeds)<extra></extra>"))
+    fig.update_layout(title=f"Confirmed on the test batch: accuracy against {cost} (mean ± 1 SD over seeds; "
+                            "grey: the search's proxy front)",
+                      xaxis_title=x_title or LABELS.get(cost, cost), yaxis_title="accuracy (test; proxy: val_acc)",
+                      xaxis_tickformat="~s", template="plotly_white", height=480, legend=dict(orientation="h", y=-0.2))
+    return fig

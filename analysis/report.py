@@ -5,8 +5,9 @@
 The file must open offline, e.g. on a cluster login node or attached to an
 issue, so plotly.js is embedded once in the head and no element refers to a
 network address.  Every figure sits in a div with a stable id (`fig-acc-macs`,
-`fig-acc-latency`, `fig-mca-heatmap`, `fig-parallel`, `fig-hypervolume`,
-and with --compare `fig-compare-front`, `fig-compare-hypervolume`) so that
+`fig-acc-latency`, `fig-mca-heatmap`, `fig-parallel`, `fig-hypervolume`;
+once `search.confirm` has run, "The answer" comes first: `fig-answer-macs`,
+`fig-answer-latency`, `confirm-table`, `answer-text`; and with --compare `fig-compare-front`, `fig-compare-hypervolume`) so that
 tests and people can find them.
 
 Accuracy is the mean over an architecture's seeds with its standard error
@@ -29,10 +30,12 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from record.objectives import OBJECTIVES
-from record.rundir import ACCURACY_STATUSES, STATUSES, TRAINED_STATUSES
+from record.rundir import ACCURACY_STATUSES, CONFIRM_FILE, STATUSES, TRAINED_STATUSES
 from record.stats import Z, describe_noise
+from space import presets_for
 
 from . import figures
+from .confirm import LATENCY_SOURCE, reference_of, study_answer, table_cells
 from .fidelity import fidelity, load_fidelity
 from .cli import Parser, UserError, parse_objectives, run_main
 from .latency_label import latency_axis_label, latency_source
@@ -175,6 +178,32 @@ def _run_sections(data: RunData, objectives: list[str], box: dict, origin: dict)
     return [*out, *_front_section(data, front, objectives), *_fidelity_section(data, objectives)]
 
 
+def _answer_section(data: RunData) -> list[str]:
+    """"The answer": search.confirm's systems on the test batch (error bars ± 1 SD over seeds) against MACs
+    and latency, the proxy front faint behind, and the study's table and sentence — confirm.md's numbers."""
+    backbone = data.meta.get("backbone", "ghostnet")
+    head = '<section id="answer"><h2>The answer: the chosen architecture against the presets, on the test batch</h2>'
+    result = study_answer(data.path, backbone)
+    if result is None:
+        if not (data.path / CONFIRM_FILE).exists():
+            return []
+        return [head, _note(f"search.confirm has no ok result of the reference {reference_of(backbone)} yet.",
+                            "note-answer-empty"), "</section>"]
+    summary, _, sentence = result
+    presets = list(presets_for(backbone))
+    out = [head, f'<p id="answer-text"><b>{html.escape(sentence)}</b></p>',
+           _figure_html(figures.answer_figure(summary, data.ok, "macs", presets), "fig-answer-macs")]
+    if summary["latency_ms"].notna().any():
+        out.append(_figure_html(figures.answer_figure(summary, data.ok, "latency_ms", presets,
+                                                      f"latency_ms ({LATENCY_SOURCE})"), "fig-answer-latency"))
+    columns, rows = table_cells(summary, reference_of(backbone), LATENCY_SOURCE)
+    thead = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    tbody = "".join(f'<tr data-system="{html.escape(r[0])}">' + "".join(f"<td>{html.escape(c)}</td>" for c in r)
+                    + "</tr>" for r in rows)
+    out.append(f'<table id="confirm-table"><thead><tr>{thead}</tr></thead><tbody>{tbody}</tbody></table>')
+    return [*out, "</section>"]
+
+
 def _status_notes(data: RunData) -> list[str]:
     """Trials left out of the plots (not ok), and trainings the scheduler stopped early."""
     out = []
@@ -267,7 +296,7 @@ def write_report(run_dirs: Sequence[Path], out_path: Path, objectives: Sequence[
     runs = [load_run(p) for p in run_dirs]
     objectives = _objectives(runs[0], objectives)
     box, origin = fixed_box(runs[0].archs, objectives)  # one box for the run and every run it is compared with
-    body = [_header(runs[0], objectives), *_run_sections(runs[0], objectives, box, origin)]
+    body = [_header(runs[0], objectives), *_answer_section(runs[0]), *_run_sections(runs[0], objectives, box, origin)]
     if len(runs) > 1:
         body += _compare_sections(runs, objectives, box, origin)
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

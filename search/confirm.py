@@ -88,7 +88,8 @@ def picked(data, args) -> list[tuple[str, Any]]:
 
 
 def systems(data, args) -> tuple[list[tuple[str, Any]], list[str]]:
-    """The picked architectures, then the backbone's presets; a pick that is a preset keeps the preset's name."""
+    """The picked architectures, then the backbone's presets, and the picks' names: a pick that is a preset
+    keeps the preset's name (and is trained once, as the preset)."""
     from space import presets_for
 
     presets = presets_for(data.meta.get("backbone", "ghostnet"))
@@ -124,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from trainer.device import cuda_available, default_gpus
 
     data = load_run(args.run)
-    todo_systems, chosen = systems(data, args)
+    todo_systems, picks = systems(data, args)
     gpus = args.gpus_per_trial if args.gpus_per_trial is not None else default_gpus()
     budget = confirm_budget(args, data.meta, cuda=gpus > 0 and cuda_available())
     data_dir = Path(args.data_dir or data.meta.get("data_dir") or "data")
@@ -137,14 +138,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         done = {(r["system"], int(r["seed"])) for r in table.rows}
         jobs = [{"arch": arch.to_dict(), "seed": s, "system": name}
                 for name, arch in todo_systems for s in seeds if (name, s) not in done]
-        print(f"{PROG}: {len(todo_systems)} systems x {len(seeds)} seeds, {len(jobs)} to train for {budget.epochs} "
+        print(f"{PROG}: picked {', '.join(picks)}; {len(todo_systems)} systems x {len(seeds)} seeds, {len(jobs)} to train for {budget.epochs} "
               f"epochs ({budget.trained_as()}), scored on the test batch; "
               f"results in {table.path}", flush=True)
         if jobs:
             _train(args, rundir, table, jobs, budget, data_dir, seed0, gpus)
     finally:
         rundir.close()
-    return summary(data.path, data.meta.get("backbone", "ghostnet"), chosen)
+    return summary(data.path, data.meta.get("backbone", "ghostnet"))
 
 
 def _train(args, rundir: RunDir, table: AppendTable, jobs: list[dict], budget, data_dir: Path, seed: int,
@@ -180,18 +181,15 @@ class _Writer(FinishedTrainings):
         print(f"[{len(self.table.rows)}] {status:<8} {job['system']} seed={job['seed']} {shown}", flush=True)
 
 
-def summary(run_path: Path, backbone: str, chosen: list[str]) -> int:
+def summary(run_path: Path, backbone: str) -> int:
     """The study's table and its one-sentence answer: printed, and kept in confirm.md."""
-    from analysis.confirm import answer, load_confirm, reference_of, summarise, table_markdown
+    from analysis.confirm import reference_of, study_answer
 
-    df = load_confirm(run_path)
-    reference = reference_of(backbone)
-    if df is None or df.empty or reference not in set(df["system"]):
-        print(f"{PROG}: no ok result of the reference {reference} yet: no table")
+    answer = study_answer(run_path, backbone)
+    if answer is None:
+        print(f"{PROG}: no ok result of the reference {reference_of(backbone)} yet: no table")
         return 0
-    result = summarise(df, reference)
-    text = table_markdown(result, reference, "measured on each training's node") + "\n\n" + \
-        answer(result, reference, chosen)
+    text = answer[1] + "\n\n" + answer[2]
     (Path(run_path) / CONFIRM_TABLE_FILE).write_text(text + "\n")
     print(text)
     print(f"table: {Path(run_path) / CONFIRM_TABLE_FILE}; the report shows it: "

@@ -13,6 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from analysis.load import load_run
+from analysis.pareto import pareto_front
+from analysis.report import write_report
+from record.rundir import open_confirm
+from runbuilder import build_run
+from test_report_browser import drawn_error_bars, finish, open_report, trace_lengths
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--seeds", "2", "--epochs", "1", "--train-size", "128", "--budget", "smoke"]
 
@@ -44,7 +51,7 @@ def _searched_key(run: Path) -> str:
         return next(r["key"] for r in csv.DictReader(f) if r["status"] == "ok" and not r["preset"])
 
 
-def test_confirm_trains_five_systems_with_seeds_and_resumes_after_sigkill(run, ray_cluster):
+def test_confirm_trains_five_systems_with_seeds_and_resumes_after_sigkill(run, ray_cluster, browser, tmp_path):
     args = [str(run), "--keys", _searched_key(run), *TINY, "--address", ray_cluster]
     proc = subprocess.Popen([sys.executable, "-m", "search.confirm", *args], cwd=REPO, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -69,6 +76,43 @@ def test_confirm_trains_five_systems_with_seeds_and_resumes_after_sigkill(run, r
     assert "Most accurate for its cost" in done.stdout and table.strip().splitlines()[-1] in done.stdout
     again = confirm(*args)  # everything is there: nothing to train, the same table
     assert again.returncode == 0 and "0 to train" in again.stdout and len(rows(run)) == 10
+    check_answer_in_chromium(browser, run, tmp_path / "answer.html", table)
+
+
+def check_answer_in_chromium(browser, run: Path, out: Path, table: str) -> None:
+    """The report's "The answer": confirm.md's numbers and sentence, each system drawn with its error bar."""
+    write_report([run], out)
+    page, errors, blocked = open_report(browser, out)
+    md_rows = [line for line in table.splitlines() if line.startswith("| ")][1:]
+    md_cells = [[c.strip() for c in line.strip("|").split("|")] for line in md_rows]
+    html_cells = page.evaluate("() => [...document.querySelectorAll('#confirm-table tbody tr')]"
+                               ".map(tr => [...tr.cells].map(td => td.textContent))")
+    assert html_cells == md_cells, "the report's table is confirm.md's"
+    assert page.locator("#answer-text").inner_text() == table.strip().splitlines()[-1]
+    ok = load_run(run).ok
+    for fig_id, cost in (("fig-answer-macs", "macs"), ("fig-answer-latency", "latency_ms")):
+        front = len(pareto_front(ok[ok[cost].notna()], ["val_acc", cost]))
+        assert trace_lengths(page, fig_id) == [front, len(md_cells)], fig_id
+        assert drawn_error_bars(page, fig_id) == len(md_cells), fig_id  # 2 seeds each: every system has an SD
+        labels = page.evaluate(f"() => [...document.querySelectorAll('#{fig_id} .scatterlayer .textpoint')]"
+                               ".map(t => t.textContent)")
+        assert sorted(labels) == sorted(r[0] for r in md_cells), fig_id
+    assert page.evaluate("() => document.querySelector('section').id") == "answer", "the answer comes first"
+    finish(page, errors, blocked, "report-answer.png")
+
+
+def test_report_without_the_reference_says_so_and_draws_no_answer(tmp_path):
+    """A confirmation killed before GhostNet finished: the report says what is missing instead of a table."""
+    run = build_run(tmp_path / "run", 2)
+    table = open_confirm(run / "confirm.csv")
+    cnn = load_run(run).ok.query("preset == 'cnn'").iloc[0]
+    table.append({"system": "cnn", "key": cnn["key"], "seed": 0, "status": "ok", "test_acc": 0.5,
+                  "macs": cnn["macs"], "params": cnn["params"], "latency_ms": "", "epochs": 1,
+                  "train_images": "all", "budget": "smoke", "train_seconds": 1.0, "error": ""})
+    page = write_report([run], tmp_path / "r.html").read_text()
+    assert 'id="note-answer-empty"' in page and "no ok result of the reference ghostnet" in page
+    assert 'id="fig-answer-macs"' not in page and 'id="confirm-table"' not in page
+    assert 'id="answer"' not in write_report([build_run(tmp_path / "bare", 2)], tmp_path / "b.html").read_text()
 
 
 @pytest.mark.parametrize("extra, message", [

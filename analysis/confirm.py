@@ -19,6 +19,8 @@ import pandas as pd
 
 from record.rundir import CONFIRM_FILE, read_confirm
 
+from .load import typed_table
+
 # The reference every difference is taken against: the backbone's Ghost preset.
 REFERENCE = {"ghostnet": "ghostnet"}
 DEFAULT_REFERENCE = "ghost"
@@ -33,17 +35,9 @@ def reference_of(backbone: str) -> str:
 
 def load_confirm(run_path: Path) -> pd.DataFrame | None:
     """confirm.csv as a typed frame of its ok rows; None when search.confirm never ran."""
-    path = Path(run_path) / CONFIRM_FILE
-    if not path.is_file():
-        return None
-    df = pd.DataFrame(read_confirm(path))
-    if df.empty:
-        return df
-    df = df[df["status"] == "ok"].copy()
-    for c in ("test_acc", "macs", "params", "latency_ms"):
-        df[c] = pd.to_numeric(df[c].replace("", None)).astype(float)
-    df["seed"] = pd.to_numeric(df["seed"]).astype(int)
-    return df
+    df = typed_table(Path(run_path) / CONFIRM_FILE, read_confirm, ints=("seed",),
+                     floats=("test_acc", "macs", "params", "latency_ms"))
+    return df if df is None or df.empty else df[df["status"] == "ok"].copy()
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from record.rundir import FIDELITY_FILE, read_fidelity
 
+from .load import typed_table
 from .pareto import pareto_front
 from .rank import bootstrap_interval, kendall_tau, spearman_rho
 
@@ -60,17 +61,8 @@ class Fidelity:
 
 def load_fidelity(run_path: Path) -> pd.DataFrame | None:
     """fidelity.csv of a run as a typed frame; None when the check was never run."""
-    path = Path(run_path) / FIDELITY_FILE
-    if not path.is_file():
-        return None
-    df = pd.DataFrame(read_fidelity(path))
-    if df.empty:
-        return df
-    for c in ("number", "epochs", "seed"):
-        df[c] = pd.to_numeric(df[c]).astype(int)
-    for c in ("val_acc", "train_seconds"):
-        df[c] = pd.to_numeric(df[c].replace("", None)).astype(float)
-    return df
+    return typed_table(Path(run_path) / FIDELITY_FILE, read_fidelity, ints=("number", "epochs", "seed"),
+                       floats=("val_acc", "train_seconds"))
 
 
 def fidelity(ok: pd.DataFrame, reference: pd.DataFrame, objectives: Sequence[str], top_k: int = 3,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -204,6 +204,25 @@ def _typed(columns: list[str], rows: list[dict[str, str]], where: Path) -> pd.Da
     df["mca_kernels"] = df["kernels"].where(df["n_mca"] > 0, "-")
     df["label"] = [p if p else f"#{n}" for p, n in zip(df["preset"], df["number"])]
     return df.sort_values("number", kind="stable").reset_index(drop=True)
+
+
+def typed_table(path: Path, read, ints: Sequence[str], floats: Sequence[str]) -> pd.DataFrame | None:
+    """A re-training table of a run (`fidelity.csv`, `confirm.csv`) read with `read` into a typed frame:
+    `ints` as int, `floats` as float (an empty cell is NaN); None when the command never ran there, and
+    one RunError line for a cell that is not a number."""
+    if not path.is_file():
+        return None
+    df = pd.DataFrame(read(path))
+    if df.empty:
+        return df
+    try:
+        for c in ints:
+            df[c] = pd.to_numeric(df[c]).astype(int)
+        for c in floats:
+            df[c] = pd.to_numeric(df[c].replace("", None)).astype(float)
+    except (ValueError, TypeError) as exc:
+        raise RunError(f"{path} has a malformed value ({exc})") from None
+    return df
 
 
 __all__ = ["RunData", "RunError", "load_run", "check_objectives", "MCA_COLUMNS", "ARCH_COLUMNS", "placement_columns"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, NoReturn, Sequence
+from typing import Any, Callable, Mapping, NoReturn, Sequence
 
 
 class UserError(ValueError):
@@ -29,6 +29,14 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UserError(message)
+
+
+def require_at_least(args: Any, minimums: Mapping[str, int]) -> None:
+    """Refuse a parsed count below its minimum (`--seeds 0` would silently do nothing); unset ones pass."""
+    for name, low in minimums.items():
+        value = getattr(args, name)
+        if value is not None and value < low:
+            raise UserError(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
 
 
 def one_line(message: object) -> str:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from cli_kit import Parser, UserError, run_main
+from cli_kit import Parser, UserError, require_at_least, run_main
 from record.rundir import CONFIRM_FILE, CONFIRM_TABLE_FILE, AppendTable, RunDir, open_confirm
 from search.ray_runner import FinishedTrainings, job_of
 
@@ -54,12 +54,7 @@ def build_parser() -> Parser:
 
 def _checked(argv: Sequence[str] | None):
     args = build_parser().parse_args(argv)
-    for flag in ("seeds", "epochs", "train_size", "max_concurrent"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
-    if args.max_restarts < 0:
-        raise UserError(f"--max-restarts must be at least 0, got {args.max_restarts}")
+    require_at_least(args, {"seeds": 1, "epochs": 1, "train_size": 1, "max_concurrent": 1, "max_restarts": 0})
     return args
 
 

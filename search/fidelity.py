@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from cli_kit import Parser, UserError, run_main
+from cli_kit import Parser, UserError, require_at_least, run_main
 from record.rundir import FIDELITY_FILE, AppendTable, RunDir, open_fidelity
 from search.ray_runner import FinishedTrainings, job_of
 
@@ -53,10 +53,7 @@ def choose(ok, objectives: Sequence[str], sample: int, seed: int):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for flag in ("epochs", "sample", "top_k", "train_size"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
+    require_at_least(args, {"epochs": 1, "sample": 1, "top_k": 1, "train_size": 1, "max_concurrent": 1})
     from analysis.load import load_run
     from trainer.data import load_cifar10
 

@@ -115,6 +115,16 @@ def test_report_without_the_reference_says_so_and_draws_no_answer(tmp_path):
     assert 'id="answer"' not in write_report([build_run(tmp_path / "bare", 2)], tmp_path / "b.html").read_text()
 
 
+def test_a_corrupt_confirm_table_is_one_line_exit_2(tmp_path):
+    run = build_run(tmp_path / "run", 2)
+    (run / "confirm.csv").write_text(",".join(open_confirm(tmp_path / "x.csv").columns) + "\n"
+                                     "ghostnet,k,0,ok,not-a-number,1,1,1,1,all,smoke,1,,\n")
+    done = subprocess.run([sys.executable, "-m", "analysis.report", str(run), "-o", str(tmp_path / "r.html")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "confirm.csv has a malformed value" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "r.html").exists()
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--keys", "mca=nope"], "--keys: mca=nope is not an ok architecture"),
     (["--seeds", "0"], "--seeds must be at least 1"),

@@ -52,15 +52,17 @@ def test_fidelity_retrains_front_and_sample_resumably(smoke_run, ray_cluster, tm
 @pytest.mark.parametrize("case, message", [
     ("no-ok", "has no ok trial"),
     ("sample-0", "--sample must be at least 1"),
+    ("concurrent-0", "--max-concurrent must be at least 1"),
     ("missing", "is not a run directory"),
 ])
 def test_fidelity_bad_input_is_one_line_exit_2(case, message, tmp_path):
     run = tmp_path / "run"
     if case == "no-ok":
         build_run(run, 1, baselines=False, statuses=["failed"])
-    elif case == "sample-0":
+    elif case in ("sample-0", "concurrent-0"):
         build_run(run, 2)
     args = [str(run), "--epochs", "2", "--sample", "0" if case == "sample-0" else "2"]
+    args += ["--max-concurrent", "0"] if case == "concurrent-0" else []
     done = fidelity(*args, timeout=120)
     assert done.returncode == 2, (done.stdout, done.stderr)
     lines = done.stderr.strip().splitlines()

@@ -124,7 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     gpus = args.gpus_per_trial if args.gpus_per_trial is not None else default_gpus()
     budget = confirm_budget(args, data.meta, cuda=gpus > 0 and cuda_available())
     data_dir = Path(args.data_dir or data.meta.get("data_dir") or "data")
-    load_cifar10(data_dir)  # a DataError (UserError) now, not in every worker
+    pool = len(load_cifar10(data_dir).train_labels)  # a DataError (UserError) now, not in every worker
+    train_images = budget.train_size or pool - int((data.meta.get("data_sizes") or {}).get("val", 0))
     seed0 = int(data.meta.get("seed", 0))
     seeds = [seed0 + i for i in range(args.seeds)]
     rundir = RunDir.open(data.path)  # the lock: one writer per run directory
@@ -137,20 +138,25 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"epochs ({budget.trained_as()}), scored on the test batch; "
               f"results in {table.path}", flush=True)
         if jobs:
-            _train(args, rundir, table, jobs, budget, data_dir, seed0, gpus)
+            _train(args, rundir, table, jobs, budget, data_dir, seed0, gpus, train_images)
     finally:
         rundir.close()
     return summary(data.path, data.meta.get("backbone", "ghostnet"))
 
 
 def _train(args, rundir: RunDir, table: AppendTable, jobs: list[dict], budget, data_dir: Path, seed: int,
-           gpus: float) -> None:
-    from search.ray_runner import Execution, check_request, fit, make_tuner, ray_session, trial_context
+           gpus: float, train_images: int) -> None:
+    from search.ray_runner import (Execution, check_request, concurrent_trainings, fit, make_tuner, ray_session,
+                                   trial_context)
+    from trainer.budget import CPU_FIDELITY
 
     execution = Execution(address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus,
                           max_concurrent=args.max_concurrent, max_restarts=args.max_restarts)
     with ray_session(execution):
         check_request(execution)
+        if gpus == 0:  # on the CPU, how long the table takes, from the calibration's CPU-s per training
+            execution = dataclasses.replace(execution, max_concurrent=concurrent_trainings(execution))
+            print(CPU_FIDELITY.duration_line(len(jobs), execution.max_concurrent, budget, train_images), flush=True)
         ctx = trial_context(execution, data_dir, budget, seed, evaluate_on="test")
         tuner = make_tuner(execution, ctx, name=f"confirm-{len(table.rows)}", storage_path=rundir.ray_dir,
                            callbacks=[_Writer(table, budget)], configs=jobs, events=rundir.events_path)

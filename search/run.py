@@ -270,19 +270,7 @@ def _print_start(plan: Plan, scheduler, remaining: int, concurrent: int) -> None
         from trainer.budget import CPU_FIDELITY
 
         print(CPU_FIDELITY.line(), flush=True)
-        print(expected_duration(CPU_FIDELITY, remaining, concurrent, budget, sizes["train"]), flush=True)
-
-
-def expected_duration(fidelity, trainings: int, concurrent: int, budget, train_images: int) -> str:
-    """The start-up estimate of the whole search, from the calibration's measured CPU seconds per training."""
-    hours = fidelity.hours(trainings, concurrent, budget, train_images)
-    if hours is None:
-        return (f"expected duration: not measured for proxy width x{budget.proxy_width:g} "
-                f"(the calibration measured x{fidelity.width:g})")
-    return (f"expected duration: about {hours:.1f} h for {trainings} trainings, {concurrent} at a time on one thread "
-            f"each ({fidelity.seconds:.0f} CPU-s per training measured for {fidelity.epochs} epoch(s) of "
-            f"{fidelity.epoch_images or fidelity.images:,} images, scaled to this run's "
-            f"{budget.epochs} x {min(budget.epoch_images or train_images, train_images):,})")
+        print(CPU_FIDELITY.duration_line(remaining, concurrent, budget, sizes["train"]), flush=True)
 
 
 def make_searcher(plan: Plan, rundir: RunDir, ledger, writer, attempt: int, stopped=None):

@@ -53,3 +53,9 @@ def test_expected_duration_scales_with_the_images_trained():
     assert CPU_FIDELITY.hours(200, 2, BUDGETS["cpu"], 4_136) == pytest.approx(full * 4_136 / 45_000)
     assert CPU_FIDELITY.hours(100, 1, BUDGETS["cpu"], 45_000) == pytest.approx(full)
     assert CPU_FIDELITY.hours(200, 2, dataclasses.replace(BUDGETS["cpu"], proxy_width=0.3)) is None
+    # search.confirm's CPU default: 3 x the proxy's epochs, 8 trainings 2 at a time
+    three = dataclasses.replace(BUDGETS["cpu"], epochs=3)
+    line = CPU_FIDELITY.duration_line(8, 2, three, 45_000)
+    assert f"about {CPU_FIDELITY.hours(8, 2, three, 45_000):.1f} h for 8 trainings" in line
+    assert "scaled to 3 x 45,000" in line and CPU_FIDELITY.hours(8, 2, three, 45_000) == pytest.approx(
+        3 * CPU_FIDELITY.hours(8, 2, BUDGETS["cpu"], 45_000))

@@ -175,6 +175,18 @@ class ProxyFidelity:
             seconds *= budget.epochs * min(budget.epoch_images or pool, pool) / measured
         return trials * seconds / max(1, concurrent) / 3600
 
+    def duration_line(self, trainings: int, concurrent: int, budget: Budget, train_images: int) -> str:
+        """The start-up estimate of `trainings` trainings (a search, a confirmation) from the measured CPU
+        seconds per training, scaled to `budget` on `train_images` images."""
+        hours = self.hours(trainings, concurrent, budget, train_images)
+        if hours is None:
+            return (f"expected duration: not measured for proxy width x{budget.proxy_width:g} "
+                    f"(the calibration measured x{self.width:g})")
+        return (f"expected duration: about {hours:.1f} h for {trainings} trainings, {concurrent} at a time on one "
+                f"thread each ({self.seconds:.0f} CPU-s per training measured for {self.epochs} epoch(s) of "
+                f"{self.epoch_images or self.images:,} images, scaled to "
+                f"{budget.epochs} x {min(budget.epoch_images or train_images, train_images):,})")
+
     def line(self) -> str:
         per_epoch = f"{self.epoch_images:,} images per epoch" if self.epoch_images else "all images"
         this = (f"{self.epochs} epoch{'s' if self.epochs != 1 else ''} of {per_epoch} at width x{self.width:g}: "

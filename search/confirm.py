@@ -134,8 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         done = {(r["system"], int(r["seed"])) for r in table.rows}
         jobs = [{"arch": arch.to_dict(), "seed": s, "system": name}
                 for name, arch in todo_systems for s in seeds if (name, s) not in done]
-        print(f"{PROG}: picked {', '.join(picks)}; {len(todo_systems)} systems x {len(seeds)} seeds, {len(jobs)} to train for {budget.epochs} "
-              f"epochs ({budget.trained_as()}), scored on the test batch; "
+        print(f"{PROG}: picked {', '.join(picks)}; {len(todo_systems)} systems x {len(seeds)} seeds, {len(jobs)} "
+              f"to train for {budget.epochs} epochs ({budget.trained_as()}), scored on the test batch; "
               f"results in {table.path}", flush=True)
         if jobs:
             _train(args, rundir, table, jobs, budget, data_dir, seed0, gpus, train_images)

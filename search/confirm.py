@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from cli_kit import Parser, UserError, require_at_least, run_main
-from record.rundir import CONFIRM_FILE, CONFIRM_TABLE_FILE, AppendTable, RunDir, open_confirm
+from record.rundir import CONFIRM_FILE, CONFIRM_TABLE_FILE, AppendTable, open_confirm
 from search.ray_runner import FinishedTrainings, job_of
+from search.retrain import add_execution_flags, checked_data, execution_of, locked_table, run_recipe, train_jobs
 
 PROG = "search.confirm"
 CUDA_EPOCHS = 200  # a full CIFAR training, as the papers train
@@ -43,12 +44,7 @@ def build_parser() -> Parser:
     t.add_argument("--budget", default=None, help="trainer preset smoke|cpu|gpu (default: the run's)")
     t.add_argument("--train-size", type=int, default=None, help="training images (default: the whole training split)")
     t.add_argument("--data-dir", default=None, help="CIFAR-10 (default: the run's data directory)")
-    e = p.add_argument_group("execution")
-    e.add_argument("--address", default=None, help="join a Ray cluster (default: start a local one)")
-    e.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per training (default %(default)g)")
-    e.add_argument("--gpus-per-trial", type=float, default=None, help="GPUs per training (default 1 with CUDA)")
-    e.add_argument("--max-concurrent", type=int, default=None, help="trainings at once (default: as many as fit)")
-    e.add_argument("--max-restarts", type=int, default=3, help="restarts after a lost node (default %(default)s)")
+    add_execution_flags(p)
     return p
 
 
@@ -101,36 +97,26 @@ def systems(data, args) -> tuple[list[tuple[str, Any]], list[str]]:
 def confirm_budget(args, meta: dict, cuda: bool):
     """The run's recipe (or --budget) trained longer on the whole training split: on CUDA as the papers
     train (full width), on the CPU a few times the run's proxy."""
-    from trainer.budget import get_budget, run_budget, run_split
-
-    try:
-        base = get_budget(args.budget, **run_split(meta)) if args.budget else run_budget(meta, **run_split(meta))
-        if cuda:
-            base = dataclasses.replace(base, proxy_width=1.0, epoch_images=None)
-        epochs = args.epochs or (CUDA_EPOCHS if cuda else CPU_EPOCH_FACTOR * base.epochs)
-        return dataclasses.replace(base, epochs=epochs, train_size=args.train_size)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    base = run_recipe(meta, args.budget)
+    if cuda:
+        base = dataclasses.replace(base, proxy_width=1.0, epoch_images=None)
+    epochs = args.epochs or (CUDA_EPOCHS if cuda else CPU_EPOCH_FACTOR * base.epochs)
+    return dataclasses.replace(base, epochs=epochs, train_size=args.train_size)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _checked(argv)
     from analysis.load import load_run
-    from trainer.data import load_cifar10
-    from trainer.device import cuda_available, default_gpus
+    from trainer.device import cuda_available
 
     data = load_run(args.run)
     todo_systems, picks = systems(data, args)
-    gpus = args.gpus_per_trial if args.gpus_per_trial is not None else default_gpus()
-    budget = confirm_budget(args, data.meta, cuda=gpus > 0 and cuda_available())
-    data_dir = Path(args.data_dir or data.meta.get("data_dir") or "data")
-    pool = len(load_cifar10(data_dir).train_labels)  # a DataError (UserError) now, not in every worker
-    train_images = budget.train_size or pool - int((data.meta.get("data_sizes") or {}).get("val", 0))
+    execution = execution_of(args)
+    budget = confirm_budget(args, data.meta, cuda=execution.device == "cuda" and cuda_available())
+    data_dir, split_images = checked_data(args.data_dir, data.meta)
     seed0 = int(data.meta.get("seed", 0))
     seeds = [seed0 + i for i in range(args.seeds)]
-    rundir = RunDir.open(data.path)  # the lock: one writer per run directory
-    try:
-        table = open_confirm(rundir.path / CONFIRM_FILE)
+    with locked_table(data.path, CONFIRM_FILE, open_confirm) as (rundir, table):
         done = {(r["system"], int(r["seed"])) for r in table.rows}
         jobs = [{"arch": arch.to_dict(), "seed": s, "system": name}
                 for name, arch in todo_systems for s in seeds if (name, s) not in done]
@@ -138,29 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"to train for {budget.epochs} epochs ({budget.trained_as()}), scored on the test batch; "
               f"results in {table.path}", flush=True)
         if jobs:
-            _train(args, rundir, table, jobs, budget, data_dir, seed0, gpus, train_images)
-    finally:
-        rundir.close()
+            train_jobs(execution, rundir, _Writer(table, budget), jobs, name=f"confirm-{len(table.rows)}",
+                       data_dir=data_dir, budget=budget, seed=seed0, evaluate_on="test",
+                       train_images=budget.train_size or split_images)
     return summary(data.path, data.meta.get("backbone", "ghostnet"))
-
-
-def _train(args, rundir: RunDir, table: AppendTable, jobs: list[dict], budget, data_dir: Path, seed: int,
-           gpus: float, train_images: int) -> None:
-    from search.ray_runner import (Execution, check_request, concurrent_trainings, fit, make_tuner, ray_session,
-                                   trial_context)
-    from trainer.budget import CPU_FIDELITY
-
-    execution = Execution(address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus,
-                          max_concurrent=args.max_concurrent, max_restarts=args.max_restarts)
-    with ray_session(execution):
-        check_request(execution)
-        if gpus == 0:  # on the CPU, how long the table takes, from the calibration's CPU-s per training
-            execution = dataclasses.replace(execution, max_concurrent=concurrent_trainings(execution))
-            print(CPU_FIDELITY.duration_line(len(jobs), execution.max_concurrent, budget, train_images), flush=True)
-        ctx = trial_context(execution, data_dir, budget, seed, evaluate_on="test")
-        tuner = make_tuner(execution, ctx, name=f"confirm-{len(table.rows)}", storage_path=rundir.ray_dir,
-                           callbacks=[_Writer(table, budget)], configs=jobs, events=rundir.events_path)
-        fit(tuner)
 
 
 class _Writer(FinishedTrainings):

@@ -11,15 +11,14 @@ see the same numbers.
 """
 from __future__ import annotations
 
-import dataclasses
 import random
 import sys
-from pathlib import Path
 from typing import Any, Sequence
 
 from cli_kit import Parser, UserError, require_at_least, run_main
-from record.rundir import FIDELITY_FILE, AppendTable, RunDir, open_fidelity
+from record.rundir import FIDELITY_FILE, AppendTable, open_fidelity
 from search.ray_runner import FinishedTrainings, job_of
+from search.retrain import add_execution_flags, checked_data, execution_of, locked_table, run_recipe, train_jobs
 
 PROG = "search.fidelity"
 
@@ -34,10 +33,7 @@ def build_parser() -> Parser:
     p.add_argument("--seed", type=int, default=0, help="seed of the sample draw and the bootstrap (default 0)")
     p.add_argument("--top-k", type=int, default=3, help="k of the top-k overlap (default 3)")
     p.add_argument("--data-dir", default=None, help="CIFAR-10 (default: the run's data directory)")
-    p.add_argument("--address", default=None, help="join a Ray cluster (default: start a local one)")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per training (default %(default)g)")
-    p.add_argument("--gpus-per-trial", type=float, default=None, help="GPUs per training (default 1 with CUDA)")
-    p.add_argument("--max-concurrent", type=int, default=None, help="trainings at once (default: as many as fit)")
+    add_execution_flags(p)
     return p
 
 
@@ -53,60 +49,29 @@ def choose(ok, objectives: Sequence[str], sample: int, seed: int):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    require_at_least(args, {"epochs": 1, "sample": 1, "top_k": 1, "train_size": 1, "max_concurrent": 1})
-    from analysis.load import load_run
-    from trainer.data import load_cifar10
+    require_at_least(args, {"epochs": 1, "sample": 1, "top_k": 1, "train_size": 1, "max_concurrent": 1,
+                            "max_restarts": 0})
+    from analysis.load import RunData, load_run
 
     data = load_run(args.run)
     if data.ok.empty:
         raise UserError(f"run {data.path} has no ok trial: nothing to re-train")
-    budget = _reference_budget(args, data.meta)
-    data_dir = Path(args.data_dir or data.meta.get("data_dir") or "data")
-    load_cifar10(data_dir)  # a DataError (UserError) now, not in every worker
+    # The run's recipe on its validation split, trained --epochs long.
+    budget = run_recipe(data.meta, args.budget, epochs=args.epochs, train_size=args.train_size)
+    data_dir, split_images = checked_data(args.data_dir, data.meta)
     chosen = choose(data.ok, data.objectives, args.sample, args.seed)
-    rundir = RunDir.open(data.path)  # the lock: one writer per run directory
-    try:
-        table = open_fidelity(rundir.path / FIDELITY_FILE)
-        done = {r["key"] for r in table.rows}
-        todo = chosen[~chosen["key"].isin(done)]
+    seed = int(data.meta.get("seed", 0))
+    with locked_table(data.path, FIDELITY_FILE, open_fidelity) as (rundir, table):
+        todo = chosen[~chosen["key"].isin({r["key"] for r in table.rows})]
         print(f"{PROG}: {len(chosen)} architectures (front + {args.sample} sampled), {len(todo)} to re-train "
               f"for {budget.epochs} epochs on {budget.train_size or 'all'} images; results in {table.path}", flush=True)
         if len(todo):
-            _retrain(args, rundir, table, todo, budget, data_dir, int(data.meta.get("seed", 0)))
-    finally:
-        rundir.close()
+            writer = _Writer(table, {str(r["key"]): int(r["number"]) for _, r in todo.iterrows()}, budget.epochs,
+                             budget.train_size, seed)
+            jobs = [{"arch": RunData.arch(r).to_dict()} for _, r in todo.iterrows()]
+            train_jobs(execution_of(args), rundir, writer, jobs, name=f"fidelity-{len(table.rows)}",
+                       data_dir=data_dir, budget=budget, seed=seed, train_images=budget.train_size or split_images)
     return _summary(data, args)
-
-
-def _reference_budget(args, meta: dict):
-    """The run's budget (or `--budget`) on the run's validation split, trained `--epochs` long."""
-    from trainer.budget import get_budget, run_budget, run_split
-
-    try:
-        budget = get_budget(args.budget, **run_split(meta)) if args.budget else run_budget(meta, **run_split(meta))
-        return dataclasses.replace(budget, epochs=args.epochs,
-                                   train_size=args.train_size if args.train_size else budget.train_size)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-
-
-def _retrain(args, rundir: RunDir, table: AppendTable, todo, budget, data_dir: Path, seed: int) -> None:
-    from analysis.load import RunData
-    from search.ray_runner import Execution, check_request, fit, make_tuner, ray_session, trial_context
-    from trainer.device import default_gpus
-
-    gpus = args.gpus_per_trial if args.gpus_per_trial is not None else default_gpus()
-    execution = Execution(address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus,
-                          max_concurrent=args.max_concurrent)
-    writer = _Writer(table, {str(r["key"]): int(r["number"]) for _, r in todo.iterrows()}, budget.epochs,
-                     budget.train_size, seed)
-    with ray_session(execution):
-        check_request(execution)
-        tuner = make_tuner(execution, trial_context(execution, data_dir, budget, seed),
-                           name=f"fidelity-{len(table.rows)}", storage_path=rundir.ray_dir, callbacks=[writer],
-                           configs=[{"arch": RunData.arch(r).to_dict()} for _, r in todo.iterrows()],
-                           events=rundir.events_path)
-        fit(tuner)
 
 
 class _Writer(FinishedTrainings):

@@ -1,7 +1,7 @@
 """Running trainings on Ray: the one place every command that trains goes through.
 
-`search.run` (trainings an Optuna sampler proposes) and `search.fidelity`
-(a fixed list re-trained longer) share all of it: start a local Ray or join
+`search.run` (trainings an Optuna sampler proposes), `search.fidelity` and
+`search.confirm` (a fixed list of jobs, through `search.retrain`) share all of it: start a local Ray or join
 a cluster (`ray_session`), the `TrialContext` the trainable gets, one
 `Tuner` over the one trainable (`make_tuner`), and the callback base that
 turns a finished Tune trial into a status a table can record

@@ -1,0 +1,95 @@
+"""What the commands that re-train a finished run's architectures share: `search.fidelity`, `search.confirm`.
+
+Both read a run, train a fixed list of jobs on the run's recipe (longer, or
+on the test batch) through `search.ray_runner`, append one row per finished
+training to a table of the run directory — so a killed command resumes
+without training a job again — and print what the table says.  Only what
+they pick, how long they train and what they make of the rows differ; the
+flags, the recipe, the data check, the lock and the Ray round are here once.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from cli_kit import UserError
+from record.rundir import AppendTable, RunDir
+from search.ray_runner import Execution
+
+
+def add_execution_flags(p: argparse.ArgumentParser) -> None:
+    """Where the trainings run: the same flags, defaults and help as every re-training command."""
+    e = p.add_argument_group("execution")
+    e.add_argument("--address", default=None, help="join a Ray cluster (default: start a local one)")
+    e.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per training (default %(default)g)")
+    e.add_argument("--gpus-per-trial", type=float, default=None, help="GPUs per training (default 1 with CUDA)")
+    e.add_argument("--max-concurrent", type=int, default=None, help="trainings at once (default: as many as fit)")
+    e.add_argument("--max-restarts", type=int, default=3, help="restarts after a lost node (default %(default)s)")
+
+
+def execution_of(args: argparse.Namespace) -> Execution:
+    from trainer.device import default_gpus
+
+    gpus = args.gpus_per_trial if args.gpus_per_trial is not None else default_gpus()
+    return Execution(address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus,
+                     max_concurrent=args.max_concurrent, max_restarts=args.max_restarts)
+
+
+def run_recipe(meta: Mapping[str, Any], budget: str | None = None, **changes: Any):
+    """The run's recipe (or the preset `budget`) on the run's validation split, with `changes`
+    (None keeps a field); a bad preset or field is one line."""
+    import dataclasses
+
+    from trainer.budget import get_budget, run_budget, run_split
+
+    try:
+        split = run_split(dict(meta))
+        base = get_budget(budget, **split) if budget else run_budget(dict(meta), **split)
+        return dataclasses.replace(base, **{k: v for k, v in changes.items() if v is not None})
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def checked_data(data_dir: str | Path | None, meta: Mapping[str, Any]) -> tuple[Path, int]:
+    """The data directory (the flag, else the run's), checked here (one line) rather than in every worker,
+    and how many training images the run's validation split leaves (what "the whole split" trains on)."""
+    from trainer.data import load_cifar10
+
+    path = Path(data_dir or meta.get("data_dir") or "data")
+    pool = len(load_cifar10(path).train_labels)
+    return path, pool - int((meta.get("data_sizes") or {}).get("val", 0))
+
+
+@contextlib.contextmanager
+def locked_table(run_path: Path, name: str,
+                 open_table: Callable[[Path], AppendTable]) -> Iterator[tuple[RunDir, AppendTable]]:
+    """The run directory locked (one writer per run) and its table `name`, open for appending."""
+    rundir = RunDir.open(run_path)
+    try:
+        yield rundir, open_table(rundir.path / name)
+    finally:
+        rundir.close()
+
+
+def train_jobs(execution: Execution, rundir: RunDir, writer, jobs: Sequence[dict[str, Any]], *, name: str,
+               data_dir: Path, budget, seed: int, evaluate_on: str = "val", train_images: int | None = None) -> None:
+    """Train `jobs` (each {"arch": ..., "seed": ...}) on Ray, `writer` recording each finished one.
+
+    On the CPU it first says how long that takes, from the calibration's CPU-seconds per training.
+    """
+    import dataclasses
+
+    from search.ray_runner import check_request, concurrent_trainings, fit, make_tuner, ray_session, trial_context
+    from trainer.budget import CPU_FIDELITY
+
+    with ray_session(execution):
+        check_request(execution)
+        if execution.device == "cpu":
+            execution = dataclasses.replace(execution, max_concurrent=concurrent_trainings(execution))
+            print(CPU_FIDELITY.duration_line(len(jobs), execution.max_concurrent, budget,
+                                             train_images or CPU_FIDELITY.images), flush=True)
+        ctx = trial_context(execution, data_dir, budget, seed, evaluate_on=evaluate_on)
+        fit(make_tuner(execution, ctx, name=name, storage_path=rundir.ray_dir, callbacks=[writer], configs=jobs,
+                       events=rundir.events_path))

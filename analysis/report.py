@@ -7,7 +7,8 @@ issue, so plotly.js is embedded once in the head and no element refers to a
 network address.  Every figure sits in a div with a stable id (`fig-acc-macs`,
 `fig-acc-latency`, `fig-mca-heatmap`, `fig-parallel`, `fig-hypervolume`;
 once `search.confirm` has run, "The answer" comes first: `fig-answer-macs`,
-`fig-answer-latency`, `confirm-table`, `answer-text`; and with --compare `fig-compare-front`, `fig-compare-hypervolume`) so that
+`fig-answer-latency`, `confirm-table`, `answer-text`; and with --compare
+`fig-compare-front`, `fig-compare-hypervolume`) so that
 tests and people can find them.
 
 Accuracy is the mean over an architecture's seeds with its standard error

@@ -19,8 +19,9 @@ from typing import Any, Sequence
 
 from cli_kit import Parser, UserError, require_at_least, run_main
 from record.rundir import CONFIRM_FILE, CONFIRM_TABLE_FILE, AppendTable, open_confirm
-from search.ray_runner import FinishedTrainings, job_of
-from search.retrain import add_execution_flags, checked_data, execution_of, locked_table, run_recipe, train_jobs
+from search.ray_runner import job_of
+from search.retrain import (RetrainWriter, add_execution_flags, checked_data, execution_of, locked_table, run_recipe,
+                            train_jobs)
 
 PROG = "search.confirm"
 CUDA_EPOCHS = 200  # a full CIFAR training, as the papers train
@@ -124,29 +125,29 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"to train for {budget.epochs} epochs ({budget.trained_as()}), scored on the test batch; "
               f"results in {table.path}", flush=True)
         if jobs:
-            train_jobs(execution, rundir, _Writer(table, budget), jobs, name=f"confirm-{len(table.rows)}",
+            train_jobs(execution, rundir, _Writer(table, len(jobs), budget), jobs, name=f"confirm-{len(table.rows)}",
                        data_dir=data_dir, budget=budget, seed=seed0, evaluate_on="test",
                        train_images=budget.train_size or split_images)
     return summary(data.path, data.meta.get("backbone", "ghostnet"))
 
 
-class _Writer(FinishedTrainings):
-    """Tune callback in the driver: one confirm.csv row per finished (system, seed)."""
+class _Writer(RetrainWriter):
+    """One confirm.csv row per finished (system, seed)."""
 
-    def __init__(self, table: AppendTable, budget) -> None:
-        self.table, self.budget = table, budget
+    def __init__(self, table: AppendTable, todo: int, budget) -> None:
+        super().__init__(table, todo)
+        self.budget = budget
 
-    def finished(self, trial, status: str, result: dict[str, Any], error: str) -> None:
+    def row(self, trial, status: str, result: dict[str, Any], error: str) -> tuple[dict[str, Any], str]:
         job = job_of(trial)
         acc = result.get("val_acc") if status == "ok" else None  # the test batch's (evaluate_on="test")
-        self.table.append({"system": job["system"], "key": result.get("key", ""), "seed": job["seed"],
-                           "status": status, "test_acc": acc, "macs": result.get("macs"),
-                           "params": result.get("params"), "latency_ms": result.get("latency_ms"),
-                           "epochs": result.get("epochs"), "train_images": self.budget.train_size or "all",
-                           "budget": self.budget.name, "train_seconds": result.get("train_seconds"),
-                           "error": error})
+        row = {"system": job["system"], "key": result.get("key", ""), "seed": job["seed"], "status": status,
+               "test_acc": acc, "macs": result.get("macs"), "params": result.get("params"),
+               "latency_ms": result.get("latency_ms"), "epochs": result.get("epochs"),
+               "train_images": self.budget.train_size or "all", "budget": self.budget.name,
+               "train_seconds": result.get("train_seconds"), "error": error}
         shown = f"test_acc={100 * acc:.2f}%" if acc is not None else error
-        print(f"[{len(self.table.rows)}] {status:<8} {job['system']} seed={job['seed']} {shown}", flush=True)
+        return row, f"{job['system']} seed={job['seed']} {shown}"
 
 
 def summary(run_path: Path, backbone: str) -> int:

@@ -17,8 +17,9 @@ from typing import Any, Sequence
 
 from cli_kit import Parser, UserError, require_at_least, run_main
 from record.rundir import FIDELITY_FILE, AppendTable, open_fidelity
-from search.ray_runner import FinishedTrainings, job_of
-from search.retrain import add_execution_flags, checked_data, execution_of, locked_table, run_recipe, train_jobs
+from search.ray_runner import job_of
+from search.retrain import (RetrainWriter, add_execution_flags, checked_data, execution_of, locked_table, run_recipe,
+                            train_jobs)
 
 PROG = "search.fidelity"
 
@@ -66,30 +67,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: {len(chosen)} architectures (front + {args.sample} sampled), {len(todo)} to re-train "
               f"for {budget.epochs} epochs on {budget.train_size or 'all'} images; results in {table.path}", flush=True)
         if len(todo):
-            writer = _Writer(table, {str(r["key"]): int(r["number"]) for _, r in todo.iterrows()}, budget.epochs,
-                             budget.train_size, seed)
+            writer = _Writer(table, {str(r["key"]): int(r["number"]) for _, r in todo.iterrows()}, budget, seed)
             jobs = [{"arch": RunData.arch(r).to_dict()} for _, r in todo.iterrows()]
             train_jobs(execution_of(args), rundir, writer, jobs, name=f"fidelity-{len(table.rows)}",
                        data_dir=data_dir, budget=budget, seed=seed, train_images=budget.train_size or split_images)
     return _summary(data, args)
 
 
-class _Writer(FinishedTrainings):
-    """Tune callback in the driver: one fidelity.csv row per finished re-training."""
+class _Writer(RetrainWriter):
+    """One fidelity.csv row per finished re-training."""
 
-    def __init__(self, table: AppendTable, numbers: dict[str, int], epochs: int, train_size, seed: int):
-        self.table, self.numbers, self.epochs, self.train_size, self.seed = table, numbers, epochs, train_size, seed
+    def __init__(self, table: AppendTable, numbers: dict[str, int], budget, seed: int):
+        super().__init__(table, len(numbers))
+        self.numbers, self.budget, self.seed = numbers, budget, seed
 
-    def finished(self, trial, status: str, result: dict[str, Any], error: str) -> None:
+    def row(self, trial, status: str, result: dict[str, Any], error: str) -> tuple[dict[str, Any], str]:
         from space import ArchConfig
 
         key = ArchConfig.from_dict(job_of(trial)["arch"]).key
-        self.table.append({"number": self.numbers.get(key, ""), "key": key, "status": status, "epochs": self.epochs,
-                           "train_size": self.train_size or "", "seed": self.seed,
-                           "val_acc": result.get("val_acc") if status == "ok" else None,
-                           "train_seconds": result.get("train_seconds"), "error": error})
-        acc = f"val_acc={result['val_acc']:.4f}" if status == "ok" and result.get("val_acc") is not None else ""
-        print(f"[{len(self.table.rows)}] {status:<8} {acc} {key}", flush=True)
+        acc = result.get("val_acc") if status == "ok" else None
+        row = {"number": self.numbers.get(key, ""), "key": key, "status": status, "epochs": self.budget.epochs,
+               "train_size": self.budget.train_size or "", "seed": self.seed, "val_acc": acc,
+               "train_seconds": result.get("train_seconds"), "error": error}
+        return row, (f"val_acc={acc:.4f} " if acc is not None else "") + key
 
 
 def _summary(data, args) -> int:

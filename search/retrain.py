@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from cli_kit import UserError
 from record.rundir import AppendTable, RunDir
-from search.ray_runner import Execution
+from search.ray_runner import Execution, FinishedTrainings
 
 
 def add_execution_flags(p: argparse.ArgumentParser) -> None:
@@ -93,3 +94,48 @@ def train_jobs(execution: Execution, rundir: RunDir, writer, jobs: Sequence[dict
         ctx = trial_context(execution, data_dir, budget, seed, evaluate_on=evaluate_on)
         fit(make_tuner(execution, ctx, name=name, storage_path=rundir.ray_dir, callbacks=[writer], configs=jobs,
                        events=rundir.events_path))
+
+
+class RetrainWriter(FinishedTrainings):
+    """Tune callback of the re-training commands, in the driver: one table row per finished training
+    (subclasses say which, in `row`), a progress line as each finishes and, between, one a minute saying
+    which epochs the running trainings have reached — a confirmation on the CPU runs for hours."""
+
+    heartbeat_s = 60.0
+
+    def __init__(self, table: AppendTable, todo: int) -> None:
+        self.table, self.done_at_start = table, len(table.rows)
+        self.total = self.done_at_start + todo
+        self.started = self._last_print = time.monotonic()
+        self.reached: dict[str, int] = {}  # running trial id -> last epoch reported
+
+    def row(self, trial, status: str, result: dict[str, Any], error: str) -> tuple[dict[str, Any], str]:
+        """(the table's row, what the progress line says of it)."""
+        raise NotImplementedError
+
+    def finished(self, trial, status: str, result: dict[str, Any], error: str) -> None:
+        self.reached.pop(trial.trial_id, None)
+        row, shown = self.row(trial, status, result, error)
+        self.table.append(row)
+        self._say(f"{status:<8} {shown}")
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict[str, Any], **info: Any) -> None:
+        if result.get("status") == "running" and result.get("epoch") is not None:
+            self.reached[trial.trial_id] = int(result["epoch"])
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if time.monotonic() - self._last_print >= self.heartbeat_s:
+            running = sorted(self.reached.values(), reverse=True)
+            self._say(f"running {len(running)}" + (f", epochs done {', '.join(map(str, running))}" if running else ""))
+
+    def _say(self, what: str) -> None:
+        from search.progress import fmt_duration
+
+        self._last_print = time.monotonic()
+        done, elapsed = len(self.table.rows), self._last_print - self.started
+        new = done - self.done_at_start
+        eta = fmt_duration(elapsed / new * (self.total - done)) if new and done < self.total else "-"
+        try:
+            print(f"[{done}/{self.total}] elapsed {fmt_duration(elapsed)} ETA {eta} | {what}", flush=True)
+        except (OSError, ValueError):  # a closed stdout must not end the trainings
+            pass

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -71,6 +72,7 @@ def test_confirm_trains_five_systems_with_seeds_and_resumes_after_sigkill(run, r
     assert {s for s, _ in pairs} == {"chosen", "cnn", "ghostnet", "all_mca", "selective_mca"}
     assert all(r["status"] == "ok" and 0 <= float(r["test_acc"]) <= 1 for r in after)
     assert f"{10 - len(before)} to train" in done.stdout
+    assert re.search(r"^\[\d+/10\] elapsed \S+ ETA \S+ \| ok +\w+ seed=\d+ test_acc=[\d.]+%$", done.stdout, re.M), done.stdout
     table = (run / "confirm.md").read_text()
     assert "Δ vs ghostnet [95 % CI, Welch]" in table and "| ghostnet |" in table and "reference" in table
     assert "Most accurate for its cost" in done.stdout and table.strip().splitlines()[-1] in done.stdout

@@ -65,17 +65,18 @@ def test_a_resnet56_search_reports_selects_and_trains(ray_cluster, cifar_dir, tm
     metrics = json.loads((tmp_path / "trained" / "metrics.json").read_text())
     assert metrics["epochs"] == 1 and metrics["arch"] == arch.key
 
-    # The study's answer on this backbone: its four presets, Ghost-ResNet-56 the reference.
-    confirmed = run_module("search.confirm", str(run), "--seeds", "2", "--epochs", "1", "--train-size", "128",
+    # The study's answer on this backbone: its four presets, Ghost-ResNet-56 the reference (one seed each
+    # keeps it short; the Welch columns have their own tests).
+    confirmed = run_module("search.confirm", str(run), "--seeds", "1", "--epochs", "1", "--train-size", "128",
                            "--budget", "smoke", "--address", ray_cluster)
     assert confirmed.returncode == 0, confirmed.stdout[-2000:] + confirmed.stderr[-3000:]
     with open(run / "confirm.csv", newline="") as f:
         pairs = sorted((r["system"], r["seed"], r["status"], r["key"].split("|")[0]) for r in csv.DictReader(f))
-    assert pairs == sorted((s, seed, "ok", "net=resnet56") for s in ("plain", "ghost", "all_mca", "selective_mca")
-                           for seed in ("0", "1")), "a pick that is a preset is trained once, as the preset"
+    assert pairs == sorted((s, "0", "ok", "net=resnet56") for s in ("plain", "ghost", "all_mca", "selective_mca")), \
+        "a pick that is a preset is trained once, as the preset"
     table = (run / "confirm.md").read_text()
     assert "Δ vs ghost [95 % CI, Welch]" in table and "| ghost |" in table and "ghostnet" not in table
-    assert "all_mca" in table.splitlines()[-1] and "selective_mca" in table.splitlines()[-1]
+    assert "needs 2 seeds each" in table and "all_mca vs ghost: not enough seeds to tell" in table
 
 
 def test_a_run_from_before_backbones_loads_and_resumes(ray_cluster, cifar_dir, tmp_path):

@@ -51,7 +51,7 @@ def build_parser() -> Parser:
 
 def _checked(argv: Sequence[str] | None):
     args = build_parser().parse_args(argv)
-    require_at_least(args, {"seeds": 1, "epochs": 1, "train_size": 1, "max_concurrent": 1, "max_restarts": 0})
+    require_at_least(args, {"seeds": 1, "epochs": 1, "train_size": 1})
     return args
 
 
@@ -107,12 +107,12 @@ def confirm_budget(args, meta: dict, cuda: bool):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _checked(argv)
+    execution = execution_of(args)
     from analysis.load import load_run
     from trainer.device import cuda_available
 
     data = load_run(args.run)
     todo_systems, picks = systems(data, args)
-    execution = execution_of(args)
     budget = confirm_budget(args, data.meta, cuda=execution.device == "cuda" and cuda_available())
     data_dir, split_images = checked_data(args.data_dir, data.meta)
     seed0 = int(data.meta.get("seed", 0))
@@ -126,8 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"results in {table.path}", flush=True)
         if jobs:
             train_jobs(execution, rundir, _Writer(table, len(jobs), budget), jobs, name=f"confirm-{len(table.rows)}",
-                       data_dir=data_dir, budget=budget, seed=seed0, evaluate_on="test",
-                       train_images=budget.train_size or split_images)
+                       data_dir=data_dir, budget=budget, seed=seed0, split_images=split_images, evaluate_on="test")
     return summary(data.path, data.meta.get("backbone", "ghostnet"))
 
 
@@ -158,7 +157,8 @@ def summary(run_path: Path, backbone: str) -> int:
     if answer is None:
         print(f"{PROG}: no ok result of the reference {reference_of(backbone)} yet: no table")
         return 0
-    text = answer[1] + "\n\n" + answer[2]
+    _, table, sentence = answer
+    text = table + "\n\n" + sentence
     (Path(run_path) / CONFIRM_TABLE_FILE).write_text(text + "\n")
     print(text)
     print(f"table: {Path(run_path) / CONFIRM_TABLE_FILE}; the report shows it: "

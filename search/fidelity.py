@@ -50,8 +50,8 @@ def choose(ok, objectives: Sequence[str], sample: int, seed: int):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    require_at_least(args, {"epochs": 1, "sample": 1, "top_k": 1, "train_size": 1, "max_concurrent": 1,
-                            "max_restarts": 0})
+    require_at_least(args, {"epochs": 1, "sample": 1, "top_k": 1, "train_size": 1})
+    execution = execution_of(args)
     from analysis.load import RunData, load_run
 
     data = load_run(args.run)
@@ -69,8 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(todo):
             writer = _Writer(table, {str(r["key"]): int(r["number"]) for _, r in todo.iterrows()}, budget, seed)
             jobs = [{"arch": RunData.arch(r).to_dict()} for _, r in todo.iterrows()]
-            train_jobs(execution_of(args), rundir, writer, jobs, name=f"fidelity-{len(table.rows)}",
-                       data_dir=data_dir, budget=budget, seed=seed, train_images=budget.train_size or split_images)
+            train_jobs(execution, rundir, writer, jobs, name=f"fidelity-{len(table.rows)}", data_dir=data_dir,
+                       budget=budget, seed=seed, split_images=split_images)
     return _summary(data, args)
 
 

@@ -28,6 +28,20 @@ def fmt_duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
+def eta(elapsed: float, finished: int, left: int) -> str:
+    """Time left at the pace so far (`finished` trainings in `elapsed` seconds); "-" before the first."""
+    return fmt_duration(elapsed / finished * left) if finished > 0 and left > 0 else "-"
+
+
+def say(line: str, out: TextIO | None = None) -> None:
+    """Print a progress line; one that cannot be printed is dropped (a closed or broken stdout must not end
+    the trainings)."""
+    try:
+        print(line, file=out or sys.stdout, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
 def trial_row(arch: ArchConfig, status: str, result: dict[str, Any], error: str = "", trial_id: str = "",
               seed: int | None = None) -> dict[str, Any]:
     row: dict[str, Any] = {"trial_id": trial_id, "status": status, "key": arch.key,
@@ -79,7 +93,7 @@ class TableWriter(FinishedTrainings):
 
     # -- Tune hooks -------------------------------------------------------
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        self._running = _running_besides(trials, None)
+        self._running = running_besides(trials, None)
         if time.monotonic() - self._last_print >= self.heartbeat_s:
             self._print_status("")
 
@@ -95,11 +109,11 @@ class TableWriter(FinishedTrainings):
                             "train_loss": result.get("train_loss"), "seconds": result.get("train_seconds")})
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        self._running = _running_besides(trials, trial)
+        self._running = running_besides(trials, trial)
         super().on_trial_complete(iteration, trials, trial, **info)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        self._running = _running_besides(trials, trial)
+        self._running = running_besides(trials, trial)
         super().on_trial_error(iteration, trials, trial, **info)
 
     def finished(self, trial, status: str, result: dict[str, Any], error: str) -> None:
@@ -122,21 +136,17 @@ class TableWriter(FinishedTrainings):
         return row
 
     def say(self, line: str) -> None:
-        try:
-            print(line, file=self.out or sys.stdout, flush=True)
-        except (OSError, ValueError):  # a closed or broken stdout must not end the search
-            pass
+        say(line, self.out)
 
     def _print_status(self, what: str) -> None:
         self._last_print = time.monotonic()
         done = self.ledger.trained
         elapsed = self._last_print - self.started
         new = done - self.done_at_start
-        eta = f"{fmt_duration(elapsed / new * (self.total - done))}" if new > 0 and done < self.total else "-"
         line = (f"[{done:>{len(str(self.total))}}/{self.total}] running {self._running} "
                 f"failed {self.ledger.failed} {f'stopped {self.ledger.stopped} ' if self.ledger.stopped else ''}"
                 f"{f'lost {self.ledger.lost} ' if self.ledger.lost else ''}front {len(self.ledger.front)} | "
-                f"elapsed {fmt_duration(elapsed)} ETA {eta}")
+                f"elapsed {fmt_duration(elapsed)} ETA {eta(elapsed, new, self.total - done)}")
         self.say(f"{line}  {what}" if what else line)
 
 
@@ -164,6 +174,6 @@ def describe_row(row: dict[str, str], estimate: Estimate | None = None) -> str:
     return " ".join(parts)
 
 
-def _running_besides(trials: list, finished) -> int:
+def running_besides(trials: list, finished) -> int:
     """Trials still running; Tune calls the completion hooks while the finished one still says RUNNING."""
     return sum(1 for t in trials if t.status == "RUNNING" and t is not finished)

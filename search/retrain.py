@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from cli_kit import UserError
+from cli_kit import UserError, require_at_least
 from record.rundir import AppendTable, RunDir
 from search.ray_runner import Execution, FinishedTrainings
 
@@ -31,8 +31,10 @@ def add_execution_flags(p: argparse.ArgumentParser) -> None:
 
 
 def execution_of(args: argparse.Namespace) -> Execution:
+    """The execution flags, checked (one line for a count below its minimum) and with the machine's GPU default."""
     from trainer.device import default_gpus
 
+    require_at_least(args, {"max_concurrent": 1, "max_restarts": 0})
     gpus = args.gpus_per_trial if args.gpus_per_trial is not None else default_gpus()
     return Execution(address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus,
                      max_concurrent=args.max_concurrent, max_restarts=args.max_restarts)
@@ -75,10 +77,11 @@ def locked_table(run_path: Path, name: str,
 
 
 def train_jobs(execution: Execution, rundir: RunDir, writer, jobs: Sequence[dict[str, Any]], *, name: str,
-               data_dir: Path, budget, seed: int, evaluate_on: str = "val", train_images: int | None = None) -> None:
+               data_dir: Path, budget, seed: int, split_images: int, evaluate_on: str = "val") -> None:
     """Train `jobs` (each {"arch": ..., "seed": ...}) on Ray, `writer` recording each finished one.
 
-    On the CPU it first says how long that takes, from the calibration's CPU-seconds per training.
+    On the CPU it first says how long that takes, from the calibration's CPU-seconds per training, for
+    the budget's images (`--train-size`, else the `split_images` that `checked_data` counted).
     """
     import dataclasses
 
@@ -90,7 +93,7 @@ def train_jobs(execution: Execution, rundir: RunDir, writer, jobs: Sequence[dict
         if execution.device == "cpu":
             execution = dataclasses.replace(execution, max_concurrent=concurrent_trainings(execution))
             print(CPU_FIDELITY.duration_line(len(jobs), execution.max_concurrent, budget,
-                                             train_images or CPU_FIDELITY.images), flush=True)
+                                             budget.train_size or split_images), flush=True)
         ctx = trial_context(execution, data_dir, budget, seed, evaluate_on=evaluate_on)
         fit(make_tuner(execution, ctx, name=name, storage_path=rundir.ray_dir, callbacks=[writer], configs=jobs,
                        events=rundir.events_path))
@@ -125,17 +128,16 @@ class RetrainWriter(FinishedTrainings):
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         if time.monotonic() - self._last_print >= self.heartbeat_s:
-            running = sorted(self.reached.values(), reverse=True)
-            self._say(f"running {len(running)}" + (f", epochs done {', '.join(map(str, running))}" if running else ""))
+            from search.progress import running_besides
+
+            reached = sorted(self.reached.values(), reverse=True)
+            self._say(f"running {running_besides(trials, None)}"
+                      + (f", epochs done {', '.join(map(str, reached))}" if reached else ""))
 
     def _say(self, what: str) -> None:
-        from search.progress import fmt_duration
+        from search.progress import eta, fmt_duration, say
 
         self._last_print = time.monotonic()
         done, elapsed = len(self.table.rows), self._last_print - self.started
-        new = done - self.done_at_start
-        eta = fmt_duration(elapsed / new * (self.total - done)) if new and done < self.total else "-"
-        try:
-            print(f"[{done}/{self.total}] elapsed {fmt_duration(elapsed)} ETA {eta} | {what}", flush=True)
-        except (OSError, ValueError):  # a closed stdout must not end the trainings
-            pass
+        say(f"[{done}/{self.total}] elapsed {fmt_duration(elapsed)} "
+            f"ETA {eta(elapsed, done - self.done_at_start, self.total - done)} | {what}")

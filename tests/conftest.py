@@ -15,9 +15,12 @@ def pytest_configure(config) -> None:
 
     Outside one, Ray advertises the machine's interface address even for a
     local cluster, and the tests that join, kill or overload Ray processes would
-    send traffic to it; inside, only loopback exists.  Needs `unshare -n`
-    (root or CAP_SYS_ADMIN); where that is refused the suite runs as it is.
-    Set GHOSTNAS_TEST_NETNS=off to run in the machine's namespace anyway.
+    send traffic to it; inside, only loopback exists.  Where it can, the suite
+    also gets a process namespace of its own, so `ray stop --force` and the
+    fault tests' kills see only the suite's Ray processes (never a search the
+    user runs beside it), and every leftover process dies with the suite.
+    Needs `unshare -n` (root or CAP_SYS_ADMIN); where that is refused the suite
+    runs as it is.  Set GHOSTNAS_TEST_NETNS=off to run in the machine's namespace anyway.
     """
     import shutil
     import subprocess
@@ -32,12 +35,15 @@ def pytest_configure(config) -> None:
     unshare, ip = shutil.which("unshare"), shutil.which("ip")
     if not unshare or not ip or subprocess.run([unshare, "-n", "true"], capture_output=True).returncode:
         return
+    pid_ns = ["-p", "-f", "--mount-proc"]
+    if subprocess.run([unshare, "-n", *pid_ns, "true"], capture_output=True).returncode:
+        pid_ns = []
     os.environ[NETNS_MARK] = "1"
     capture = config.pluginmanager.getplugin("capturemanager")
     if capture is not None:
         capture.stop_global_capturing()  # the new process writes to the real terminal
     sys.stdout.flush()
-    os.execv(unshare, [unshare, "-n", "sh", "-c", f'"{ip}" link set lo up && exec "$0" -m pytest "$@"',
+    os.execv(unshare, [unshare, "-n", *pid_ns, "sh", "-c", f'"{ip}" link set lo up && exec "$0" -m pytest "$@"',
                        sys.executable, *config.invocation_params.args])
 
 

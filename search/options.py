@@ -24,6 +24,7 @@ from space.search_space import DEFAULT_KERNEL_SETS, DEFAULT_RATIOS, parse_ints, 
 SAMPLERS = ("nsga2", "tpe", "random")
 SCHEDULERS = ("fifo", "moasha")
 BUDGET_NAMES = ("smoke", "cpu", "gpu")
+LAYOUT_CHOICES = ("auto", "channels_last", "nchw")
 # Backbones trained on CIFAR-10 (ResNet-50 is the paper's ImageNet network: 224² input, 1000 classes).
 CIFAR_BACKBONES = ("ghostnet", "vgg16", "resnet56")
 # What `stored` means in the table:
@@ -176,6 +177,9 @@ FLAGS: tuple[Flag, ...] = (
          check=_proxy_width, stored=BUDGET),
     Flag("epoch_images", "training", "images per epoch, drawn afresh each epoch from the whole training split",
          None, int, check=positive, stored=BUDGET),
+    Flag("layout", "training", "memory layout the proxies train in: auto times a few training steps of each "
+         "layout at this budget on this machine and takes the faster (cached per machine and budget), or "
+         "channels_last, nchw (default {default})", "auto", check=one_of(LAYOUT_CHOICES), stored=SEARCH),
     Flag("data_dir", "training", "CIFAR-10 python batches or image folders (default $CIFAR10_DIR, else ./data)",
          lambda: os.environ.get("CIFAR10_DIR") or "./data", convert=_path),
     Flag("download", "training", "download CIFAR-10 with torchvision if it is missing", False, kind="switch"),
@@ -261,6 +265,7 @@ class Options:
     backbone: str
     latency_table: Path | None
     budget: str
+    layout: str  # "auto": measured before the first training (trainer.layout)
     val_size: int | None  # None until search.run.prepare knows the data's size
     data_dir: Path
     download: bool

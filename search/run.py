@@ -35,6 +35,8 @@ class Plan:
     latency: Any  # search.latency.LatencySetup
     sizes: dict[str, int]  # the images one training sees: {"pool", "train", "val"}
     stored: RunDir | None = None
+    layout: Any = None  # trainer.layout.LayoutChoice of a new run (settled by `with_layout`)
+    data: Any = None  # trainer.data.Cifar10, for the layout measurement
 
 
 def prepare(opts: Options) -> Plan:
@@ -62,7 +64,8 @@ def prepare(opts: Options) -> Plan:
         if stored is not None:
             stored.close()
         raise
-    return Plan(opts, space, budget, latency, {"pool": pool, "train": len(train_idx), "val": len(val_idx)}, stored)
+    return Plan(opts, space, budget, latency, {"pool": pool, "train": len(train_idx), "val": len(val_idx)}, stored,
+                data=data)
 
 
 def _open_stored(opts: Options) -> RunDir | None:
@@ -113,6 +116,26 @@ def _budget(opts: Options, stored: RunDir | None):
         raise UserError(f"--proxy-width trains a narrower GhostNet; backbone {opts.backbone} has no width "
                         "multiplier (use --proxy-width 1)")
     return budget
+
+
+def with_layout(plan: Plan) -> Plan:
+    """A new run's training layout: `--layout` as given, or measured on this machine (trainer.layout).
+
+    Called once Ray has accepted a training's request (a refused request costs
+    no measurement).  The budget's `channels_last` carries the choice into
+    run.json's budget_settings, so a resumed run keeps the layout it started with.
+    """
+    from space import presets_for
+    from trainer.layout import LayoutChoice, layout_for
+
+    opts = plan.opts
+    if opts.layout != "auto":
+        choice = LayoutChoice(opts.layout, {}, 0, 0, opts.execution.threads, opts.execution.device, ())
+    else:
+        presets = {n: c for n, c in presets_for(opts.backbone).items() if n in ("ghostnet", "ghost", "all_mca")}
+        choice = layout_for(list(presets.values()), plan.data, plan.budget, opts.execution.device,
+                            threads=opts.execution.threads, names=list(presets))
+    return replace(plan, budget=choice.apply(plan.budget), layout=choice)
 
 
 def _check_rungs(opts: Options, epochs: int) -> None:
@@ -172,6 +195,7 @@ def create_run(plan: Plan) -> RunDir:
         **plan.latency.run_meta(),
         # Every field, so a resumed run trains as it started even after the presets change.
         "budget_settings": dataclasses.asdict(plan.budget),
+        "layout_choice": plan.layout.to_meta() if plan.layout is not None else None,
     }, n_mca=plan.space.n_blocks)
 
 
@@ -180,7 +204,9 @@ def run(opts: Options) -> int:
     rundir = plan.stored
     try:
         with ray_for(plan):
-            rundir = rundir or create_run(plan)
+            if rundir is None:
+                plan = with_layout(plan)
+                rundir = create_run(plan)
             return search(plan, rundir)
     finally:
         if rundir is not None:
@@ -266,6 +292,8 @@ def _print_start(plan: Plan, scheduler, remaining: int, concurrent: int) -> None
           f"objectives {','.join(opts.objectives)}, backbone {opts.backbone}, budget {opts.budget}, "
           f"up to {concurrent} at once; {sizes['train']} training / {sizes['val']} validation images, "
           f"baselines x{opts.baseline_seeds if opts.baselines else 0} seeds, repeats {opts.repeats}", flush=True)
+    if plan.layout is not None:
+        print(plan.layout.line(), flush=True)
     if opts.execution.device == "cpu":
         from trainer.budget import CPU_FIDELITY
 

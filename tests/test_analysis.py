@@ -178,6 +178,7 @@ def test_report_of_a_run_with_failures(synthetic_run, tmp_path):
 
 
 # ------------------------------------------------------- CLIs on the smoke run
+@pytest.mark.e2e
 def test_load_smoke_run(smoke_run):
     run_dir, _ = smoke_run
     data = load_run(run_dir)
@@ -192,6 +193,7 @@ def test_load_smoke_run(smoke_run):
     assert (merged["val_acc"] == merged["val_acc_final"]).all(), "the last epoch's accuracy is the training's"
 
 
+@pytest.mark.e2e
 def test_select_cli_writes_a_loadable_arch(smoke_run, tmp_path):
     run_dir, _ = smoke_run
     out = tmp_path / "best.json"
@@ -209,6 +211,7 @@ def test_select_cli_writes_a_loadable_arch(smoke_run, tmp_path):
     assert load_arch(tmp_path / "knee.json").key in set(ok["key"])
 
 
+@pytest.mark.e2e
 def test_report_cli_writes_offline_html(smoke_run, tmp_path):
     run_dir, _ = smoke_run
     out = tmp_path / "report.html"

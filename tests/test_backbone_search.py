@@ -32,6 +32,7 @@ def rows_of(run: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.e2e
 def test_a_resnet56_search_reports_selects_and_trains(ray_cluster, cifar_dir, tmp_path, browser):
     """4-trial smoke search on Ghost-ResNet-56 → report in Chromium → analysis.select → trainer.train 1 epoch."""
     done = run_module("search.run", "--backbone", "resnet56", "--trials", "4", "--budget", "smoke", "--epochs", "1",
@@ -79,6 +80,7 @@ def test_a_resnet56_search_reports_selects_and_trains(ray_cluster, cifar_dir, tm
     assert "needs 2 seeds each" in table and "all_mca vs ghost: not enough seeds to tell" in table
 
 
+@pytest.mark.e2e
 def test_a_run_from_before_backbones_loads_and_resumes(ray_cluster, cifar_dir, tmp_path):
     """tests/fixtures/run-v0.1 was written by the search of version 0.1 (no backbone column, baselines as a list)."""
     run = tmp_path / "run-v0.1"
@@ -100,6 +102,7 @@ def test_a_run_from_before_backbones_loads_and_resumes(ray_cluster, cifar_dir, t
     assert len({r["key"] for r in after}) == 3
 
 
+@pytest.mark.e2e
 def test_a_best_json_from_before_backbones_loads_and_trains(cifar_dir, tmp_path):
     arch = load_arch(FIXTURES / "best-v0.1.json")
     assert arch.backbone == "ghostnet" and arch.key.startswith("mca=")

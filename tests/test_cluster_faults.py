@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.e2e  # multi-node Ray clusters and full trainings
+
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 6  # tests/cluster_faults.py SEARCH
 

@@ -52,6 +52,7 @@ def _searched_key(run: Path) -> str:
         return next(r["key"] for r in csv.DictReader(f) if r["status"] == "ok" and not r["preset"])
 
 
+@pytest.mark.e2e
 def test_confirm_trains_five_systems_with_seeds_and_resumes_after_sigkill(run, ray_cluster, browser, tmp_path):
     args = [str(run), "--keys", _searched_key(run), *TINY, "--address", ray_cluster]
     proc = subprocess.Popen([sys.executable, "-m", "search.confirm", *args], cwd=REPO, start_new_session=True,
@@ -134,6 +135,7 @@ def test_a_corrupt_confirm_table_is_one_line_exit_2(tmp_path):
     (["--budget", "huge"], "unknown"),
     (["--front", "--keys", "x"], "not allowed with argument"),
 ])
+@pytest.mark.e2e
 def test_bad_confirm_input_is_one_line_and_changes_nothing(run, extra, message):
     listing = sorted(p.name for p in run.iterdir())
     done = confirm(str(run), *extra, timeout=120)

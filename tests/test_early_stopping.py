@@ -80,6 +80,7 @@ def check_run(run: Path, trials: int) -> list[dict[str, str]]:
     return rows
 
 
+@pytest.mark.e2e
 def test_moasha_stops_records_and_survives_sigkill(ray_cluster, cifar_dir, tmp_path, browser):
     """12 trainings, 3 epochs, rungs at 1 and 3, eta 4, NSGA-II with a population of 4 (so it breeds
     from generations that hold stopped trials); kill -9 once a training was stopped, then --resume."""

@@ -21,6 +21,7 @@ def fidelity(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout)
 
 
+@pytest.mark.e2e
 def test_fidelity_retrains_front_and_sample_resumably(smoke_run, ray_cluster, tmp_path, browser):
     run = tmp_path / "e2e"
     shutil.copytree(smoke_run[0], run, ignore=shutil.ignore_patterns("ray", ".lock", "report.html"))

@@ -12,6 +12,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.e2e  # Ray Tune packs trainings
 def test_gpu_check_dry_run_prints_its_table(cifar_dir, tmp_path):
     out = tmp_path / "gpu_check.txt"
     done = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--dry-run", "--data", str(cifar_dir),

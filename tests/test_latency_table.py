@@ -248,6 +248,7 @@ def _search_args(cifar_dir: Path, storage: Path, name: str, *extra: str) -> list
             "--ratios", "2", "--baseline-seeds", "1", *extra]
 
 
+@pytest.mark.e2e
 def test_search_with_a_table_records_the_same_latency_in_two_runs(ray_cluster, cifar_dir, small_table, tmp_path):
     """Two searches (run side by side, one trial at a time each) predict the same latency_ms for the same nets."""
     table = LatencyTable.load(small_table)

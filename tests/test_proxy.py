@@ -22,6 +22,7 @@ def data(cifar_dir):
     return load_cifar10(cifar_dir)
 
 
+@pytest.mark.e2e
 def test_smoke_proxy_training_beats_chance(data):
     seen = []
     result = train_proxy(PRESETS["ghostnet"], data, get_budget("smoke"), "cpu", seed=0, on_epoch=seen.append)
@@ -33,14 +34,14 @@ def test_smoke_proxy_training_beats_chance(data):
 
 
 def test_proxy_training_is_deterministic_on_cpu(data):
-    budget = get_budget("smoke", train_size=256)
+    budget = get_budget("smoke", train_size=256, val_size=100, bn_images=64)
     a = train_proxy(PRESETS["cnn"], data, budget, "cpu", seed=5)
     b = train_proxy(PRESETS["cnn"], data, budget, "cpu", seed=5)
     assert a.train_losses == b.train_losses and a.val_acc == b.val_acc
 
 
 def test_absurd_learning_rate_ends_as_diverged(data):
-    result = train_proxy(PRESETS["ghostnet"], data, get_budget("smoke", lr=1e6, epochs=3), "cpu")
+    result = train_proxy(PRESETS["ghostnet"], data, get_budget("smoke", lr=1e6, epochs=3, train_size=256, val_size=100), "cpu")
     assert result.status == "diverged" and result.val_acc is None
     assert "nan" in result.error or "inf" in result.error
     assert result.epochs == 0
@@ -131,7 +132,7 @@ def test_epoch_images_draw_a_fresh_subset_every_epoch(data):
 
 
 def test_proxy_width_trains_a_narrower_copy(data):
-    budget = get_budget("smoke", train_size=256, proxy_width=0.5)
+    budget = get_budget("smoke", train_size=256, proxy_width=0.5, val_size=100, bn_images=64)
     arch = PRESETS["ghostnet"]
     assert proxy_arch(arch, budget).width == 0.5 and proxy_arch(arch, get_budget("smoke")) is arch
     assert count_params(build_model(proxy_arch(arch, budget))) < count_params(build_model(arch)) / 2
@@ -163,7 +164,7 @@ def test_flip_tta_averages_each_image_with_its_mirror(data):
 
 def test_channels_last_training_is_deterministic_and_the_default(data):
     assert all(b.channels_last for b in BUDGETS.values())
-    budget = get_budget("smoke", train_size=256)
+    budget = get_budget("smoke", train_size=128, val_size=100, bn_images=64)
     a = train_proxy(PRESETS["selective_mca"], data, budget, "cpu", seed=2)
     b = train_proxy(PRESETS["selective_mca"], data, budget, "cpu", seed=2)
     assert a.status == "ok" and a.train_losses == b.train_losses and a.val_acc == b.val_acc

@@ -111,6 +111,7 @@ def finish(page, errors, blocked, screenshot: str) -> None:
     assert not errors, errors
 
 
+@pytest.mark.e2e
 def test_smoke_run_report_in_chromium(browser, smoke_run, tmp_path):
     run_dir, _ = smoke_run
     out = write_report([run_dir], tmp_path / "report.html")
@@ -140,6 +141,7 @@ def _check_compare(page, runs: list[Path]) -> None:
     assert all(0 < f <= 1.1 ** 2 for f in finals)
 
 
+@pytest.mark.e2e
 def test_compare_report_in_chromium(browser, smoke_run, synthetic_runs, tmp_path):
     run_dir, _ = smoke_run
     runs = [run_dir, synthetic_runs[0]]

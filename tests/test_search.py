@@ -35,6 +35,7 @@ def smoke_args(cifar_dir: Path, storage: Path, name: str, *extra: str) -> list[s
             "--name", name, "--no-report", *extra]
 
 
+@pytest.mark.e2e
 def test_end_to_end_local_cluster(smoke_run):
     """6 trials, smoke budget, 2 concurrent, val_acc+macs, on a local Ray with its dashboard."""
     run, proc = smoke_run
@@ -65,6 +66,7 @@ def test_end_to_end_local_cluster(smoke_run):
     assert all(c["epoch"] == "1" and 0.0 <= float(c["val_acc"]) <= 1.0 for c in curves)
 
 
+@pytest.mark.e2e
 def test_resume_after_sigkill(ray_cluster, cifar_dir, tmp_path):
     args = smoke_args(cifar_dir, tmp_path, "killed", "--trials", "5", "--objectives", "val_acc,macs",
                       "--max-concurrent", "1", "--baseline-seeds", "1", "--address", ray_cluster)
@@ -93,6 +95,7 @@ def test_resume_after_sigkill(ray_cluster, cifar_dir, tmp_path):
     assert meta["attempts"] == 2
 
 
+@pytest.mark.e2e
 def test_failures_and_infeasible_are_recorded(ray_cluster, cifar_dir, tmp_path):
     from space import build_model, count_macs
 
@@ -115,6 +118,7 @@ def test_failures_and_infeasible_are_recorded(ray_cluster, cifar_dir, tmp_path):
     assert not (tmp_path / "faults" / "events.log").exists() and " lost" not in done.stdout
 
 
+@pytest.mark.e2e
 def test_a_training_past_its_time_limit_restarts_then_is_lost(ray_cluster, cifar_dir, tmp_path):
     """--trial-timeout far below one training: each attempt is ended, restarted once, then recorded as lost."""
     done = search(*smoke_args(cifar_dir, tmp_path, "slow", "--trials", "1", "--no-baselines", "--epochs", "3",
@@ -128,6 +132,7 @@ def test_a_training_past_its_time_limit_restarts_then_is_lost(ray_cluster, cifar
     assert "lost 1" in done.stdout and "Traceback" not in done.stdout + done.stderr
 
 
+@pytest.mark.e2e
 def test_same_seed_same_architectures(ray_cluster, cifar_dir, tmp_path):
     keys = []
     for name in ("a", "b"):
@@ -157,7 +162,8 @@ def test_same_seed_same_architectures(ray_cluster, cifar_dir, tmp_path):
         (["--proxy-width", "1.5"], "--proxy-width must be in (0, 1]"),
         (["--epoch-images", "0"], "--epoch-images must be a positive number"),
         # Asks Ray: no node of the local cluster has 64 GPUs, so Tune would wait forever.
-        (["--gpus-per-trial", "64", "--no-dashboard"], "no node of the local Ray cluster can hold one training's"),
+        pytest.param(["--gpus-per-trial", "64", "--no-dashboard"], "no node of the local Ray cluster can hold one "
+                     "training's", marks=pytest.mark.e2e),  # starts a local Ray
         (["--max-restarts", "-1"], "--max-restarts must be at least 0"),
         (["--trial-timeout", "0"], "--trial-timeout must be a positive number"),
     ],
@@ -205,6 +211,7 @@ def _wait_for_rows(proc: subprocess.Popen, run: Path, n: int, timeout: float = 3
     raise AssertionError(f"no {n} rows in {run} after {timeout} s")
 
 
+@pytest.mark.e2e
 def test_a_torn_line_written_during_the_search_does_not_stop_it(ray_cluster, cifar_dir, tmp_path):
     """Someone (or a crash) leaves half a line in trials.csv while the search runs: it heals and finishes."""
     run = tmp_path / "torn"
@@ -223,6 +230,7 @@ def test_a_torn_line_written_during_the_search_does_not_stop_it(ray_cluster, cif
     assert all(r["trial_id"] != "torn_trial" for r in rows)
 
 
+@pytest.mark.e2e
 def test_resume_with_only_the_name_keeps_every_stored_setting(ray_cluster, cifar_dir, tmp_path):
     """A run started with non-default flags continues from `--name N --resume` alone (kill -9 between)."""
     flags = ["--budget", "smoke", "--epochs", "1", "--train-size", "256", "--objectives", "val_acc,macs",
@@ -254,6 +262,7 @@ def test_resume_with_only_the_name_keeps_every_stored_setting(ray_cluster, cifar
     assert "created with epochs=1" in changed.stderr
 
 
+@pytest.mark.e2e
 def test_seeds_and_repeats_across_sigkill(ray_cluster, cifar_dir, tmp_path):
     """Baselines with 2 seeds, --repeats 2, a kill -9 in the middle and --resume (real Ray, real Optuna).
 

@@ -13,7 +13,12 @@ a shared machine drifts by the minute):
                  uint8 data with RandomCrop(32, padding=4), RandomHorizontalFlip,
                  ToTensor, Normalize, fed by torch.utils.data.DataLoader
                  (num_workers 0 and 2; the better one is reported), in the best layout.
-Ends with the lines
+With --per-budget it measures instead what a search's layout choice rests on:
+for each budget preset (`smoke`, `cpu`, `gpu`), training steps of ghostnet and
+selective_mca at that budget's own width, batch and recipe, in both layouts,
+interleaved over rounds (median and range of seconds per step, the ratio), and
+the layout `trainer.layout.choose_layout` picks there, as a new run would.
+Without it, it ends with the lines
   `layout: channels_last/nchw model-only=X.XX trainer=Y.YY; best layout L`   (target on CPU: >= 1.4)
   `ratios: trainer/model_only=X.XX trainer/dataloader=Y.YY`  (best layout; targets on CPU: >= 0.90 and >= 1.5).
 """
@@ -49,6 +54,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=10.0, help="time box of each measurement")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds that share --seconds")
     p.add_argument("--workers", default="0,2", help="DataLoader num_workers values to try for (c)")
+    p.add_argument("--per-budget", action="store_true",
+                   help="both layouts at each budget preset's width and batch, and the layout a run would choose")
+    p.add_argument("--steps", type=int, default=8, help="--per-budget: timed training steps per measurement")
     p.add_argument("--data-dir", default=os.environ.get("CIFAR10_DIR", str(REPO.parent / "shared" / "cifar10-subset")))
     return p.parse_args()
 
@@ -190,11 +198,42 @@ def dataloader_pipeline(stepper: Stepper, images: torch.Tensor, labels: torch.Te
     return lambda seconds, warmup: timed(it, stepper, seconds, warmup)
 
 
+def per_budget(args, data, device: torch.device) -> None:
+    """Seconds per training step in each layout at each budget's own settings; the layout a run would pick."""
+    import statistics
+
+    from space import PRESETS
+    from trainer.layout import LAYOUTS, choose_layout, step_seconds
+
+    archs = {n: PRESETS[n] for n in ("ghostnet", "selective_mca")}
+    print(f"layout per budget on {device}, {args.threads} thread(s): seconds per training step of "
+          f"{'+'.join(archs)} (summed), {args.steps} steps, {args.rounds} interleaved rounds (median, range)")
+    for name in ("smoke", "cpu", "gpu"):
+        budget = get_budget(name)
+        rounds: dict[str, list[float]] = {layout: [] for layout in LAYOUTS}
+        for _ in range(args.rounds):
+            for layout in LAYOUTS:
+                rounds[layout].append(sum(step_seconds(a, data, budget, device, layout == "channels_last",
+                                                       args.steps) for a in archs.values()))
+        med = {k: statistics.median(v) for k, v in rounds.items()}
+        ratios = [n / c for n, c in zip(rounds["nchw"], rounds["channels_last"])]
+        picked = choose_layout(list(archs.values()), data, budget, device, threads=args.threads)
+        other = next(k for k in LAYOUTS if k != picked.layout)
+        print(f"{name:<6} width x{budget.proxy_width:g} batch {budget.batch_size}: "
+              + ", ".join(f"{k} {med[k] * 1e3:.0f} ms ({min(v) * 1e3:.0f}..{max(v) * 1e3:.0f})" for k, v in rounds.items())
+              + f"; nchw/channels_last {statistics.median(ratios):.2f} ({min(ratios):.2f}..{max(ratios):.2f}); "
+              f"a run picks {picked.layout}: side by side it takes {med[picked.layout] / med[other]:.2f}x the "
+              f"other's time per step", flush=True)
+
+
 def main() -> None:
     args = parse()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     data = load_cifar10(args.data_dir)
+    if args.per_budget:
+        per_budget(args, data, device)
+        return
     images, labels = data.train_images, data.train_labels
     steppers = {"nchw": Stepper(device, args.batch_size, False), "channels_last": Stepper(device, args.batch_size, True)}
     print(f"GhostNet-1.0 training on {device} with {torch.get_num_threads()} threads, batch {args.batch_size}, "

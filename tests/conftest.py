@@ -47,6 +47,16 @@ def pytest_configure(config) -> None:
                        sys.executable, *config.invocation_params.args])
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Leave out tests marked slow (hour-long quality bars) unless the -m expression names them."""
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
 @pytest.fixture(scope="session")
 def cifar_dir() -> Path:
     """The real CIFAR-10 sample (../shared/cifar10-subset); $CIFAR10_SUBSET overrides."""

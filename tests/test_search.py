@@ -64,12 +64,18 @@ def test_end_to_end_local_cluster(smoke_run):
         curves = list(csv.DictReader(f))
     assert sorted((c["key"], c["seed"]) for c in curves) == sorted((r["key"], r["seed"]) for r in rows)
     assert all(c["epoch"] == "1" and 0.0 <= float(c["val_acc"]) <= 1.0 for c in curves)
+    # The layout was measured here, at this budget, and the run trains in the faster one (trainer.layout).
+    choice = meta["layout_choice"]
+    assert set(choice["seconds_per_step"]) == {"channels_last", "nchw"}
+    assert choice["seconds_per_step"][choice["layout"]] == min(choice["seconds_per_step"].values())
+    assert meta["budget_settings"]["channels_last"] == (choice["layout"] == "channels_last")
+    assert f"training layout: {choice['layout']} (" in proc.stdout
 
 
 @pytest.mark.e2e
 def test_resume_after_sigkill(ray_cluster, cifar_dir, tmp_path):
     args = smoke_args(cifar_dir, tmp_path, "killed", "--trials", "5", "--objectives", "val_acc,macs",
-                      "--max-concurrent", "1", "--baseline-seeds", "1", "--address", ray_cluster)
+                      "--max-concurrent", "1", "--baseline-seeds", "1", "--address", ray_cluster, "--layout", "nchw")
     proc = subprocess.Popen([sys.executable, "-m", "search.run", *args], cwd=REPO, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     table = tmp_path / "killed" / "trials.csv"
@@ -93,6 +99,10 @@ def test_resume_after_sigkill(ray_cluster, cifar_dir, tmp_path):
     assert len({r["key"] for r in after}) == len(after), "no architecture trained twice"
     meta = json.loads((table.parent / "run.json").read_text())
     assert meta["attempts"] == 2
+    # The layout it was created with (--layout nchw) is kept by the resumed attempt.
+    assert meta["layout_choice"]["layout"] == "nchw" and meta["budget_settings"]["channels_last"] is False
+    refused = search(*[a for a in args if a not in ("--layout", "nchw")], "--layout", "channels_last", "--resume")
+    assert refused.returncode == 2 and "created with layout='nchw'" in refused.stderr
 
 
 @pytest.mark.e2e

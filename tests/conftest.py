@@ -47,8 +47,18 @@ def pytest_configure(config) -> None:
                        sys.executable, *config.invocation_params.args])
 
 
+E2E_FIXTURES = ("ray_cluster", "smoke_run")  # a test that uses one of these starts Ray: it belongs to the e2e layer
+
+
 def pytest_collection_modifyitems(config, items) -> None:
-    """Leave out tests marked slow (hour-long quality bars) unless the -m expression names them."""
+    """Keep the fast layer fast: a test that starts Ray through a fixture must be marked e2e.
+
+    Also leaves out tests marked slow (hour-long quality bars) unless the -m expression names them.
+    """
+    unmarked = [item.nodeid for item in items if not item.get_closest_marker("e2e")
+                and set(E2E_FIXTURES) & set(getattr(item, "fixturenames", ()))]
+    if unmarked:
+        raise pytest.UsageError(f"mark these @pytest.mark.e2e (they start Ray): {', '.join(unmarked)}")
     if "slow" in (config.getoption("markexpr") or ""):
         return
     slow = [item for item in items if item.get_closest_marker("slow")]

@@ -26,8 +26,8 @@ class Budget:
     # Only for runs created before val_size existed: round(10 % of each class), as they split.
     val_fraction: float | None = None
     warmup: float = 0.25  # fraction of steps spent rising to the peak lr
-    # channels_last trains 1.5-1.7x faster than NCHW on the CPU (benchmarks/trainer_throughput.py) and is
-    # the layout cuDNN's fast convolutions want; results are deterministic under a seed in either layout.
+    # The layout before a run measures: search.run times both at the run's budget on its machine and sets this
+    # (trainer.layout; the faster one moves with the machine and the budget). Deterministic under a seed in either.
     channels_last: bool = True
     bn_images: int = 512  # training images used to recalibrate BatchNorm before each validation; 0 = off
     # Proxy knobs (the accuracy axis only: MACs, params and latency stay the real architecture's).

@@ -18,7 +18,7 @@ from record.rundir import RunDir
 from search.options import Options, merge_stored, parse_args
 
 PROG = "search.run"
-INTERRUPTED = "interrupted; finished trials are saved — continue with --resume"
+INTERRUPTED = "interrupted before any training started"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -182,9 +182,23 @@ def run(opts: Options) -> int:
         with ray_for(plan):
             rundir = rundir or create_run(plan)
             return search(plan, rundir)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (cli_kit.Interrupted): say how far, and how to go on
+        if rundir is None:
+            raise
+        from search.ray_runner import interrupted
+
+        raise interrupted(exc, len(rundir.table.trained()), plan.opts.trials, resume_command(plan.opts)) from None
     finally:
         if rundir is not None:
             rundir.close()
+
+
+def resume_command(opts: Options) -> str:
+    """The command that continues this run: every other setting comes back from its run.json."""
+    import shlex
+
+    where = ["--storage-path", str(opts.storage_path)] if "storage_path" in opts.explicit else []
+    return shlex.join(["python", "-m", PROG, "--name", opts.name, *where, "--resume"])
 
 
 @contextlib.contextmanager
@@ -267,24 +281,26 @@ def _print_start(plan: Plan, scheduler, remaining: int, concurrent: int) -> None
           f"up to {concurrent} at once; {sizes['train']} training / {sizes['val']} validation images, "
           f"baselines x{opts.baseline_seeds if opts.baselines else 0} seeds, repeats {opts.repeats}", flush=True)
     if opts.execution.device == "cpu":
+        from cli_kit import wrap
         from trainer.budget import CPU_FIDELITY
 
-        print(CPU_FIDELITY.line(), flush=True)
-        print(CPU_FIDELITY.duration_line(remaining, concurrent, budget, sizes["train"]), flush=True)
+        for line in CPU_FIDELITY.start_lines(budget, remaining, concurrent, sizes["train"], str(opts.run_path)):
+            print(wrap(line), flush=True)
 
 
 def make_searcher(plan: Plan, rundir: RunDir, ledger, writer, attempt: int, stopped=None):
     """Optuna's sampler over the run's durable study, behind our deduplicating searcher."""
     import optuna
 
-    from search.searcher import (STUDY_NAME, ArchSearcher, Handout, Hooks, make_optuna_search, make_sampler,
-                                 point_of, reconcile_study)
+    from search.searcher import (ArchSearcher, Handout, Hooks, make_optuna_search, make_sampler, point_of,
+                                 reconcile_study)
+    from search.study import open_study
     from space import presets_for
 
     opts, space = plan.opts, plan.space
     objectives, directions = list(opts.objectives), list(opts.directions)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    optuna.create_study(storage=rundir.study_url, study_name=STUDY_NAME, load_if_exists=True, directions=directions)
+    open_study(rundir.study_url, objectives, directions)
     reconcile_study(rundir.study_url, ledger, space, _macs, opts.max_macs)
     # A resumed run draws a fresh random stream: replaying the first attempt's
     # start-up samples would only produce duplicates.

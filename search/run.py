@@ -194,11 +194,23 @@ def run(opts: Options) -> int:
 
 
 def resume_command(opts: Options) -> str:
-    """The command that continues this run: every other setting comes back from its run.json."""
+    """The command that continues this run: the settings come back from its run.json; where it runs and
+    what it writes (`--storage-path`, `--address`, `--no-report`, ...) come back from this command line."""
     import shlex
 
-    where = ["--storage-path", str(opts.storage_path)] if "storage_path" in opts.explicit else []
-    return shlex.join(["python", "-m", PROG, "--name", opts.name, *where, "--resume"])
+    from search.options import BY_NAME
+
+    again = ["python", "-m", PROG, "--name", opts.name]
+    for name in sorted(opts.explicit, key=list(BY_NAME).index):
+        flag = BY_NAME[name]
+        if flag.group not in ("execution", "run directory") or name in ("name", "resume"):
+            continue
+        value = getattr(opts, name)
+        if flag.kind == "bool":
+            again.append(flag.flag if value else "--no-" + flag.flag[2:])
+        else:
+            again += [flag.flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return shlex.join([*again, "--resume"])
 
 
 @contextlib.contextmanager

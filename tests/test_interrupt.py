@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -71,26 +72,28 @@ def test_ctrl_c_in_a_terminal_says_interrupted_and_resume_finishes(cifar_dir, tm
 def test_a_signal_to_the_process_group_ends_a_retraining_with_the_command_that_continues(
         command, signum, cifar_dir, ray_cluster, tmp_path):
     """The re-training commands on a (synthetic) run: Ctrl-C's SIGINT, or SIGTERM, reaches the process group
-    once the trainings start; the command says how far it got and how to continue, and exits 130 or 143."""
+    once Tune runs the trainings (its experiment folder exists); the command stops them, says how far it got
+    and how to continue, and exits 130 or 143."""
     run = build_run(tmp_path / "run", 2)
     extra = ["--seeds", "1"] if command == "search.confirm" else ["--sample", "2"]
     args = [str(run), "--epochs", "1", "--budget", "smoke", "--train-size", "256", *extra,
             "--data-dir", str(cifar_dir), "--address", ray_cluster, "--max-concurrent", "1"]
     proc = subprocess.Popen([sys.executable, "-m", command, *args], cwd=REPO, start_new_session=True, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    experiment = run / "ray" / f"{command.split('.')[1]}-0"
     try:
-        seen = ""
-        while "expected duration: " not in seen:  # said inside Ray's session, right before the Tuner starts
-            line = proc.stdout.readline()
-            assert line, seen + proc.stderr.read()
-            seen += line
+        deadline = time.monotonic() + 240
+        while not experiment.is_dir() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert experiment.is_dir(), proc.stderr.read() if proc.poll() is not None else "no experiment folder"
         os.killpg(proc.pid, signum)
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    total = int(re.search(r"(\d+) to (?:re-)?train", seen).group(1))
+    total = int(re.search(r"(\d+) to (?:re-)?train", out).group(1))
     table = run / ("confirm.csv" if command == "search.confirm" else "fidelity.csv")
+    assert "stopping: finished trainings are kept, running ones are dropped" in err, err
     done = len(rows(table)) if table.exists() else 0
     assert err.splitlines()[-1] == (f"{command}: interrupted after {done}/{total} trainings; continue with: "
                                     f"python -m {command} {' '.join(args)}"), err

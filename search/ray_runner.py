@@ -232,8 +232,7 @@ class StopOnSignal(Stopper):
 
 
 SIGNALLED = StopOnSignal()  # every Tuner of make_tuner stops on it
-STOPPING = ("\nstopping: finished trainings are kept, running ones are dropped and train again on resume "
-            "(press Ctrl-C again to quit at once)\n")
+STOPPING = "\nstopping: finished trainings are kept, running ones train again on resume (Ctrl-C again: quit now)\n"
 
 
 @contextlib.contextmanager

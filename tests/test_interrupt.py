@@ -49,7 +49,7 @@ def test_ctrl_c_in_a_terminal_says_interrupted_and_resume_finishes(cifar_dir, tm
     match = re.search(r"^search\.run: interrupted after (\d)/3 trainings; continue with: (.+)$", out, re.M)
     assert match and match.group(2) == again, out[-3000:]
     assert status == 130, out[-3000:]
-    assert "stopping: finished trainings are kept, running ones are dropped" in out
+    assert "stopping: finished trainings are kept, running ones train again on resume" in out
     assert "finished:" not in out and "Traceback" not in out, out[-3000:]
     before = rows(tmp_path / "ctrlc" / "trials.csv")
     assert len(before) == int(match.group(1)) and 1 <= len(before) < 3 and all(r["status"] == "ok" for r in before)
@@ -93,7 +93,7 @@ def test_a_signal_to_the_process_group_ends_a_retraining_with_the_command_that_c
             os.killpg(proc.pid, signal.SIGKILL)
     total = int(re.search(r"(\d+) to (?:re-)?train", out).group(1))
     table = run / ("confirm.csv" if command == "search.confirm" else "fidelity.csv")
-    assert "stopping: finished trainings are kept, running ones are dropped" in err, err
+    assert "stopping: finished trainings are kept, running ones train again on resume" in err, err
     done = len(rows(table)) if table.exists() else 0
     assert err.splitlines()[-1] == (f"{command}: interrupted after {done}/{total} trainings; continue with: "
                                     f"python -m {command} {' '.join(args)}"), err

@@ -273,9 +273,12 @@ def search(plan: Plan, rundir: RunDir) -> int:
                        callbacks=[writer], searcher=searcher, trials=remaining, scheduler=scheduler,
                        events=rundir.events_path)
     _print_start(plan, scheduler, remaining, execution.max_concurrent)
-    fit(tuner)
-    # Architectures whose repeats the budget cut short are told their mean so far.
-    reconcile_study(rundir.study_url, ledger, plan.space, _macs, opts.max_macs)
+    try:
+        fit(tuner)
+    finally:
+        # Architectures whose repeats the budget cut short are told their mean so far; trainings a Ctrl-C
+        # dropped are closed (FAIL), so optuna-dashboard shows no trial running in a stopped search.
+        reconcile_study(rundir.study_url, ledger, plan.space, _macs, opts.max_macs)
     if exhausted:
         print("the sampler kept proposing architectures already evaluated or above --max-macs; "
               "the search space looks exhausted", file=sys.stderr)

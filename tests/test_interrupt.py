@@ -53,6 +53,9 @@ def test_ctrl_c_in_a_terminal_says_interrupted_and_resume_finishes(cifar_dir, tm
     assert "finished:" not in out and "Traceback" not in out, out[-3000:]
     before = rows(tmp_path / "ctrlc" / "trials.csv")
     assert len(before) == int(match.group(1)) and 1 <= len(before) < 3 and all(r["status"] == "ok" for r in before)
+    stopped = dashboard_study(f"sqlite:///{tmp_path / 'ctrlc' / 'study.db'}")["trials"]
+    assert {t["state"] for t in stopped} <= {"Complete", "Fail"}, "a stopped search shows no trial running"
+    assert sum(t["state"] == "Complete" for t in stopped) == len(before)
 
     done = subprocess.run([sys.executable, *again.split()[1:]], cwd=REPO, capture_output=True, text=True,
                           timeout=600)

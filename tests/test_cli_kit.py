@@ -25,8 +25,8 @@ def _sigterm_self(argv) -> int:
     (lambda argv: (_ for _ in ()).throw(UserError("bad\nflag")), 2, "prog: error: bad flag"),
 ])
 def test_run_main_exit_status_and_line(capsys, main, status, line):
-    started = time.monotonic()
+    started, before = time.monotonic(), signal.getsignal(signal.SIGTERM)
     assert run_main(main, [], prog="prog") == status
     assert capsys.readouterr().err == line + "\n"
     assert time.monotonic() - started < 2
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, "the handler is the command's, not the caller's"
+    assert signal.getsignal(signal.SIGTERM) is before, "the handler is the command's, not the caller's"

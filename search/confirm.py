@@ -20,8 +20,8 @@ from typing import Any, Sequence
 from cli_kit import Parser, UserError, require_at_least, run_main
 from record.rundir import CONFIRM_FILE, CONFIRM_TABLE_FILE, AppendTable, open_confirm
 from search.ray_runner import job_of
-from search.retrain import (RetrainWriter, add_execution_flags, checked_data, execution_of, locked_table, run_recipe,
-                            train_jobs)
+from search.retrain import (RetrainWriter, add_execution_flags, again_command, checked_data, execution_of, locked_table,
+                            run_recipe, train_jobs)
 
 PROG = "search.confirm"
 CUDA_EPOCHS = 200  # a full CIFAR training, as the papers train
@@ -126,7 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"results in {table.path}", flush=True)
         if jobs:
             train_jobs(execution, rundir, _Writer(table, len(jobs), budget), jobs, name=f"confirm-{len(table.rows)}",
-                       data_dir=data_dir, budget=budget, seed=seed0, split_images=split_images, evaluate_on="test")
+                       data_dir=data_dir, budget=budget, seed=seed0, split_images=split_images, evaluate_on="test",
+                       again=again_command(PROG, argv))
     return summary(data.path, data.meta.get("backbone", "ghostnet"))
 
 

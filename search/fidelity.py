@@ -18,8 +18,8 @@ from typing import Any, Sequence
 from cli_kit import Parser, UserError, require_at_least, run_main
 from record.rundir import FIDELITY_FILE, AppendTable, open_fidelity
 from search.ray_runner import job_of
-from search.retrain import (RetrainWriter, add_execution_flags, checked_data, execution_of, locked_table, run_recipe,
-                            train_jobs)
+from search.retrain import (RetrainWriter, add_execution_flags, again_command, checked_data, execution_of, locked_table,
+                            run_recipe, train_jobs)
 
 PROG = "search.fidelity"
 
@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             writer = _Writer(table, {str(r["key"]): int(r["number"]) for _, r in todo.iterrows()}, budget, seed)
             jobs = [{"arch": RunData.arch(r).to_dict()} for _, r in todo.iterrows()]
             train_jobs(execution, rundir, writer, jobs, name=f"fidelity-{len(table.rows)}", data_dir=data_dir,
-                       budget=budget, seed=seed, split_images=split_images)
+                       budget=budget, seed=seed, split_images=split_images, again=again_command(PROG, argv))
     return _summary(data, args)
 
 

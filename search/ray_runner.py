@@ -13,14 +13,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from ray.tune import Callback
+from ray.tune.stopper import Stopper
 
-from cli_kit import UserError
+from cli_kit import Interrupted, UserError, sigterm_interrupts
 from record.rundir import ACCURACY_STATUSES
 from search.watchdog import Watchdog, error_line, job_of
 
@@ -70,7 +73,8 @@ def ray_session(execution: Execution) -> Iterator[None]:
     if started:
         _start(execution)
     try:
-        yield
+        with sigterm_interrupts():  # ray.init made SIGTERM exit(1) with no word; the command says what was kept
+            yield
     finally:
         if started and not execution.address:
             ray.shutdown()
@@ -200,7 +204,7 @@ def make_tuner(execution: Execution, ctx: TrialContext, *, name: str, storage_pa
         tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), execution.resources),
         param_space={"job": tune.grid_search(list(configs))} if configs else None,
         tune_config=tune_config,
-        run_config=tune.RunConfig(name=name, storage_path=str(Path(storage_path).resolve()),
+        run_config=tune.RunConfig(name=name, storage_path=str(Path(storage_path).resolve()), stop=SIGNALLED,
                                   callbacks=[Watchdog(ctx.budget.epochs, execution.trial_timeout, events),
                                              *callbacks], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=execution.max_restarts),
@@ -208,11 +212,67 @@ def make_tuner(execution: Execution, ctx: TrialContext, *, name: str, storage_pa
     )
 
 
+class StopOnSignal(Stopper):
+    """Ends the experiment once Ctrl-C or SIGTERM arrived (`signum`), as Tune's own Ctrl-C does: running
+    trainings are stopped without a result (none is recorded), and the experiment state is saved.
+
+    Tune's own handler is off (TUNE_DISABLE_SIGINT_HANDLER): after it, `Tuner.fit()` returns as if the
+    experiment had finished, and it leaves SIGTERM to Ray's handler, which exits 1.  One instance for the
+    process, as signal handlers are; `fit` resets it.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.signum is not None
+
+
+SIGNALLED = StopOnSignal()  # every Tuner of make_tuner stops on it
+STOPPING = "\nstopping: finished trainings are kept, running ones train again on resume (Ctrl-C again: quit now)\n"
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stopper: StopOnSignal) -> Iterator[None]:
+    """SIGINT and SIGTERM set `stopper.signum` (Tune then ends the experiment); a second one quits at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # embedded use from a thread: signals are the main thread's owner's business
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stopper.signum is not None:
+            raise Interrupted(signum)
+        stopper.signum = signum
+        os.write(2, STOPPING.encode())  # not print: a handler may run inside another print
+
+    saved = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)
+
+
 def fit(tuner) -> None:
-    """Run the trainings; Ray's deprecation and resource warnings are not the user's business."""
-    with warnings.catch_warnings():
+    """Run the trainings; Ctrl-C or SIGTERM ends them (finished ones recorded) and raises `Interrupted`.
+    Ray's deprecation and resource warnings are not the user's business."""
+    SIGNALLED.signum = None
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # see StopOnSignal
+    with warnings.catch_warnings(), _stop_on_signals(SIGNALLED):
         warnings.simplefilter("ignore")
         tuner.fit()
+    if SIGNALLED.signum is not None:
+        raise Interrupted(SIGNALLED.signum)
+
+
+def interrupted(exc: KeyboardInterrupt, done: int, total: int, again: str) -> Interrupted:
+    """The line every training command ends with on Ctrl-C or SIGTERM: how far it got, and the command
+    that continues it (which trains nothing twice)."""
+    return Interrupted(getattr(exc, "signum", signal.SIGINT),
+                       f"interrupted after {done}/{total} trainings; continue with: {again}")
 
 
 class FinishedTrainings(Callback):

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from cli_kit import UserError, require_at_least
+from cli_kit import UserError, require_at_least, wrap
 from record.rundir import AppendTable, RunDir
 from search.ray_runner import Execution, FinishedTrainings
 
@@ -77,12 +77,33 @@ def locked_table(run_path: Path, name: str,
 
 
 def train_jobs(execution: Execution, rundir: RunDir, writer, jobs: Sequence[dict[str, Any]], *, name: str,
-               data_dir: Path, budget, seed: int, split_images: int, evaluate_on: str = "val") -> None:
+               data_dir: Path, budget, seed: int, split_images: int, evaluate_on: str = "val",
+               again: str = "the same command") -> None:
     """Train `jobs` (each {"arch": ..., "seed": ...}) on Ray, `writer` recording each finished one.
 
     On the CPU it first says how long that takes, from the calibration's CPU-seconds per training, for
-    the budget's images (`--train-size`, else the `split_images` that `checked_data` counted).
+    the budget's images (`--train-size`, else the `split_images` that `checked_data` counted).  Ctrl-C or
+    SIGTERM ends it with how many are in the table and `again`, the command that trains the rest.
     """
+    from search.ray_runner import interrupted
+
+    try:
+        _train(execution, rundir, writer, jobs, name=name, data_dir=data_dir, budget=budget, seed=seed,
+               split_images=split_images, evaluate_on=evaluate_on)
+    except KeyboardInterrupt as exc:
+        raise interrupted(exc, len(writer.table.rows), writer.total, again) from None
+
+
+def again_command(prog: str, argv: Sequence[str] | None) -> str:
+    """The command line that continues a re-training: the same one (it skips what its table holds)."""
+    import shlex
+    import sys
+
+    return shlex.join(["python", "-m", prog, *(sys.argv[1:] if argv is None else argv)])
+
+
+def _train(execution: Execution, rundir: RunDir, writer, jobs: Sequence[dict[str, Any]], *, name: str,
+           data_dir: Path, budget, seed: int, split_images: int, evaluate_on: str) -> None:
     import dataclasses
 
     from search.ray_runner import check_request, concurrent_trainings, fit, make_tuner, ray_session, trial_context
@@ -92,8 +113,8 @@ def train_jobs(execution: Execution, rundir: RunDir, writer, jobs: Sequence[dict
         check_request(execution)
         if execution.device == "cpu":
             execution = dataclasses.replace(execution, max_concurrent=concurrent_trainings(execution))
-            print(CPU_FIDELITY.duration_line(len(jobs), execution.max_concurrent, budget,
-                                             budget.train_size or split_images), flush=True)
+            print(wrap(CPU_FIDELITY.duration_line(len(jobs), execution.max_concurrent, budget,
+                                                  budget.train_size or split_images)), flush=True)
         ctx = trial_context(execution, data_dir, budget, seed, evaluate_on=evaluate_on)
         fit(make_tuner(execution, ctx, name=name, storage_path=rundir.ray_dir, callbacks=[writer], configs=jobs,
                        events=rundir.events_path))

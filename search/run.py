@@ -18,7 +18,7 @@ from record.rundir import RunDir
 from search.options import Options, merge_stored, parse_args
 
 PROG = "search.run"
-INTERRUPTED = "interrupted; finished trials are saved — continue with --resume"
+INTERRUPTED = "interrupted before any training started"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -208,9 +208,35 @@ def run(opts: Options) -> int:
                 plan = with_layout(plan)
                 rundir = create_run(plan)
             return search(plan, rundir)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (cli_kit.Interrupted): say how far, and how to go on
+        if rundir is None:
+            raise
+        from search.ray_runner import interrupted
+
+        raise interrupted(exc, len(rundir.table.trained()), plan.opts.trials, resume_command(plan.opts)) from None
     finally:
         if rundir is not None:
             rundir.close()
+
+
+def resume_command(opts: Options) -> str:
+    """The command that continues this run: the settings come back from its run.json; where it runs and
+    what it writes (`--storage-path`, `--address`, `--no-report`, ...) come back from this command line."""
+    import shlex
+
+    from search.options import BY_NAME
+
+    again = ["python", "-m", PROG, "--name", opts.name]
+    for name in sorted(opts.explicit, key=list(BY_NAME).index):
+        flag = BY_NAME[name]
+        if flag.group not in ("execution", "run directory") or name in ("name", "resume"):
+            continue
+        value = getattr(opts, name)
+        if flag.kind == "bool":
+            again.append(flag.flag if value else "--no-" + flag.flag[2:])
+        else:
+            again += [flag.flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return shlex.join([*again, "--resume"])
 
 
 @contextlib.contextmanager
@@ -273,9 +299,12 @@ def search(plan: Plan, rundir: RunDir) -> int:
                        callbacks=[writer], searcher=searcher, trials=remaining, scheduler=scheduler,
                        events=rundir.events_path)
     _print_start(plan, scheduler, remaining, execution.max_concurrent)
-    fit(tuner)
-    # Architectures whose repeats the budget cut short are told their mean so far.
-    reconcile_study(rundir.study_url, ledger, plan.space, _macs, opts.max_macs)
+    try:
+        fit(tuner)
+    finally:
+        # Architectures whose repeats the budget cut short are told their mean so far; trainings a Ctrl-C
+        # dropped are closed (FAIL), so optuna-dashboard shows no trial running in a stopped search.
+        reconcile_study(rundir.study_url, ledger, plan.space, _macs, opts.max_macs)
     if exhausted:
         print("the sampler kept proposing architectures already evaluated or above --max-macs; "
               "the search space looks exhausted", file=sys.stderr)
@@ -295,24 +324,26 @@ def _print_start(plan: Plan, scheduler, remaining: int, concurrent: int) -> None
     if plan.layout is not None:
         print(plan.layout.line(), flush=True)
     if opts.execution.device == "cpu":
+        from cli_kit import wrap
         from trainer.budget import CPU_FIDELITY
 
-        print(CPU_FIDELITY.line(), flush=True)
-        print(CPU_FIDELITY.duration_line(remaining, concurrent, budget, sizes["train"]), flush=True)
+        for line in CPU_FIDELITY.start_lines(budget, remaining, concurrent, sizes["train"], str(opts.run_path)):
+            print(wrap(line), flush=True)
 
 
 def make_searcher(plan: Plan, rundir: RunDir, ledger, writer, attempt: int, stopped=None):
     """Optuna's sampler over the run's durable study, behind our deduplicating searcher."""
     import optuna
 
-    from search.searcher import (STUDY_NAME, ArchSearcher, Handout, Hooks, make_optuna_search, make_sampler,
-                                 point_of, reconcile_study)
+    from search.searcher import (ArchSearcher, Handout, Hooks, make_optuna_search, make_sampler, point_of,
+                                 reconcile_study)
+    from search.study import open_study
     from space import presets_for
 
     opts, space = plan.opts, plan.space
     objectives, directions = list(opts.objectives), list(opts.directions)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    optuna.create_study(storage=rundir.study_url, study_name=STUDY_NAME, load_if_exists=True, directions=directions)
+    open_study(rundir.study_url, objectives, directions)
     reconcile_study(rundir.study_url, ledger, space, _macs, opts.max_macs)
     # A resumed run draws a fresh random stream: replaying the first attempt's
     # start-up samples would only produce duplicates.

@@ -56,13 +56,13 @@ from ray.tune.search.optuna import OptunaSearch
 from record.arch import from_flat
 from record.objectives import Direction, ray_mode
 from search.ledger import Ledger
+from search.study import STUDY_NAME
 from space import ArchConfig, SearchSpace
 from space.search_space import mca_param
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 500  # suggestions tried per Tune trial before the space counts as exhausted
-STUDY_NAME = "search"
 
 
 def make_sampler(name: str, seed: int, population_size: int) -> optuna.samplers.BaseSampler:

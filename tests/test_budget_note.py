@@ -59,3 +59,30 @@ def test_expected_duration_scales_with_the_images_trained():
     assert f"about {CPU_FIDELITY.hours(8, 2, three, 45_000):.1f} h for 8 trainings" in line
     assert "scaled to 3 x 45,000" in line and CPU_FIDELITY.hours(8, 2, three, 45_000) == pytest.approx(
         3 * CPU_FIDELITY.hours(8, 2, BUDGETS["cpu"], 45_000))
+
+
+def test_the_start_up_quotes_the_calibration_only_for_the_budget_it_measured(monkeypatch):
+    """smoke (or any override) gets one line saying its ranking was not measured and the command that measures
+    it; the calibrated budget gets the figure; every line wraps at the terminal's width."""
+    from cli_kit import wrap
+
+    monkeypatch.setenv("COLUMNS", "72")
+    own = dataclasses.replace(BUDGETS["cpu"], val_size=1_034)  # the validation split is not the recipe
+    assert CPU_FIDELITY.covers(BUDGETS["cpu"]) and CPU_FIDELITY.covers(own)
+    calibrated = CPU_FIDELITY.start_lines(own, 200, 2, 45_000, "runs/my run")
+    assert calibrated[0].startswith("proxy fidelity on CPU") and "Kendall tau=0.08" in calibrated[0]
+    assert "python -m search.fidelity 'runs/my run' --epochs 3 --sample 8" in calibrated[0]
+    assert calibrated[1].startswith("expected duration: about ")
+    for budget, which in ((BUDGETS["smoke"], "budget smoke"),
+                          (dataclasses.replace(BUDGETS["cpu"], lr=0.05), "budget cpu with overrides"),
+                          (dataclasses.replace(BUDGETS["cpu"], epochs=3), "budget cpu with overrides")):
+        ranking, duration = CPU_FIDELITY.start_lines(budget, 40, 2, 4_136, "runs/x")
+        assert not CPU_FIDELITY.covers(budget)
+        assert ranking == (f"proxy ranking: not measured for {which} (only the cpu budget's is); measure it once "
+                           f"the search ends: python -m search.fidelity runs/x --epochs {3 * budget.epochs} "
+                           "--sample 8")
+        assert "tau" not in ranking and duration.startswith("expected duration: ")
+    text = wrap(calibrated[0])
+    assert len(text.splitlines()) > 3 and max(map(len, text.splitlines())) <= 72
+    assert all(line.startswith("  ") for line in text.splitlines()[1:])
+    assert " ".join(text.split()) == " ".join(calibrated[0].split()), "wrapping only breaks lines"

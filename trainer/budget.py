@@ -5,7 +5,8 @@ part of the run's settings; presets keep the choices few and comparable.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import shlex
+from dataclasses import asdict, dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,11 @@ def get_budget(name: str, *, legacy: bool = False, **overrides: object) -> Budge
     return replace(presets[name], **changes)
 
 
+def _recipe(budget: Budget) -> dict:
+    """How a budget trains, without its name and validation split (which do not change a training)."""
+    return {k: v for k, v in asdict(budget).items() if k not in ("name", "val_size", "val_fraction")}
+
+
 LEGACY_VAL_FRACTION = 0.1  # runs created before --val-size validate on 10 % of each class
 
 
@@ -157,6 +163,27 @@ class ProxyFidelity:
     seeds: int = 2
     goal: float = 0.8
     floor: float = 0.6
+    preset: str = "cpu"  # the preset whose recipe was measured (tests/test_budget_note.py checks it)
+
+    def covers(self, budget: Budget) -> bool:
+        """Whether `budget` trains as the calibration did (the validation split aside): only then are its
+        figures about the run."""
+        return _recipe(budget) == _recipe(BUDGETS[self.preset])
+
+    def start_lines(self, budget: Budget, trainings: int, concurrent: int, train_images: int,
+                    run: str = "RUN") -> list[str]:
+        """What a search on the CPU says before it starts: how far its ranking can be trusted — the
+        calibration only for the budget it measured, else that nobody measured it and the command that
+        does — and how long the `trainings` take."""
+        check = f"python -m search.fidelity {shlex.quote(run)} --epochs {3 * budget.epochs} --sample 8"
+        if self.covers(budget):
+            ranking = self.line(check)
+        else:
+            preset = BUDGETS.get(budget.name)
+            changed = " with overrides" if preset is not None and _recipe(preset) != _recipe(budget) else ""
+            ranking = (f"proxy ranking: not measured for budget {budget.name}{changed} (only the {self.preset} "
+                       f"budget's is); measure it once the search ends: {check}")
+        return [ranking, self.duration_line(trainings, concurrent, budget, train_images)]
 
     def hours(self, trials: int, concurrent: int, budget: Budget | None = None,
               train_images: int | None = None) -> float | None:
@@ -187,7 +214,8 @@ class ProxyFidelity:
                 f"{self.epoch_images or self.images:,} images, scaled to "
                 f"{budget.epochs} x {min(budget.epoch_images or train_images, train_images):,})")
 
-    def line(self) -> str:
+    def line(self, check: str = "python -m search.fidelity RUN --epochs E --sample N") -> str:
+        """The calibration in a sentence; `check`: the command that checks a front, where the figure is weak."""
         per_epoch = f"{self.epoch_images:,} images per epoch" if self.epoch_images else "all images"
         this = (f"{self.epochs} epoch{'s' if self.epochs != 1 else ''} of {per_epoch} at width x{self.width:g}: "
                 f"seed 0 vs seed 1 Kendall tau={self.tau:.2f} [{self.lo:.2f}, {self.hi:.2f}] over {self.archs} "
@@ -196,10 +224,10 @@ class ProxyFidelity:
         if self.tau >= self.goal:
             return where + this
         if self.tau >= self.floor:
-            return where + this + f" (below the goal tau {self.goal:g}: check the front with python -m search.fidelity)"
+            return where + this + f" (below the goal tau {self.goal:g}: check the front with {check})"
         return (where + f"no budget measured within 8 hours reaches tau >= {self.floor:g}; the default, {this} (the "
                 f"architectures' own spread, {self.signal:.1f} points, against a seed SD of {self.seed_sd:.1f}). "
-                "Treat the front as a shortlist and check it: python -m search.fidelity RUN --epochs E --sample N")
+                f"Treat the front as a shortlist and check it: {check}")
 
 
 CPU_FIDELITY = ProxyFidelity(budget="h-1", epochs=1, epoch_images=None, width=0.5, tau=0.08, lo=-0.37, hi=0.52,

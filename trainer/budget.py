@@ -108,8 +108,9 @@ def get_budget(name: str, *, legacy: bool = False, **overrides: object) -> Budge
 
 
 def _recipe(budget: Budget) -> dict:
-    """How a budget trains, without its name and validation split (which do not change a training)."""
-    return {k: v for k, v in asdict(budget).items() if k not in ("name", "val_size", "val_fraction")}
+    """How a budget trains, without its name, validation split and memory layout (which do not change what a
+    training learns; the layout is chosen per machine, trainer.layout)."""
+    return {k: v for k, v in asdict(budget).items() if k not in ("name", "val_size", "val_fraction", "channels_last")}
 
 
 LEGACY_VAL_FRACTION = 0.1  # runs created before --val-size validate on 10 % of each class

@@ -78,7 +78,10 @@ def test_eval_loader_is_ordered_normalised_and_complete(data):
 def test_latency_reports_spread_and_restores_model_state():
     model = build_model(PRESETS["ghostnet"]).train()
     threads = torch.get_num_threads()
+    during: list[tuple[int, bool]] = []  # what each pass ran with, not what the result echoes
+    model.register_forward_pre_hook(lambda m, _args: during.append((torch.get_num_threads(), m.training)))
     lat = measure_latency(model, "cpu", threads=1, warmup=2, repeats=7)
+    assert during == [(1, False)] * 9, "one thread, eval mode, 2 warm-up + 7 timed passes"
     assert 0 < lat.p10_ms <= lat.median_ms <= lat.p90_ms
     assert lat.cv > 0  # seven timed passes of a real network never take the same nanoseconds
     assert lat.threads == 1 and lat.device == "cpu"

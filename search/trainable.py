@@ -103,10 +103,13 @@ def _train(arch: ArchConfig, ctx: TrialContext, report: Report, seed: int, resum
         base = {"key": arch.key, "seed": seed, "node": node_id(),
                 **cost_metrics(arch, build_model(arch), device, ctx.latency_threads, ctx.latency_table, slot)}
 
+        attempt = Attempt()
+
         def on_checkpoint(stats: EpochStats, state: dict[str, Any]) -> None:
+            attempt.epochs += 1
             report({**base, "status": "running", "epoch": stats.epoch, "val_acc": stats.accuracy,
                     "train_loss": stats.train_loss, "images_per_s": stats.images_per_s,
-                    "train_seconds": stats.seconds}, state)
+                    "train_seconds": stats.seconds, **attempt.metrics(stats.epoch)}, state)
             slot.pause()
 
         result = train_proxy(arch, worker_dataset(ctx.data_dir), ctx.budget, device, seed=seed,
@@ -119,7 +122,27 @@ def _train(arch: ArchConfig, ctx: TrialContext, report: Report, seed: int, resum
         "train_seconds": result.seconds,
         "images_per_s": result.images_per_s,
         "error": result.error or "",
+        **attempt.metrics(result.epochs),
     }
+
+
+@dataclass
+class Attempt:
+    """The epochs this attempt of a training computed itself, counted as they finish.
+
+    Ray restarts a training whose node was lost from its last checkpoint; what
+    the attempt then reports (`attempt_from`: the epochs it found done,
+    `attempt_epochs`: the ones it trained) is what the watchdog writes to
+    events.log when the training ends, so "restarts from epoch E" can be
+    checked against what happened (a checkpoint that could not be read shows
+    as an attempt from epoch 0).
+    """
+
+    epochs: int = 0
+
+    def metrics(self, done: int) -> dict[str, int]:
+        """This attempt's start and length when the training has `done` epochs in all."""
+        return {"attempt_from": done - self.epochs, "attempt_epochs": self.epochs}
 
 
 def node_id() -> str:

@@ -7,6 +7,9 @@ as an error is infrastructure.  `Watchdog` is the Tune callback that says so
 in one line per event (printed and appended to the run's `events.log`), ends
 trainings that run past the time limit (a hang on a partitioned node is then
 restarted like a lost node), and drops each finished training's checkpoints.
+When a restarted training finishes, one more line says which epoch its last
+attempt started from and how many epochs it trained (the trainable counts
+them), so a restart that could not read its checkpoint and started over shows.
 """
 from __future__ import annotations
 
@@ -83,9 +86,21 @@ class Watchdog(Callback):
         drop_checkpoints(trial)
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        if trial.run_metadata.num_failures:
+            self._resumed(trial)
         drop_checkpoints(trial)
 
     # -- helpers ----------------------------------------------------------
+    def _resumed(self, trial) -> None:
+        """What the last attempt of a restarted training computed (the trainable's count): the line that
+        shows its restart continued from the epoch the restart event named, or started over."""
+        result = trial.last_result or {}
+        if result.get("attempt_from") is None:
+            return
+        self.event(f"training {trial.trial_id} ({_who(trial)}) finished after "
+                   f"{trial.run_metadata.num_failures} restart(s): its last attempt started from epoch "
+                   f"{result['attempt_from']} and trained {result['attempt_epochs']} epoch(s)")
+
     def _end(self, trial, ran: float) -> None:
         """Kill the training's actor: Tune sees an actor error and restarts it (FailureConfig)."""
         import ray

@@ -139,7 +139,7 @@ def driver_kill(cluster, out: Path, cifar: str) -> dict:
     proc = start_search(out, "driver", cluster.address, cifar, "--trials", "3", *SEARCH)
     wait_for("a first epoch", lambda: curve_rows(run), proc=proc)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.wait(timeout=60)
     resumed = start_search(out, "driver", cluster.address, cifar, "--resume", "--no-report", "--no-dashboard")
     return {"killed_at_rows": curve_rows(run), "status": resumed.wait(timeout=600)}
 

@@ -104,14 +104,14 @@ def ray_cluster() -> str:
     saved = os.environ.get("RAY_AUTH_MODE")
     os.environ["RAY_AUTH_MODE"] = "token"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    subprocess.run([ray, "get-auth-token", "--generate"], check=True, capture_output=True, env=env)
+    subprocess.run([ray, "get-auth-token", "--generate"], check=True, capture_output=True, env=env, timeout=120)
     subprocess.run(
         [ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
          "--disable-usage-stats"],
-        check=True, capture_output=True, env=env, cwd=REPO,
+        check=True, capture_output=True, env=env, cwd=REPO, timeout=300,
     )
     yield f"127.0.0.1:{port}"
-    subprocess.run([ray, "stop", "--force"], capture_output=True, env=env)
+    subprocess.run([ray, "stop", "--force"], capture_output=True, env=env, timeout=300)
     if saved is None:
         os.environ.pop("RAY_AUTH_MODE", None)
     else:

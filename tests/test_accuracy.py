@@ -201,9 +201,12 @@ def test_report_marks_front_members_within_noise(tmp_path):
     assert 'id="note-within-noise"' in text and 'id="note-knee-noise"' in text and 'id="note-noise"' in text
     assert "seed noise 0.0100 SD (pooled over 7 architectures with ≥ 2 seeds)" in text
     assert " ± " in text
+    # Only the costliest preset is better, far outside the noise: the knee is marked, no member within noise.
     steep_run = build_run(tmp_path / "steep", 3, seeds=3, accuracy=steep)
     text = write_report([steep_run], tmp_path / "steep.html").read_text()
-    assert 'id="note-knee-noise"' not in text or 'class="knee within-noise"' in text
+    assert text.count('<tr class="knee" ') == 1
+    assert "within-noise" not in text
+    assert 'id="note-knee-noise"' not in text
 
 
 # ------------------------------------------------------------ hypervolume on a fixed box

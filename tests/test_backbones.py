@@ -328,7 +328,9 @@ def test_describe_report_adds_up_for_every_backbone(backbone: str) -> None:
     assert len(report["blocks"]) == mca_length(backbone) and report["backbone"] == backbone
     for field in ("params", "macs"):
         rows = [report["stem"], *report["blocks"], report["head"]]
-        assert sum(r[field] for r in rows) == report["total"][field] and all(r[field] >= 0 for r in rows)
+        assert sum(r[field] for r in rows) == report["total"][field]
+        assert [i for i, r in enumerate(rows[1:], 1) if r[field] <= 0] == [], "every block and the head hold weights"
+        assert (rows[0][field] > 0) == (rows[0]["kernel"] is not None), "a stem costs something iff it has a conv"
 
 
 def test_describe_unknown_backbone_is_one_line_exit_2(capsys: pytest.CaptureFixture) -> None:

@@ -77,23 +77,36 @@ def test_lost_nodes_restart_trainings_from_their_last_epoch(scenario, cifar_dir)
     run = scenario / "runs" / "nodes"
     rows = _check_trainings(run, 4)
     # One event per lost node, in events.log and as one terminal line; no traceback, no Ray state dump.
+    # Then one line per restarted training when it finishes: what its last attempt computed.
     logged = [ln for ln in (run / "events.log").read_text().splitlines() if not ln.startswith(" ")]
-    assert len(logged) == 2, logged
-    restarted = [re.search(r"training (\w+) .* restarts from epoch (\d+)", ln) for ln in logged]
-    assert all(restarted), logged
-    assert {m.group(1) for m in restarted} <= {r["trial_id"] for r in rows}
+    restarts = [re.search(r"training (\w+) .* restarts from epoch (\d+) \(restart \d+ of", ln) for ln in logged]
+    finishes = [re.search(r"^\S+ training (\w+) .* finished after (\d+) restart\(s\): its last attempt started "
+                          r"from epoch (\d+) and trained (\d+) epoch\(s\)$", ln) for ln in logged]
+    assert [m is not None for m in restarts].count(True) == 2, logged
+    assert [ln for ln, r, f in zip(logged, restarts, finishes) if r is None and f is None] == [], logged
+    # Each restart's epoch is Ray's checkpoint metadata; `resumed_from` is the last one per training.
+    resumed_from = {m.group(1): int(m.group(2)) for m in restarts if m is not None}
+    n_restarts = Counter(m.group(1) for m in restarts if m is not None)
+    assert sorted((m.group(1), int(m.group(2))) for m in finishes if m is not None) == sorted(n_restarts.items())
+    assert set(resumed_from) <= {r["trial_id"] for r in rows}
     out = (scenario / "nodes.out").read_text()
     assert "Traceback" not in out and "[state-dump]" not in out and "Tuner.restore" not in out
     assert len(re.findall(r"^node \w+ lost: training", out, re.M)) == 2
+    # What each restarted training's last attempt computed (the trainable's own count, not Ray's
+    # metadata): it started where the restart said and trained only the remaining epochs.
+    attempts = {m.group(1): (int(m.group(3)), int(m.group(4))) for m in finishes if m is not None}
+    remaining = {trial_id: (epoch, EPOCHS - epoch) for trial_id, epoch in resumed_from.items()}
+    assert attempts == remaining, "(started from, epochs trained) of each restarted training's last attempt " \
+        "against (the restart's epoch, the epochs left): a restart that did not continue from its checkpoint"
+    assert min(resumed_from.values()) >= 1, f"a training restarted before Ray had its checkpoint: {logged}"
     # A restarted training ends as if it had never stopped (CPU, one thread, same seed).
     meta = json.loads((run / "run.json").read_text())
     budget = run_budget(meta, **run_split(meta))
     data = load_cifar10(cifar_dir)
     curves = _rows(run / "curves.csv")
     torch.set_num_threads(1)
-    for match in restarted:
-        assert int(match.group(2)) >= 1  # it resumed from a checkpoint, not from scratch
-        row = next(r for r in rows if r["trial_id"] == match.group(1))
+    for trial_id in resumed_from:
+        row = next(r for r in rows if r["trial_id"] == trial_id)
         again = train_proxy(from_flat(row), data, budget, "cpu", seed=int(row["seed"]))
         assert float(row["val_acc"]) == again.val_acc
         curve = sorted((int(c["epoch"]), float(c["val_acc"])) for c in curves if c["trial_id"] == row["trial_id"])

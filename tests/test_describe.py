@@ -27,7 +27,8 @@ def check_rows_add_up(report: dict) -> None:
     rows = [report["stem"], *report["blocks"], report["head"]]
     for field in ("params", "macs"):
         assert sum(r[field] for r in rows) == report["total"][field]
-        assert all(r[field] >= 0 for r in rows)
+        assert [i for i, r in enumerate(rows[1:], 1) if r[field] <= 0] == [], "every block and the head hold weights"
+        assert (rows[0][field] > 0) == (rows[0]["kernel"] is not None), "a stem costs something iff it has a conv"
 
 
 def test_json_totals_match_paper_figures() -> None:

@@ -89,7 +89,7 @@ def test_moasha_stops_records_and_survives_sigkill(ray_cluster, cifar_dir, tmp_p
     proc = _start(args)
     _wait_for(proc, run, "stopped")
     os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate()
+    proc.communicate(timeout=60)
     before = read_rows(run)
     stopped_before = {(r["key"], r["seed"]) for r in before if r["status"] == "stopped"}
     done = search(*args[:-2], "--resume", "--address", ray_cluster)

@@ -123,3 +123,39 @@ def test_functions_are_short_and_constructors_take_few_parameters(tmp_path):
     (tmp_path / "space" / "big.py").write_text(
         f"def long():\n{body}\n\nclass C:\n    def __init__(self, a, b, c, d, e, f, g, h, i):\n        pass\n")
     assert oversized(tmp_path) == ["space/big.py:1 long has 51 lines", "space/big.py:55 __init__ takes 9 parameters"]
+
+
+def ands_inside_ors(root: Path) -> list[str]:
+    """Asserts under tests/ whose condition holds an `and` inside an `or`, parenthesised or not.
+
+    `assert a and b or c` reads as one check, but `and` binds tighter: it
+    passes on `c` alone, and then `a` and `b` are never checked (issue #32
+    found a test that way).  Split such a check into separate asserts or a
+    named helper.
+    """
+    found = []
+    for path in sorted((root / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Assert) and any(_or_holding_and(n) for n in ast.walk(node.test)):
+                found.append(f"{path.relative_to(root)}:{node.lineno}")
+    return found
+
+
+def _or_holding_and(node: ast.AST) -> bool:
+    return isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or) and any(
+        isinstance(n, ast.BoolOp) and isinstance(n.op, ast.And) for value in node.values for n in ast.walk(value))
+
+
+def test_no_assert_hides_an_and_inside_an_or(tmp_path):
+    assert ands_inside_ors(REPO) == []
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_x.py").write_text(
+        "def test():\n"
+        "    assert a and b or c\n"  # caught: unparenthesised
+        "    assert a or (b and c), 'why'\n"  # caught: parenthesised
+        "    assert x == (a or all(p and q for p, q in r))\n"  # caught: deeper inside
+        "    assert a or b\n"  # an or alone: left to review
+        "    assert (a or b) and c\n"  # an or inside an and: both halves are checked
+        "    if a and b or c:\n"  # not an assert
+        "        pass\n")
+    assert ands_inside_ors(tmp_path) == ["tests/test_x.py:2", "tests/test_x.py:3", "tests/test_x.py:4"]

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .effect_model import ALPHA, POWER, Design, fit, holm, split_name
+from .effect_model import ALPHA, POWER, Design, arch_design, fit, holm, split_name
 
 FOLDS = 5
 
@@ -66,19 +66,21 @@ def xtx_inverse_diagonal(X: pd.DataFrame) -> pd.Series:
 def resolution(design: Design, result) -> Resolution:
     """The run's resolving power for the bottleneck family (see the module docstring)."""
     names = mca_names(design.X)
-    diag = xtx_inverse_diagonal(design.X)[names]
+    X = arch_design(design.X, design.groups)
+    diag = xtx_inverse_diagonal(X)[names]
     se = np.sqrt(float(result.scale) * diag)
-    df = int(len(set(design.groups)) - 1)
+    df = int(result.df_resid)
     m = max(len(names), 1)
     crit = float(stats.t.ppf(1 - ALPHA / (2 * m), df))
     mde = (crit + float(stats.t.ppf(POWER, df))) * se
-    return Resolution(se=se, mde=mde, df=df, crit=crit, n=len(design.y))
+    return Resolution(se=se, mde=mde, df=df, crit=crit, n=len(X))
 
 
 def inflation(design: Design) -> pd.Series:
     """Each bottleneck's variance against a balanced orthogonal design of the same size (1 = ideal)."""
     names = mca_names(design.X)
-    return xtx_inverse_diagonal(design.X)[names] * len(design.y) / 4.0
+    X = arch_design(design.X, design.groups)
+    return xtx_inverse_diagonal(X)[names] * len(X) / 4.0
 
 
 @dataclass(frozen=True)

@@ -271,6 +271,14 @@ def placement_of(e: Effects, max_macs: float | None, max_latency_ms: float | Non
         raise UserError(f"run {e.data.path}: {exc}") from None
 
 
+def effects_pick(run: str | Path, max_macs: float | None = None, max_latency_ms: float | None = None):
+    """The data's Selective MCA of a run as an ArchConfig (analysis.select --from-effects, search.confirm
+    --pick effects); user errors as one line."""
+    for flag, value in (("--max-macs", max_macs), ("--max-latency-ms", max_latency_ms)):
+        check_budget(flag, value)
+    return placement_of(load_effects(run), max_macs, max_latency_ms).arch
+
+
 def write_json(path: Path, payload: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:

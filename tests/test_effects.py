@@ -157,3 +157,33 @@ def test_budget_nothing_meets_is_refused(qmc_run, tmp_path, capsys):
     _refused(capsys, [str(qmc_run), "--max-macs", "1000", "--json", str(out)], "no placement meets the budget")
     _refused(capsys, [str(qmc_run), "--max-macs", "-3"], "--max-macs must be a positive number")
     assert not out.exists()
+
+
+def test_select_from_effects_writes_the_placement_and_refuses_an_impossible_budget(qmc_run, tmp_path, capsys):
+    from analysis import select
+    from space import load_arch
+
+    out = tmp_path / "best.json"
+    assert select.main([str(qmc_run), "--from-effects", "--max-macs", "17e6", "-o", str(out)]) == 0
+    assert "The data's Selective MCA" in capsys.readouterr().out
+    arch = load_arch(out)
+    assert total_cost(arch)[0] <= 17e6
+    missing = tmp_path / "none.json"
+    assert select.run_main(select.main, [str(qmc_run), "--from-effects", "--max-macs", "1000", "-o", str(missing)],
+                           prog="analysis.select") == 2
+    assert "no placement meets the budget" in capsys.readouterr().err and not missing.exists()
+
+
+def test_confirm_pick_effects_picks_the_placement(qmc_run):
+    """search.confirm --pick effects trains what analysis.select --from-effects writes (the training itself is
+    search.confirm's own, tested in test_confirm.py)."""
+    from analysis.effects import effects_pick
+    from analysis.load import load_run
+    from cli_kit import UserError
+    from search.confirm import _checked, picked
+
+    args = _checked([str(qmc_run), "--pick", "effects", "--max-macs", "17e6"])
+    [(label, arch)] = picked(load_run(qmc_run), args)
+    assert label == "effects" and arch == effects_pick(qmc_run, max_macs=17e6)
+    with pytest.raises(UserError, match="not with --pick knee"):
+        _checked([str(qmc_run), "--pick", "knee", "--max-macs", "17e6"])

@@ -50,7 +50,8 @@ class Resolution:
         return float(stats.t.sf(self.crit - shift, self.df) + stats.t.cdf(-self.crit - shift, self.df))
 
     def trainings_for(self, target: float) -> int:
-        """Trainings (same design shape) that bring the median smallest detectable effect down to `target`."""
+        """Architectures (same design shape, one training each) that bring the median smallest detectable
+        effect down to `target`."""
         return int(np.ceil(self.n * (float(self.mde.median()) / target) ** 2))
 
 

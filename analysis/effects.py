@@ -152,9 +152,9 @@ def resolving_sentence(e: Effects, target: float = DEFAULT_TARGET) -> str:
     lo, med, hi = r.mde.min(), r.mde.median(), r.mde.max()
     return (f"Resolving power: this run detects a bottleneck effect of {med * PTS:.2f} points with {80} % power "
             f"(median over {len(r.mde)} bottlenecks, {lo * PTS:.2f}–{hi * PTS:.2f}; residual SD "
-            f"{e.additivity.residual_sd * PTS:.2f} points, {r.n} trainings, Holm's first step at α = {ALPHA:g}); "
-            f"a {target:g}-point effect would need about {r.trainings_for(target / PTS):,} trainings of this "
-            "design.")
+            f"{e.additivity.residual_sd * PTS:.2f} points, {r.n} architectures, Holm's first step at α = {ALPHA:g}); "
+            f"a {target:g}-point effect would need about {r.trainings_for(target / PTS):,} architectures (one "
+            "training each) of this design.")
 
 
 def design_sentence(e: Effects) -> str:
@@ -164,8 +164,8 @@ def design_sentence(e: Effects) -> str:
     sampler = e.data.meta.get("sampler", "?")
     return (f"Design (sampler {sampler}): variance inflation of the bottleneck effects median {infl.median():.2f}, "
             f"max {infl.max():.2f} (mca_{infl.idxmax().split('=')[1]}) against a balanced orthogonal design of the "
-            f"same {len(e.design.y)} trainings (1 = ideal): this sampling costs the precision of "
-            f"{100 * (1 - 1 / infl.median()):.0f} % of its trainings.")
+            f"same {len(set(e.design.groups))} architectures (1 = ideal): this sampling costs the precision of "
+            f"{100 * (1 - 1 / infl.median()):.0f} % of its architectures.")
 
 
 def additivity_sentence(e: Effects) -> str:
@@ -179,7 +179,7 @@ def additivity_sentence(e: Effects) -> str:
     where = (f"largest: mca {top['pair']} {_pt(top['interaction'])} [{_pt(top['low'])}, {_pt(top['high'])}] "
              f"points, Holm p = {top['p_holm']:.3f}")
     if a.additive:
-        return (f"Additivity: no interaction among the {a.tested} bottleneck pairs tested ({where}); the additive "
+        return (f"Additivity: no interaction among the {a.tested} bottleneck pairs tested (Holm, FWER {ALPHA:g}; {where}); the additive "
                 "answer is consistent with this run's data at its power." + held)
     n = int(a.table["significant"].sum())
     return (f"Additivity fails: {n} of {a.tested} bottleneck pairs interact ({where}); the effects above are "

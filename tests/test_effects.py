@@ -114,7 +114,7 @@ def test_command_prints_the_table_and_the_sentences(qmc_run, tmp_path, capsys):
     assert effects.main([str(qmc_run), "--by", "stage", "--json", str(out), "--max-macs", "18e6"]) == 0
     text = capsys.readouterr().out
     assert text.count("\nmca ") == 16
-    for words in ("Resolving power: this run detects a bottleneck effect of", "trainings of this design",
+    for words in ("Resolving power: this run detects a bottleneck effect of", "architectures (one training each) of this design",
                   "variance inflation", "Additivity", "By stage", "32x32", "The data's Selective MCA",
                   "ratio 1 appears in one architecture only (cnn)"):
         assert words in text

@@ -41,7 +41,7 @@ from record.arch import mca_columns, n_mca_columns
 
 ALPHA = 0.05  # two-sided level of every interval and test
 POWER = 0.80  # the power the resolving-power sentence is stated at
-MIN_RESIDUAL_DF = 10  # trainings beyond the parameter count the fit needs to estimate its own noise
+MIN_RESIDUAL_DF = 10  # architectures beyond the parameter count the fit needs to estimate its own noise
 MIN_ARCHS_PER_SIDE = 2  # a level (or a bit's on/off side) seen in fewer architectures is not estimable
 OTHER_FACTORS = ("kernels", "ratio", "width", "dw_size")
 PREFERRED_REFERENCE = {"ratio": 2}  # GhostNet's own s, the natural baseline of a ratio effect
@@ -191,11 +191,11 @@ def build_design(trials: pd.DataFrame) -> Design:
     references: dict[str, str] = {}
     dropped: dict[str, str] = {}
     cols = _estimable(_factor_columns(rows, references), groups, dropped)
-    p = len(cols) + 1
-    if len(rows) < p + MIN_RESIDUAL_DF:
-        raise EffectsError(f"the run has {len(rows)} ok trainings; its additive model has {p} parameters and needs "
-                           f"at least {p + MIN_RESIDUAL_DF} ok trainings ({MIN_RESIDUAL_DF} beyond the parameters "
-                           "to estimate its own noise)")
+    p, archs = len(cols) + 1, len(set(groups))
+    if archs < p + MIN_RESIDUAL_DF:
+        raise EffectsError(f"the run has {len(rows)} ok trainings of {archs} architectures; its additive model has {p} "
+                           f"parameters and needs at least {p + MIN_RESIDUAL_DF} architectures with an ok training "
+                           f"({MIN_RESIDUAL_DF} beyond the parameters to estimate its own noise)")
     X = pd.DataFrame({"const": np.ones(len(rows)), **cols})
     return Design(rows, X, rows["val_acc"].to_numpy(dtype=float), groups, references, dropped, excluded)
 

@@ -76,7 +76,7 @@ def test_effects_that_cannot_be_estimated_say_why():
 
 def test_too_few_trainings_and_one_architecture_are_refused():
     rows = qmc_design(60, 0).assign(val_acc=0.5)
-    with pytest.raises(EffectsError, match=r"has 18 ok trainings; its additive model has \d+ parameters and needs at least \d+"):
+    with pytest.raises(EffectsError, match=r"has 18 ok trainings of \d+ architectures; its additive model has \d+ parameters and needs at least \d+ architectures"):
         build_design(rows.iloc[:20])
     one = rows[rows["label"] == "ghostnet"]
     with pytest.raises(EffectsError, match="1 ok architecture"):
@@ -142,7 +142,7 @@ def _refused(capsys, argv, *expected):
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys):
     out = tmp_path / "e.json"
     few = write_qmc_run(tmp_path / "few", n_sampled=20, limit=18)
-    _refused(capsys, [str(few), "--json", str(out)], "needs at least", "ok trainings")
+    _refused(capsys, [str(few), "--json", str(out)], "needs at least", "architectures with an ok training")
     one = write_qmc_run(tmp_path / "one", n_sampled=1, limit=2)
     _refused(capsys, [str(one), "--json", str(out)], "1 ok architecture")
     corrupt = write_qmc_run(tmp_path / "corrupt", n_sampled=20)

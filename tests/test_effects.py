@@ -187,3 +187,26 @@ def test_confirm_pick_effects_picks_the_placement(qmc_run):
     assert label == "effects" and arch == effects_pick(qmc_run, max_macs=17e6)
     with pytest.raises(UserError, match="not with --pick knee"):
         _checked([str(qmc_run), "--pick", "knee", "--max-macs", "17e6"])
+
+
+def test_sampler_qmc_spreads_the_menu_and_its_design_inflates_little():
+    """--sampler qmc is Optuna's scrambled Sobol; its design costs little precision, a skewed one (MCA on in 90 %
+    of trainings, as a converging search tends to) costs much more, and the command says how much."""
+    import optuna
+
+    from analysis.effect_checks import inflation
+    from search.options import parse_args
+    from search.searcher import make_sampler
+
+    assert isinstance(make_sampler("qmc", 0, 20), optuna.samplers.QMCSampler)
+    assert parse_args(["--sampler", "qmc"]).sampler == "qmc"
+    rows = qmc_design(100, 0)
+    balanced = inflation(_design(rows=rows))
+    skewed_rows = rows.copy()
+    rng = np.random.default_rng(0)
+    for i in range(16):
+        skewed_rows[f"mca_{i}"] = rng.random(len(rows)) < 0.9
+    skewed_rows["n_mca"] = skewed_rows[[f"mca_{i}" for i in range(16)]].sum(axis=1)
+    skewed_rows["key"] = [f"k{i}" for i in range(len(rows))]
+    skewed = inflation(_design(rows=skewed_rows))
+    assert balanced.median() < 1.3 and skewed.median() > 2 * balanced.median()

@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
-from scipy import stats
 
 from record.arch import mca_columns, n_mca_columns
 

@@ -25,7 +25,6 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from record.arch import mca_columns, n_mca_columns
 
 from .cli import Parser, UserError, run_main
 from .effect_checks import Additivity, Resolution, additivity, inflation, resolution

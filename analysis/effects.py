@@ -25,7 +25,6 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-
 from .cli import Parser, UserError, run_main
 from .effect_checks import Additivity, Resolution, additivity, inflation, resolution
 from .effect_costs import Placement, base_arch, best_placement, block_costs, choice_cost, latency_fit

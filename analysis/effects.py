@@ -298,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", metavar="FILE", default=None, help="also write the table and sentences as JSON")
     p.add_argument("--by", choices=["stage"], default=None, help="stage: group bottlenecks by resolution")
     p.add_argument("--target", type=float, default=DEFAULT_TARGET,
-                   help="effect (points) the 'trainings needed' sentence is stated for (default %(default)g)")
+                   help="effect (points) the 'architectures needed' sentence is stated for (default %(default)g)")
     p.add_argument("--max-macs", type=float, default=None, help="also print the best placement within N MACs")
     p.add_argument("--max-latency-ms", type=float, default=None, help="... within T ms (predicted latency)")
     args = p.parse_args(argv)

@@ -6,7 +6,7 @@
 
 Prints the effect of MCA on each bottleneck, of the kernel set and of the
 ratio s on `val_acc`, each with its 95 % interval (additive OLS over every ok
-training, cluster-robust by architecture: `analysis.effect_model`) and its
+training, seeds averaged per architecture: `analysis.effect_model`) and its
 exact cost; which bottleneck effects survive Holm's control over the 16; the
 smallest effect the run can resolve and the trainings a target would take;
 the design's variance inflation; and whether the additive model holds on the
@@ -196,8 +196,8 @@ def report_text(e: Effects, target: float = DEFAULT_TARGET, placement: Placement
     d, data = e.design, e.data
     lines = [f"Which bottlenecks deserve MCA: run {data.name}, {len(d.y)} ok trainings of "
              f"{len(set(d.groups))} architectures (every seed a row).",
-             f"Effect on val_acc in points against MCA off / the reference level; 95 % intervals, cluster-robust "
-             f"by architecture; * = significant after Holm over the family (the {len(e.resolution.mde)} "
+             f"Effect on val_acc in points against MCA off / the reference level; 95 % intervals from OLS on the "
+             f"architectures' means (seeds averaged: one architecture counts once); * = significant after Holm over the family (the {len(e.resolution.mde)} "
              f"bottlenecks; each other factor's levels), FWER {ALPHA:g}. Costs: exact MACs and params of the choice; "
              f"latency_ms fitted to the run's latencies ({latency_source(data.meta)}).", "", *effect_lines(e), ""]
     if e.stages is not None:
@@ -232,7 +232,7 @@ def to_json(e: Effects, target: float = DEFAULT_TARGET, placement: Placement | N
     a = e.additivity
     out = {"run": str(e.data.path), "unit": "val_acc (fraction; x100 = points)", "alpha": ALPHA,
            "multiple_comparisons": "Holm (family-wise) over the bottlenecks; within each other factor",
-           "interval": "95 % t, cluster-robust by architecture key", "trainings": len(e.design.y),
+           "interval": "95 % t, OLS on architecture means (seeds averaged)", "trainings": len(e.design.y),
            "architectures": len(set(e.design.groups)), "references": e.design.references, "effects": records,
            "resolving_power": {"mde_median": float(e.resolution.mde.median()) if len(e.resolution.mde) else None,
                                "mde": {k: float(v) for k, v in e.resolution.mde.items()}, "power": 0.8,

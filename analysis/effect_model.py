@@ -209,7 +209,7 @@ def fit(X: pd.DataFrame, y: np.ndarray, groups: np.ndarray):
     over the rows: on planted effects (analysis.effect_sim, 500 runs of the
     qmc design) statsmodels' cluster covariance (CR1) covered 90.8 % for its
     worst effect and let Holm's family-wise error reach 6.8 %; the
-    Bell–McCaffrey CR2 correction did no better (worst 89 %), because with
+    Bell–McCaffrey CR2 correction did no better (worst 89 % in 200 runs), because with
     one training per architecture a sandwich estimate rests on single
     residuals.  The fit on means covers 94.8 % pooled, 91.6–96.4 % per effect within a
     Monte-Carlo margin of ±1.9 (benchmarks/data/effects_planted.txt).

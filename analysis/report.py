@@ -37,6 +37,7 @@ from space import presets_for
 
 from . import figures
 from .confirm import LATENCY_SOURCE, reference_of, study_answer, table_cells
+from .effect_report import effects_section
 from .fidelity import fidelity, load_fidelity
 from .cli import Parser, UserError, parse_objectives, run_main
 from .latency_label import latency_axis_label, latency_source
@@ -297,7 +298,9 @@ def write_report(run_dirs: Sequence[Path], out_path: Path, objectives: Sequence[
     runs = [load_run(p) for p in run_dirs]
     objectives = _objectives(runs[0], objectives)
     box, origin = fixed_box(runs[0].archs, objectives)  # one box for the run and every run it is compared with
-    body = [_header(runs[0], objectives), *_answer_section(runs[0]), *_run_sections(runs[0], objectives, box, origin)]
+    body = [_header(runs[0], objectives), *_answer_section(runs[0]),
+            *effects_section(runs[0], _figure_html, _note),  # "Which bottlenecks deserve MCA" (issue #29)
+            *_run_sections(runs[0], objectives, box, origin)]
     if len(runs) > 1:
         body += _compare_sections(runs, objectives, box, origin)
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -149,6 +149,23 @@ def noise_message(row: pd.Series, cheaper: pd.Series, objectives: Sequence[str])
             f"{Z:g}·SE = {limit:.4f}; consider {cheaper['label']}")
 
 
+def _from_effects(args) -> int:
+    """The data's Selective MCA (analysis.effects): computed in full before anything is written."""
+    from .effects import load_effects, placement_of, placement_sentence, check_budget
+
+    for flag, value in (("--max-macs", args.max_macs), ("--max-latency-ms", args.max_latency_ms)):
+        check_budget(flag, value)
+    placement = placement_of(load_effects(args.run), args.max_macs, args.max_latency_ms)
+    out = Path(args.output)
+    try:
+        out.write_text(json.dumps(placement.arch.to_dict(), indent=2) + "\n")
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
+    print(placement_sentence(placement))
+    print(f"wrote {out}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = Parser(prog="python -m analysis.select",
                description="Choose an architecture from a search run and write it as ArchConfig JSON "
@@ -159,7 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--objectives", nargs="+", default=None,
                    help="objectives of the front for the knee point (default: the run's)")
     p.add_argument("-o", "--output", default="best.json", help="where to write the ArchConfig JSON (default %(default)s)")
+    p.add_argument("--from-effects", action="store_true",
+                   help="write the placement analysis.effects predicts best (within the budgets) instead of a trial")
     args = p.parse_args(argv)
+    if args.from_effects:
+        return _from_effects(args)
     for flag, value in (("--max-macs", args.max_macs), ("--max-latency-ms", args.max_latency_ms)):
         if value is not None and not (np.isfinite(value) and value > 0):
             raise UserError(f"{flag} must be a positive number, got {value:g}")

@@ -32,9 +32,13 @@ def build_parser() -> Parser:
     p = Parser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0])
     p.add_argument("run", help="run directory (<storage-path>/<name>)")
     pick = p.add_argument_group("which architectures (one of; default --pick knee)").add_mutually_exclusive_group()
-    pick.add_argument("--pick", choices=["knee"], default=None, help="the knee of the front (as analysis.select)")
-    pick.add_argument("--max-macs", type=float, default=None, help="the most accurate ok trial within N MACs")
-    pick.add_argument("--max-latency-ms", type=float, default=None, help="the most accurate ok trial within T ms")
+    pick.add_argument("--pick", choices=["knee", "effects"], default=None,
+                      help="knee: the knee of the front (as analysis.select); effects: the placement analysis.effects "
+                           "predicts best (within --max-macs / --max-latency-ms if given)")
+    budget = p.add_argument_group("budget (alone: the most accurate ok trial within it; with --pick effects: the "
+                                  "best predicted placement within it)")
+    budget.add_argument("--max-macs", type=float, default=None, help="N MACs")
+    budget.add_argument("--max-latency-ms", type=float, default=None, help="T ms")
     pick.add_argument("--keys", default=None, help="these architecture keys, comma-separated")
     pick.add_argument("--front", action="store_true", help="every member of the Pareto front")
     t = p.add_argument_group("training")
@@ -52,6 +56,10 @@ def build_parser() -> Parser:
 def _checked(argv: Sequence[str] | None):
     args = build_parser().parse_args(argv)
     require_at_least(args, {"seeds": 1, "epochs": 1, "train_size": 1})
+    if (args.max_macs is not None or args.max_latency_ms is not None) and (
+            args.pick == "knee" or args.keys is not None or args.front):
+        raise UserError("--max-macs / --max-latency-ms pick on their own or with --pick effects, "
+                        "not with --pick knee, --keys or --front")
     return args
 
 
@@ -71,6 +79,10 @@ def picked(data, args) -> list[tuple[str, Any]]:
         rows = [ok[ok["key"] == k].iloc[0] for k in keys]
     elif args.front:
         rows = [r for _, r in pareto_front(ok, data.objectives).sort_values("number").iterrows()]
+    elif args.pick == "effects":
+        from analysis.effects import effects_pick
+
+        return [("effects", effects_pick(data.path, args.max_macs, args.max_latency_ms))]
     elif args.max_macs is not None or args.max_latency_ms is not None:
         rows = [best_under(ok, max_macs=args.max_macs, max_latency_ms=args.max_latency_ms)]
     else:

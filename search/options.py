@@ -21,7 +21,7 @@ from cli_kit import Parser, UserError
 from record.objectives import DEFAULT_OBJECTIVES, OBJECTIVES, Direction, parse_objectives
 from space.search_space import DEFAULT_KERNEL_SETS, DEFAULT_RATIOS, parse_ints, parse_kernel_sets
 
-SAMPLERS = ("nsga2", "tpe", "random")
+SAMPLERS = ("nsga2", "tpe", "random", "qmc")  # qmc: scrambled Sobol, spreads the menu evenly for analysis.effects
 SCHEDULERS = ("fifo", "moasha")
 BUDGET_NAMES = ("smoke", "cpu", "gpu")
 LAYOUT_CHOICES = ("auto", "channels_last", "nchw")

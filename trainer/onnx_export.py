@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import sys
+import tempfile
 import warnings
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -42,6 +45,26 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}"
 
 
+@contextlib.contextmanager
+def _quiet_fds() -> Iterator[None]:
+    """Silence file descriptors 1 and 2 (the exporter prints a failing graph from C++): an error is one line."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+    finally:
+        for fd in saved:
+            os.close(fd)
+
+
 def export_bytes(module: nn.Module, input_shape: tuple[int, ...], *, name: str,
                  metadata: Mapping[str, Any] | None = None) -> bytes:
     """`module` (eval mode, batch 1, float32, NCHW) as a serialised ONNX model; `name` names it in errors.
@@ -53,7 +76,7 @@ def export_bytes(module: nn.Module, input_shape: tuple[int, ...], *, name: str,
     module = module.eval().to("cpu", memory_format=torch.contiguous_format)
     buffer = io.BytesIO()
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet_fds():
             warnings.simplefilter("ignore")
             torch.onnx.export(module, (torch.zeros(1, *input_shape),), buffer, opset_version=OPSET, dynamo=False,
                               input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], do_constant_folding=True)

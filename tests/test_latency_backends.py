@@ -1,0 +1,179 @@
+"""Latency backends: the export is checked on every preset and a seeded sample of the menu, ONNX Runtime
+times the network as deployed, and `trainer.export` writes the artifact (real torch.onnx, real ONNX Runtime)."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+from torch import nn
+
+from cli_kit import run_main
+from space import ArchConfig, SearchSpace, build_model, presets_for
+from trainer.backends import BACKENDS, check_backend, default_backend, describe_backend, time_network
+from trainer.latency import measure_latency
+from trainer.onnx_export import TOLERANCE, ExportError, export_checked, ort_session
+from trainer.timing import Protocol
+
+QUICK = Protocol(warmup=2, warmup_s=0.0, min_repeats=10, max_repeats=10, check_every=10)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+def sampled(n: int, seed: int) -> list[ArchConfig]:
+    """`n` seeded architectures of the three CIFAR backbones' menus, MCA density uniform per architecture."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        space = SearchSpace(backbone=("ghostnet", "vgg16", "resnet56")[i % 3])
+        density = rng.random()
+        out.append(ArchConfig(mca=tuple(rng.random() < density for _ in range(space.n_blocks)),
+                              kernels=rng.choice(space.kernel_sets), ratio=rng.choice(space.ratios),
+                              backbone=space.backbone))
+    return out
+
+
+@torch.no_grad()
+def calibrated(arch: ArchConfig) -> nn.Module:
+    """`arch` with batch-norm statistics of its own activations, as training leaves them.
+
+    Freshly built, eval-mode batch norm is the identity, so an untrained ResNet-56's logits reach the
+    thousands and float32 alone differs in the 3rd decimal; a trained network's logits are O(1-10).
+    """
+    torch.manual_seed(0)
+    model = build_model(arch)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum = None  # a cumulative average over the calibration batches
+    model.train()
+    for _ in range(4):
+        model(torch.randn(8, 3, 32, 32))
+    return model.eval()
+
+
+def _logit_difference(arch: ArchConfig) -> float:
+    _, _, diff = export_checked(calibrated(arch), (3, 32, 32), name=arch.key)
+    return diff
+
+
+def test_backend_names_are_spelled_once_and_defaults_follow_the_device():
+    from search.options import LATENCY_BACKENDS
+
+    assert LATENCY_BACKENDS == BACKENDS == ("onnxruntime", "torch")
+    assert default_backend("cpu") == "onnxruntime" and default_backend("cuda") == "torch"
+    info = describe_backend("onnxruntime", 1)
+    assert info["version"] == onnxruntime.__version__ and info["label"] == f"onnxruntime {onnxruntime.__version__}, 1 thread"
+    with pytest.raises(ValueError, match="must be one of onnxruntime, torch"):
+        check_backend("tvm", "cpu")
+    with pytest.raises(ValueError, match="times on the CPU"):
+        check_backend("onnxruntime", "cuda")
+
+
+def test_presets_export_with_the_logits_of_pytorch():
+    """Quick layer: one preset of each backbone (every preset and 20 sampled architectures: the e2e test)."""
+    for backbone, name in (("ghostnet", "selective_mca"), ("vgg16", "all_mca"), ("resnet56", "ghost")):
+        assert _logit_difference(presets_for(backbone)[name]) <= TOLERANCE
+
+
+@pytest.mark.e2e
+def test_every_preset_and_a_sample_of_the_menu_export_with_the_logits_of_pytorch():
+    archs = [cfg for b in ("ghostnet", "vgg16", "resnet56") for cfg in presets_for(b).values()] + sampled(21, 28)
+    diffs = {a.key: _logit_difference(a) for a in archs}
+    assert len(diffs) >= 12 + 20
+    worst = max(diffs.values())
+    print(f"max abs logit difference over {len(diffs)} architectures: {worst:.2e}")
+    assert worst <= TOLERANCE
+
+
+class _Unexportable(nn.Module):
+    def forward(self, x):
+        return torch.linalg.eigvals(x[0, 0]).real
+
+
+class _TracesSomethingElse(nn.Module):
+    def forward(self, x):
+        return x if torch.jit.is_tracing() else x.flip(-1)
+
+
+def test_an_architecture_that_cannot_export_is_one_line_naming_it(capfd):
+    with pytest.raises(ExportError) as info:
+        export_checked(_Unexportable(), (3, 4, 4), name="net-x")
+    assert "cannot export net-x to ONNX" in str(info.value) and "\n" not in str(info.value)
+    assert capfd.readouterr().out == ""  # the exporter's graph dump stays off the terminal
+    with pytest.raises(ExportError, match="the ONNX export of net-y computes something else: max abs difference"):
+        export_checked(_TracesSomethingElse(), (3, 4, 4), name="net-y")
+    with pytest.raises(ExportError, match="net-z"):  # the trial path says it too, never falls back to torch
+        measure_latency(_Unexportable(), "cpu", input_size=4, threads=1, backend="onnxruntime", name="net-z")
+
+
+def test_onnxruntime_times_the_network_faster_than_eager_and_says_so():
+    model = build_model(presets_for("ghostnet")["ghostnet"])
+    lat = measure_latency(model, "cpu", threads=1, warmup=3, repeats=15, backend="onnxruntime")
+    assert lat.backend == "onnxruntime" and lat.layout == "onnx" and lat.median_ms > 0
+    assert model.training, "the model's mode is restored"
+    ort = time_network(model, (3, 32, 32), backend="onnxruntime", protocol=QUICK)
+    eager = time_network(model, (3, 32, 32), backend="torch", protocol=QUICK)
+    assert ort.median_ms < eager.median_ms  # 6x apart on this machine (README): not a timing target
+
+
+# ------------------------------------------------------------------ trainer.export
+
+def _export(argv: list[str], capsys) -> tuple[int, list[str], list[str]]:
+    from trainer.export import PROG, main
+
+    capsys.readouterr()
+    code = run_main(main, argv, prog=PROG)
+    out = capsys.readouterr()
+    return code, out.out.strip().splitlines(), out.err.strip().splitlines()
+
+
+def test_export_writes_a_checked_model_of_a_trained_network_and_times_it(tmp_path, capsys):
+    arch = presets_for("ghostnet")["selective_mca"]
+    torch.manual_seed(1)
+    trained = build_model(arch)
+    folder = tmp_path / "train"
+    folder.mkdir()
+    torch.save(trained.state_dict(), folder / "model.pt")
+    (folder / "arch.json").write_text(json.dumps(arch.to_dict()))
+    code, out, err = _export([str(folder), "-o", str(tmp_path / "model.onnx")], capsys)
+    assert code == 0, err
+    assert "logits check: max abs difference" in out[1]
+    assert f"onnxruntime {onnxruntime.__version__}, 1 thread" in out[2] and out[2].startswith("latency: ")
+    session = ort_session(str(tmp_path / "model.onnx"))
+    assert session.get_modelmeta().custom_metadata_map["arch_key"] == arch.key
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = trained.eval()(x).numpy()
+    assert np.abs(session.run(None, {"input": x.numpy()})[0] - expected).max() <= TOLERANCE  # the trained weights
+    code, out, _ = _export([str(tmp_path / "model.onnx")], capsys)  # an existing model, timed
+    assert code == 0 and out[0].endswith(arch.key) and out[1].startswith("latency: ")
+
+
+@pytest.mark.parametrize("case", ["missing-onnx", "corrupt-onnx", "no-folder", "proc", "corrupt-checkpoint",
+                                  "unknown-arch", "no-output"])
+def test_export_refuses_bad_input_in_one_line_and_writes_nothing(case, tmp_path, capsys):
+    (tmp_path / "bad.onnx").write_bytes(b"not a protobuf")
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    argv, expect = {
+        "missing-onnx": ([str(tmp_path / "none.onnx")], "does not exist"),
+        "corrupt-onnx": ([str(tmp_path / "bad.onnx")], "is not an ONNX model ONNX Runtime can load"),
+        "no-folder": (["ghostnet", "-o", str(tmp_path / "missing" / "m.onnx")], "does not exist"),
+        "proc": (["ghostnet", "-o", "/proc/m.onnx"], "cannot write /proc/m.onnx"),
+        "corrupt-checkpoint": ([str(tmp_path / "bad.pt"), "-o", str(tmp_path / "m.onnx")], "cannot read"),
+        "unknown-arch": (["nonet", "-o", str(tmp_path / "m.onnx")], "unknown arch 'nonet'"),
+        "no-output": (["ghostnet"], "-o FILE"),
+    }[case]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, out, err = _export(argv, capsys)
+    assert code == 2 and len(err) == 1 and expect in err[0] and err[0].startswith("trainer.export: error: "), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -177,3 +177,65 @@ def test_export_refuses_bad_input_in_one_line_and_writes_nothing(case, tmp_path,
     code, out, err = _export(argv, capsys)
     assert code == 2 and len(err) == 1 and expect in err[0] and err[0].startswith("trainer.export: error: "), err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+# ------------------------------------------------------------------ the device round trip
+
+REPO = Path(__file__).resolve().parents[1]
+# The device has onnxruntime and numpy only: torch and this project's packages are made unimportable,
+# and -I keeps the working directory and PYTHONPATH off sys.path.
+NO_TORCH = ("import sys, runpy; sys.modules.update(dict.fromkeys(['torch', 'space', 'trainer', 'search'])); "
+            "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+def _on_device(folder: Path, *args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-I", "-c", NO_TORCH, str(folder / "time_blocks.py"), str(folder), *args,
+                           "--min-repeats", "5", "--max-repeats", "5"], cwd=folder.parent, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.mark.e2e
+def test_blocks_timed_on_a_device_without_torch_make_a_table_the_search_takes(tmp_path, capsys):
+    from search.latency import setup_latency
+    from trainer.latency_table import LatencyTable, main as table_main, predict_latency
+
+    small = SearchSpace(kernel_sets=((3, 5, 7),), ratios=(2,))
+    folder = tmp_path / "blocks"
+    assert run_main(table_main, ["export-blocks", str(folder), "--kernel-sets", "3-5-7", "--ratios", "2"],
+                    prog="trainer.latency_table") == 0
+    manifest = json.loads((folder / "manifest.json").read_text())
+    done = _on_device(folder, "-o", str(tmp_path / "table.json"))
+    assert done.returncode == 0, done.stderr
+    table = LatencyTable.load(tmp_path / "table.json")
+    assert table.backend == "onnxruntime" and table.backend_label == f"onnxruntime {onnxruntime.__version__}, 1 thread"
+    assert set(table.entries) == set(manifest["blocks"]) and table.overhead_ms is not None
+    assert all(predict_latency(cfg, table) > 0 for cfg in presets_for("ghostnet").values())
+    setup = setup_latency(tmp_path / "table.json", small, baselines=True, device="cpu", latency_threads=1)
+    assert setup.backend == "onnxruntime" and setup.source.endswith(table.backend_label)
+    with pytest.raises(ValueError, match="was timed in onnxruntime"):
+        setup_latency(tmp_path / "table.json", small, baselines=True, device="cpu", latency_threads=1,
+                      backend="torch")
+    # a corrupt or missing block: one line naming the file, exit 2, no table
+    (folder / manifest["blocks"][next(iter(manifest["blocks"]))]["file"]).write_bytes(b"truncated")
+    bad = _on_device(folder, "-o", str(tmp_path / "other.json"))
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "0000.onnx is not an ONNX model ONNX Runtime can load" in bad.stderr
+    (folder / "manifest.json").unlink()
+    bad = _on_device(folder, "-o", str(tmp_path / "other.json"))
+    assert bad.returncode == 2 and "cannot read" in bad.stderr and "manifest.json" in bad.stderr
+    assert not (tmp_path / "other.json").exists()
+
+
+def test_export_blocks_refuses_a_folder_in_use_in_one_line(tmp_path, capsys):
+    from trainer.latency_table import main as table_main
+
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "x").write_text("")
+    capsys.readouterr()
+    assert run_main(table_main, ["export-blocks", str(tmp_path / "used")], prog="trainer.latency_table") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not an empty folder" in err[0]
+    assert sorted(p.name for p in (tmp_path / "used").iterdir()) == ["x"]

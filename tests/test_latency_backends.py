@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,33 @@ def test_onnxruntime_times_the_network_faster_than_eager_and_says_so():
     assert ort.median_ms < eager.median_ms  # 6x apart on this machine (README): not a timing target
 
 
+def test_a_run_keeps_its_backend_on_resume_and_one_from_before_backends_keeps_torch():
+    from search.latency import setup_latency
+
+    small = SearchSpace(kernel_sets=((3, 5, 7),), ratios=(2,))
+    old = {"name": "old", "latency_source": "measured on cpu X, 1 thread, isolated", "latency_table": None}
+    setup = setup_latency(None, small, baselines=True, device="cpu", latency_threads=1, stored=old)
+    assert setup.backend == "torch" and "created before latency backends and keeps torch" in setup.note
+    assert setup.source.startswith(f"measured in torch {torch.__version__}")
+    new = {"name": "new", "latency_table": None, "latency_backend": describe_backend("onnxruntime", 1)}
+    assert setup_latency(None, small, baselines=True, device="cpu", latency_threads=1, stored=new).backend \
+        == "onnxruntime"
+    with pytest.raises(ValueError, match="run 'new' times latency in onnxruntime .* drop --latency-backend"):
+        setup_latency(None, small, baselines=True, device="cpu", latency_threads=1, stored=new, backend="torch")
+    with pytest.raises(ValueError, match="run 'old' times latency in torch"):
+        setup_latency(None, small, baselines=True, device="cpu", latency_threads=1, stored=old,
+                      backend="onnxruntime")
+
+
+def test_confirm_md_and_the_report_name_the_runtime():
+    from analysis.confirm import confirm_latency_source
+
+    meta = {"latency_backend": describe_backend("onnxruntime", 1)}
+    assert confirm_latency_source(meta) == (f"onnxruntime {onnxruntime.__version__}, 1 thread, "
+                                            "measured on each training's node")
+    assert confirm_latency_source({}).startswith("torch (PyTorch eager)")
+
+
 # ------------------------------------------------------------------ trainer.export
 
 def _export(argv: list[str], capsys) -> tuple[int, list[str], list[str]]:
@@ -239,3 +267,35 @@ def test_export_blocks_refuses_a_folder_in_use_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is not an empty folder" in err[0]
     assert sorted(p.name for p in (tmp_path / "used").iterdir()) == ["x"]
+
+
+# ------------------------------------------------------------------ the search
+
+@pytest.mark.e2e
+def test_a_search_times_latency_in_onnxruntime_by_default(ray_cluster, cifar_dir, tmp_path):
+    """The baselines' latency_ms of a smoke search are ONNX Runtime's: within ±25 % of each preset timed alone."""
+    import csv
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "search.run", "--budget", "smoke", "--epochs", "1", "--train-size", "256",
+         "--data-dir", str(cifar_dir), "--storage-path", str(tmp_path), "--name", "ort", "--no-report",
+         "--trials", "4", "--baseline-seeds", "1", "--kernel-sets", "3-5-7", "--ratios", "2", "--max-concurrent", "1",
+         "--objectives", "val_acc,latency_ms", "--address", ray_cluster],
+        cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    label = f"onnxruntime {onnxruntime.__version__}, 1 thread"
+    assert f"latency_ms: measured in onnxruntime {onnxruntime.__version__} on cpu " in done.stdout
+    meta = json.loads((tmp_path / "ort" / "run.json").read_text())
+    assert meta["latency_backend"]["name"] == "onnxruntime" and meta["latency_backend"]["label"] == label
+    assert meta["latency_source"].startswith(f"measured in onnxruntime {onnxruntime.__version__}")
+    with open(tmp_path / "ort" / "trials.csv", newline="") as f:
+        rows = {r["preset"]: r for r in csv.DictReader(f) if r["preset"]}
+    assert set(rows) == set(presets_for("ghostnet"))
+    for name, cfg in presets_for("ghostnet").items():
+        alone = statistics.median(measure_latency(build_model(cfg), "cpu", threads=1, backend="onnxruntime").median_ms
+                                  for _ in range(3))
+        recorded = float(rows[name]["latency_ms"])
+        print(f"{name}: search {recorded:.3f} ms, alone {alone:.3f} ms ({recorded / alone - 1:+.1%})")
+        assert abs(recorded / alone - 1) <= 0.25, (name, recorded, alone)

@@ -10,8 +10,16 @@ network as the sum of its blocks plus a constant per table (the framework
 overhead of running the blocks as one network: fitted on the four presets,
 timed whole, when the table is built).
 
-    python -m trainer.latency_table -o table.json [--device cpu] [--threads 1] \\
+    python -m trainer.latency_table -o table.json [--device cpu] [--threads 1] [--latency-backend onnxruntime] \\
         [--kernel-sets 3-5-7,5-7-11,7-11-21] [--ratios 2,3,4] [--width 1.0] [--dw-size 3]
+    python -m trainer.latency_table export-blocks DIR [menu flags]   # for a device without PyTorch
+
+A table times one runtime, its backend (`trainer.backends`: ONNX Runtime by
+default on the CPU, where each block is exported, checked and timed cold;
+PyTorch eager with `--latency-backend torch`), and records it with the
+runtime's version and threads; a run of the other backend refuses it.
+`export-blocks` writes the blocks as ONNX files with a script that times
+them on a device that has only onnxruntime and numpy (`trainer.block_export`).
 
 Blocks are those of `space.blocks`: the stem, each bottleneck position with
 MCA on/off (one entry per distinct canonical key, so positions and kernel
@@ -25,6 +33,8 @@ Table format (JSON)::
 
     {"format": "ghostnas-latency-table", "version": 1, "backbone": "ghostnet",
      "device": {"type": "cpu", "name": "AMD EPYC", "threads": 1, "label": "cpu AMD EPYC, 1 thread", ...},
+     "backend": {"name": "onnxruntime", "version": "1.32.0", "threads": 1, "opset": 18,
+                 "label": "onnxruntime 1.32.0, 1 thread", ...},   # absent in older tables: torch
      "torch": "2.14.1", "batch_size": 1, "input_size": 32, "num_classes": 10,
      "clock": "thread",   # CPU time of the timing thread (1 CPU thread), else "wall" (trainer.timing)
      "protocol": {"warmup": 10, "min_repeats": 30, "rel_ci": 0.03, ...},

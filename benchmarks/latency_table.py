@@ -78,6 +78,9 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--bootstrap", type=int, default=2000)
+    p.add_argument("--max-seconds", type=float, default=Protocol.max_s,
+                   help="timing seconds per block or network at most (default %(default)g; on a loaded machine "
+                        "a lower cap trades precision for time)")
     p.add_argument("--verbose", action="store_true", help="print every architecture's numbers")
     args = p.parse_args()
     if args.table is None:
@@ -88,7 +91,7 @@ def main() -> int:
     space = SearchSpace(kernel_sets=parse_kernel_sets(args.kernel_sets), ratios=parse_ints(args.ratios, "--ratios"),
                         backbone=args.backbone)
     presets = presets_for(space.backbone)
-    protocol = Protocol()
+    protocol = Protocol(max_s=args.max_seconds)
     bars: dict[int, Progress] = {}
 
     def progress(done: int, total: int, key: str) -> None:

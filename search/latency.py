@@ -187,8 +187,8 @@ def latency_metrics(arch: ArchConfig, model: torch.nn.Module, device: torch.devi
     """
     if table is not None:
         return {"latency_ms": predict_latency(arch, table), "latency_p10_ms": None, "latency_p90_ms": None}
-    with (slot.exclusive() if slot is not None else NodeSlot().exclusive()):
-        latency = measure_latency(model, device, threads=threads, backend=backend, name=arch.key)
+    alone = slot.exclusive if slot is not None else NodeSlot().exclusive
+    latency = measure_latency(model, device, threads=threads, backend=backend, name=arch.key, alone=alone)
     return {"latency_ms": latency.median_ms, "latency_p10_ms": latency.p10_ms, "latency_p90_ms": latency.p90_ms}
 
 

@@ -7,8 +7,10 @@ the runtime the network is deployed with (`trainer.backends`).
 """
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
+from typing import Callable, ContextManager
 from dataclasses import dataclass
 
 import torch
@@ -32,17 +34,18 @@ class Latency:
 def measure_latency(model: torch.nn.Module, device: torch.device | str = "cpu", batch_size: int = 1,
                     input_size: int = 32, threads: int | None = None, warmup: int = 10,
                     repeats: int = 50, layout: str = LAYOUT, backend: str = "torch",
-                    name: str = "network") -> Latency:
+                    name: str = "network", alone: Callable[[], ContextManager] | None = None) -> Latency:
     """Time `repeats` forward passes in `backend` (`trainer.backends`; torch in `layout`, a deployment's);
     the model's mode and thread count are restored.  onnxruntime exports and checks the model first
-    (ExportError names `name`)."""
+    (ExportError names `name`).  `alone()`, when given, is entered after the export and held while timing
+    (the node slot's exclusive hold: a trial's export does not keep the other trials waiting)."""
     if batch_size != 1:
         raise ValueError("latency is measured at batch 1 (what one image costs a deployed model)")
     device = torch.device(device)
     threads = threads or torch.get_num_threads()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     with runner(model, (3, input_size, input_size), backend=backend, device=device, threads=threads,
-                layout=layout, name=name) as call:
+                layout=layout, name=name) as call, (alone() if alone is not None else contextlib.nullcontext()):
         for _ in range(warmup):
             call()
         sync()

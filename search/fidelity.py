@@ -19,8 +19,7 @@ from cli_kit import Parser, UserError, require_at_least, run_main
 from record.rundir import FIDELITY_FILE, AppendTable, open_fidelity
 from search.ray_runner import job_of
 from search.retrain import (RetrainWriter, add_execution_flags, checked_data, execution_of, locked_table, run_recipe,
-                            with_run_backend,
-                            train_jobs)
+                            train_jobs, with_run_backend)
 
 PROG = "search.fidelity"
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from .backends import runner
-from .timing import LAYOUT, quantile
+from .timing import LAYOUT, clock_for, quantile
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class Latency:
     threads: int
     layout: str = LAYOUT
     backend: str = "torch"  # trainer.backends: the runtime that ran the network
+    clock: str = "wall"  # "thread": CPU time of the timing thread (one CPU thread; trainer.timing.clock_for)
 
 
 def measure_latency(model: torch.nn.Module, device: torch.device | str = "cpu", batch_size: int = 1,
@@ -44,6 +45,9 @@ def measure_latency(model: torch.nn.Module, device: torch.device | str = "cpu", 
     device = torch.device(device)
     threads = threads or torch.get_num_threads()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    # One CPU thread: the thread's CPU time, which leaves out what other processes take (trainer.timing).
+    clock = clock_for(device, threads)
+    now = time.thread_time if clock == "thread" else time.perf_counter
     with runner(model, (3, input_size, input_size), backend=backend, device=device, threads=threads,
                 layout=layout, name=name) as call, (alone() if alone is not None else contextlib.nullcontext()):
         for _ in range(warmup):
@@ -51,12 +55,12 @@ def measure_latency(model: torch.nn.Module, device: torch.device | str = "cpu", 
         sync()
         times = []
         for _ in range(repeats):
-            start = time.perf_counter()
+            start = now()
             call()
             sync()
-            times.append((time.perf_counter() - start) * 1e3)
+            times.append((now() - start) * 1e3)
     times.sort()
     mean = statistics.fmean(times)
     cv = statistics.pstdev(times) / mean if mean > 0 else 0.0
     return Latency(statistics.median(times), quantile(times, 0.1), quantile(times, 0.9), cv,
-                   str(device), threads, layout if backend == "torch" else "onnx", backend)
+                   str(device), threads, layout if backend == "torch" else "onnx", backend, clock)

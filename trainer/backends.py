@@ -21,8 +21,8 @@ hot, ONNX Runtime's blocks summed to 20-50 % less than the whole network
 (GhostNet 1.17 vs 1.49 ms, all_mca 2.15 vs 3.4-4.3 ms: its compute is so
 small that memory traffic is the cost); cold, the sum is the whole network
 plus a constant (-0.56 ms on cnn, ghostnet and selective_mca: the 17 extra
-`run` calls), which the table's overhead fit takes out.  (A validation on
-this loaded 2-core machine missed the ±10 % target; README, "Validation".)  Eager PyTorch's
+`run` calls), which the table's overhead fit takes out.  Validated on a
+quiet machine: 24/24 networks within ±10 % (README, "Validation").  Eager PyTorch's
 per-operator overhead hides the effect, so torch tables time hot, as before.
 
 `runner` gives a zero-argument callable that runs one forward pass in the

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from record.rundir import CONFIRM_FILE, read_confirm
+from record.rundir import CONFIRM_FILE, RunDirError, read_confirm, read_meta
 
 from .load import typed_table
 
@@ -25,8 +25,16 @@ from .load import typed_table
 REFERENCE = {"ghostnet": "ghostnet"}
 DEFAULT_REFERENCE = "ghost"
 LEVEL = 0.95
-# search.confirm times each system's latency in its trainings, on the node that trained it.
+# search.confirm times each system's latency in its trainings, on the node that trained it, in the run's backend.
 LATENCY_SOURCE = "measured on each training's node"
+
+
+def confirm_latency_source(meta: dict) -> str:
+    """"onnxruntime 1.32.0, 1 thread, measured on each training's node": the runtime search.confirm timed in
+    (the run's latency backend; a run from before backends was timed in PyTorch eager)."""
+    backend = meta.get("latency_backend") or {}
+    label = backend.get("label") or "torch (PyTorch eager)"
+    return f"{label}, {LATENCY_SOURCE}"
 
 
 def reference_of(backbone: str) -> str:
@@ -157,4 +165,9 @@ def study_answer(run_path: Path, backbone: str) -> tuple[pd.DataFrame, str, str]
     if df is None or df.empty or reference not in set(df["system"]):
         return None
     result = summarise(df, reference)
-    return result, table_markdown(result, reference, LATENCY_SOURCE), answer(result, reference, backbone)
+    try:
+        meta = read_meta(Path(run_path))
+    except RunDirError:  # a bare folder with a confirm.csv (tests, copies): the source is not recorded
+        meta = {}
+    source = confirm_latency_source(meta)
+    return result, table_markdown(result, reference, source), answer(result, reference, backbone)

@@ -36,7 +36,7 @@ from record.stats import Z, describe_noise
 from space import presets_for
 
 from . import figures
-from .confirm import LATENCY_SOURCE, reference_of, study_answer, table_cells
+from .confirm import confirm_latency_source, reference_of, study_answer, table_cells
 from .effect_report import effects_section
 from .fidelity import fidelity, load_fidelity
 from .cli import Parser, UserError, parse_objectives, run_main
@@ -197,8 +197,9 @@ def _answer_section(data: RunData) -> list[str]:
            _figure_html(figures.answer_figure(summary, data.ok, "macs", presets), "fig-answer-macs")]
     if summary["latency_ms"].notna().any():
         out.append(_figure_html(figures.answer_figure(summary, data.ok, "latency_ms", presets,
-                                                      f"latency_ms ({LATENCY_SOURCE})"), "fig-answer-latency"))
-    columns, rows = table_cells(summary, reference_of(backbone), LATENCY_SOURCE)
+                                                      f"latency_ms ({confirm_latency_source(data.meta)})"),
+                                "fig-answer-latency"))
+    columns, rows = table_cells(summary, reference_of(backbone), confirm_latency_source(data.meta))
     thead = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     tbody = "".join(f'<tr data-system="{html.escape(r[0])}">' + "".join(f"<td>{html.escape(c)}</td>" for c in r)
                     + "</tr>" for r in rows)

@@ -21,7 +21,7 @@ from cli_kit import Parser, UserError, require_at_least, run_main
 from record.rundir import CONFIRM_FILE, CONFIRM_TABLE_FILE, AppendTable, open_confirm
 from search.ray_runner import job_of
 from search.retrain import (RetrainWriter, add_execution_flags, again_command, checked_data, execution_of, locked_table,
-                            run_recipe, train_jobs)
+                            run_recipe, train_jobs, with_run_backend)
 
 PROG = "search.confirm"
 CUDA_EPOCHS = 200  # a full CIFAR training, as the papers train
@@ -124,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from trainer.device import cuda_available
 
     data = load_run(args.run)
+    execution = with_run_backend(execution, args.latency_backend, data.meta)
     todo_systems, picks = systems(data, args)
     budget = confirm_budget(args, data.meta, cuda=execution.device == "cuda" and cuda_available())
     data_dir, split_images = checked_data(args.data_dir, data.meta)
@@ -134,8 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         jobs = [{"arch": arch.to_dict(), "seed": s, "system": name}
                 for name, arch in todo_systems for s in seeds if (name, s) not in done]
         print(f"{PROG}: picked {', '.join(picks)}; {len(todo_systems)} systems x {len(seeds)} seeds, {len(jobs)} "
-              f"to train for {budget.epochs} epochs ({budget.trained_as()}), scored on the test batch; "
-              f"results in {table.path}", flush=True)
+              f"to train for {budget.epochs} epochs ({budget.trained_as()}), scored on the test batch, latency in "
+              f"{execution.latency_backend}; results in {table.path}", flush=True)
         if jobs:
             train_jobs(execution, rundir, _Writer(table, len(jobs), budget), jobs, name=f"confirm-{len(table.rows)}",
                        data_dir=data_dir, budget=budget, seed=seed0, split_images=split_images, evaluate_on="test",

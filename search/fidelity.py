@@ -19,7 +19,7 @@ from cli_kit import Parser, UserError, require_at_least, run_main
 from record.rundir import FIDELITY_FILE, AppendTable, open_fidelity
 from search.ray_runner import job_of
 from search.retrain import (RetrainWriter, add_execution_flags, again_command, checked_data, execution_of, locked_table,
-                            run_recipe, train_jobs)
+                            run_recipe, train_jobs, with_run_backend)
 
 PROG = "search.fidelity"
 
@@ -55,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from analysis.load import RunData, load_run
 
     data = load_run(args.run)
+    execution = with_run_backend(execution, args.latency_backend, data.meta)
     if data.ok.empty:
         raise UserError(f"run {data.path} has no ok trial: nothing to re-train")
     # The run's recipe on its validation split, trained --epochs long.

@@ -21,6 +21,10 @@ from cli_kit import Parser, UserError
 from record.objectives import DEFAULT_OBJECTIVES, OBJECTIVES, Direction, parse_objectives
 from space.search_space import DEFAULT_KERNEL_SETS, DEFAULT_RATIOS, parse_ints, parse_kernel_sets
 
+# trainer.backends.BACKENDS, spelled here so parsing flags imports no torch (tests/test_latency_backends.py
+# keeps the two equal).
+LATENCY_BACKENDS = ("onnxruntime", "torch")
+
 SAMPLERS = ("nsga2", "tpe", "random", "qmc")  # qmc: scrambled Sobol, spreads the menu evenly for analysis.effects
 SCHEDULERS = ("fifo", "moasha")
 BUDGET_NAMES = ("smoke", "cpu", "gpu")
@@ -198,6 +202,9 @@ FLAGS: tuple[Flag, ...] = (
          _default_gpus, float, check=_non_negative),
     Flag("max_concurrent", "execution", "trials running at once (default: as many as the resources allow)",
          None, int, check=at_least(1)),
+    Flag("latency_backend", "execution", f"runtime latency_ms is timed in: {' or '.join(LATENCY_BACKENDS)} "
+         "(default onnxruntime on the CPU, as deployed; torch on CUDA; on --resume: the run's)", None,
+         check=lambda v: None if v is None else one_of(LATENCY_BACKENDS)(v), metavar="NAME"),
     Flag("latency_threads", "execution", "CPU threads for the batch-1 latency measurement (default {default})",
          1, int, check=at_least(1)),
     Flag("max_restarts", "execution", "times a training is restarted after its node, worker or actor was lost "
@@ -277,6 +284,7 @@ class Options:
     cpus_per_trial: float
     gpus_per_trial: float
     max_concurrent: int | None
+    latency_backend: str | None  # None: the device's default, or the resumed run's (search.latency.run_backend)
     latency_threads: int
     max_restarts: int
     trial_timeout: float | None  # None: derived from the run's epoch times (search.ray_runner.Watchdog)

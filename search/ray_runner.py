@@ -43,6 +43,7 @@ class Execution:
     gpus_per_trial: float = 0.0
     max_concurrent: int | None = None  # None: as many as the cluster's resources hold
     latency_threads: int = 1
+    latency_backend: str = "torch"  # trainer.backends; the commands set the run's (search.latency.run_backend)
     max_restarts: int = 3  # restarts after a lost node, worker or actor; then the training is "lost"
     trial_timeout: float | None = None  # None: derived from the run's epoch times (Watchdog)
     dashboard: bool = False  # the Ray dashboard of a local cluster, on 127.0.0.1
@@ -172,6 +173,7 @@ def trial_context(execution: Execution, data_dir: Path | str, budget, seed: int,
     return TrialContext(
         data_dir=str(Path(data_dir).resolve()), budget=budget, seed=seed, device=execution.device,
         threads=execution.threads, latency_threads=execution.latency_threads, latency_table=latency_table,
+        latency_backend=execution.latency_backend,
         evaluate_on=evaluate_on,
         # Test hook: trainings of these keys raise (the failure path, end to end through real Ray).
         fail_keys=tuple(k for k in os.environ.get("GHOSTNAS_FAIL_KEYS", "").split(";") if k),

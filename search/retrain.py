@@ -28,16 +28,30 @@ def add_execution_flags(p: argparse.ArgumentParser) -> None:
     e.add_argument("--gpus-per-trial", type=float, default=None, help="GPUs per training (default 1 with CUDA)")
     e.add_argument("--max-concurrent", type=int, default=None, help="trainings at once (default: as many as fit)")
     e.add_argument("--max-restarts", type=int, default=3, help="restarts after a lost node (default %(default)s)")
+    e.add_argument("--latency-backend", default=None, metavar="NAME",
+                   help="runtime latency_ms is timed in: onnxruntime or torch (default: the run's, so every "
+                        "latency of a run is of one runtime; torch for a run from before latency backends)")
+    e.add_argument("--latency-threads", type=int, default=1, help="CPU threads of the latency runtime (default 1)")
 
 
 def execution_of(args: argparse.Namespace) -> Execution:
     """The execution flags, checked (one line for a count below its minimum) and with the machine's GPU default."""
     from trainer.device import default_gpus
 
-    require_at_least(args, {"max_concurrent": 1, "max_restarts": 0})
+    require_at_least(args, {"max_concurrent": 1, "max_restarts": 0, "latency_threads": 1})
     gpus = args.gpus_per_trial if args.gpus_per_trial is not None else default_gpus()
     return Execution(address=args.address, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus,
-                     max_concurrent=args.max_concurrent, max_restarts=args.max_restarts)
+                     max_concurrent=args.max_concurrent, max_restarts=args.max_restarts,
+                     latency_threads=args.latency_threads)
+
+
+def with_run_backend(execution: Execution, backend: str | None, meta: Mapping[str, Any]) -> Execution:
+    """`execution` timing latency in the run's backend (search.latency.run_backend: a different one is refused)."""
+    import dataclasses
+
+    from search.latency import run_backend
+
+    return dataclasses.replace(execution, latency_backend=run_backend(backend, execution.device, meta)[0])
 
 
 def run_recipe(meta: Mapping[str, Any], budget: str | None = None, **changes: Any):

@@ -177,7 +177,8 @@ def _latency_setup(opts: Options, space, stored: RunDir | None):
     from search.latency import setup_latency
 
     return setup_latency(opts.latency_table, space, baselines=opts.baselines, device=opts.execution.device,
-                         latency_threads=opts.latency_threads, stored=stored.meta if stored else None)
+                         latency_threads=opts.latency_threads, stored=stored.meta if stored else None,
+                         backend=opts.latency_backend)
 
 
 def create_run(plan: Plan) -> RunDir:
@@ -293,7 +294,8 @@ def search(plan: Plan, rundir: RunDir) -> int:
     writer = TableWriter(rundir.table, ledger, opts.trials, cost=_cost, curves=rundir.curves, stopped=stopped)
     searcher, exhausted = make_searcher(plan, rundir, ledger, writer, attempt, stopped)
     # Settled once: the Tuner's limit and the start-up lines are the same number.
-    execution = replace(opts.execution, max_concurrent=concurrent_trainings(opts.execution))
+    execution = replace(opts.execution, max_concurrent=concurrent_trainings(opts.execution),
+                        latency_backend=plan.latency.backend)
     ctx = trial_context(execution, opts.data_dir, budget, opts.seed, plan.latency.table)
     tuner = make_tuner(execution, ctx, name=f"attempt-{attempt}", storage_path=rundir.ray_dir,
                        callbacks=[writer], searcher=searcher, trials=remaining, scheduler=scheduler,
@@ -313,18 +315,21 @@ def search(plan: Plan, rundir: RunDir) -> int:
 
 def _print_start(plan: Plan, scheduler, remaining: int, concurrent: int) -> None:
     """What is about to run, and on the CPU what the calibration says of it and how long it takes."""
+    from cli_kit import wrap
+
     opts, budget, sizes = plan.opts, plan.budget, plan.sizes
     if scheduler is not None:
         print(f"scheduler: moasha, rungs at epochs {','.join(map(str, scheduler.rungs.epochs))} of "
               f"{budget.epochs}, eta {opts.reduction_factor:g}", flush=True)
     print(f"searching: {remaining} trials to go of {opts.trials}, sampler {opts.sampler}, "
           f"objectives {','.join(opts.objectives)}, backbone {opts.backbone}, budget {opts.budget}, "
-          f"up to {concurrent} at once; {sizes['train']} training / {sizes['val']} validation images, "
+          f"up to {concurrent} at once;", flush=True)
+    print(f"  {sizes['train']} training / {sizes['val']} validation images, "
           f"baselines x{opts.baseline_seeds if opts.baselines else 0} seeds, repeats {opts.repeats}", flush=True)
+    print(wrap(f"latency_ms: {plan.latency.source}{plan.latency.note}"), flush=True)
     if plan.layout is not None:
-        print(plan.layout.line(), flush=True)
+        print(wrap(plan.layout.line()), flush=True)
     if opts.execution.device == "cpu":
-        from cli_kit import wrap
         from trainer.budget import CPU_FIDELITY
 
         for line in CPU_FIDELITY.start_lines(budget, remaining, concurrent, sizes["train"], str(opts.run_path)):

@@ -40,6 +40,7 @@ class TrialContext:
     threads: int
     latency_threads: int
     latency_table: LatencyTable | None = None  # predict latency_ms from it instead of measuring
+    latency_backend: str = "torch"  # the runtime a measured latency_ms is timed in (trainer.backends)
     evaluate_on: str = "val"  # "test": score on the test batch (search.confirm); "val_acc" then holds it
     # Test hook: trials whose canonical key contains one of these raise, so the
     # failure path is exercised end to end through real Ray (GHOSTNAS_FAIL_KEYS).
@@ -57,10 +58,11 @@ def worker_dataset(data_dir: str) -> Cifar10:
 
 
 def cost_metrics(arch: ArchConfig, model: torch.nn.Module, device: torch.device, latency_threads: int,
-                 table: LatencyTable | None = None, slot: SharedSlot | None = None) -> dict[str, Any]:
-    """MACs, parameters and batch-1 latency (from the table, or measured alone on the node)."""
+                 table: LatencyTable | None = None, slot: SharedSlot | None = None,
+                 backend: str = "torch") -> dict[str, Any]:
+    """MACs, parameters and batch-1 latency (from the table, or measured alone on the node in `backend`)."""
     return {"macs": count_macs(model), "params": count_params(model),
-            **latency_metrics(arch, model, device, latency_threads, table, slot)}
+            **latency_metrics(arch, model, device, latency_threads, table, slot, backend)}
 
 
 Report = Callable[..., None]  # report(metrics) or report(metrics, state): an epoch's state to resume from
@@ -101,7 +103,8 @@ def _train(arch: ArchConfig, ctx: TrialContext, report: Report, seed: int, resum
     # a latency measurement takes it alone, so it never runs while a trial computes (trainer.slot).
     with NodeSlot().shared() as slot:
         base = {"key": arch.key, "seed": seed, "node": node_id(),
-                **cost_metrics(arch, build_model(arch), device, ctx.latency_threads, ctx.latency_table, slot)}
+                **cost_metrics(arch, build_model(arch), device, ctx.latency_threads, ctx.latency_table, slot,
+                             ctx.latency_backend)}
 
         attempt = Attempt()
 

@@ -41,8 +41,9 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def small_table(tmp_path_factory) -> Path:
+    """A PyTorch-eager table (quick to build: ONNX Runtime tables export every block, test_latency_backends.py)."""
     path = tmp_path_factory.mktemp("table") / "table.json"
-    build_table(path, SMALL, protocol=QUICK)
+    build_table(path, SMALL, protocol=QUICK, backend="torch")
     return path
 
 
@@ -163,7 +164,7 @@ def test_missing_entries_are_named(small_table):
 def test_rebuilding_keeps_measured_entries_and_measures_only_the_missing(small_table, tmp_path):
     path = tmp_path / "t.json"
     path.write_bytes(small_table.read_bytes())
-    again = build_table(path, SMALL, protocol=QUICK)
+    again = build_table(path, SMALL, protocol=QUICK, backend="torch")
     assert again.measured == 0 and not again.fitted
     assert json.loads(path.read_text()) == json.loads(small_table.read_text())
     data = json.loads(path.read_text())
@@ -174,7 +175,7 @@ def test_rebuilding_keeps_measured_entries_and_measures_only_the_missing(small_t
     path.write_text(json.dumps(data))
     with pytest.raises(LatencyTableError, match="no fitted overhead"):
         predict_latency(PRESETS["ghostnet"], path)
-    resumed = build_table(path, SMALL, protocol=QUICK)
+    resumed = build_table(path, SMALL, protocol=QUICK, backend="torch")
     assert resumed.measured == 3 and resumed.fitted and set(dropped) <= set(resumed.table.entries)
     kept = json.loads(small_table.read_text())["entries"]
     assert all(resumed.table.entries[k] == v for k, v in kept.items() if k not in dropped)
@@ -187,7 +188,8 @@ def test_cli_refuses_a_table_of_another_device_in_one_line(small_table, tmp_path
     data["device"].update(name="Some Other CPU", label="cpu Some Other CPU, 1 thread")
     path.write_text(json.dumps(data))
     done = subprocess.run([sys.executable, "-m", "trainer.latency_table", "-o", str(path), "--kernel-sets", "3-5-7",
-                           "--ratios", "2"], cwd=REPO, capture_output=True, text=True, timeout=120)
+                           "--ratios", "2", "--latency-backend", "torch"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Some Other CPU" in lines[0] and "choose another -o" in lines[0], done.stderr
@@ -261,7 +263,8 @@ def test_search_with_a_table_records_the_same_latency_in_two_runs(ray_cluster, c
     procs = [subprocess.Popen([sys.executable, "-m", "search.run",
                                *_search_args(cifar_dir, tmp_path, name, "--trials", "2", "--seed", str(seed),
                                              "--max-concurrent", "1", "--objectives", "val_acc,latency_ms",
-                                             "--latency-table", str(small_table), "--address", ray_cluster)],
+                                             "--latency-table", str(small_table), "--latency-backend", "torch",
+                                             "--address", ray_cluster)],
                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for seed, name in enumerate(("a", "b"))]
     runs = []
@@ -271,7 +274,8 @@ def test_search_with_a_table_records_the_same_latency_in_two_runs(ray_cluster, c
         with open(tmp_path / name / "trials.csv", newline="") as f:
             runs.append({r["key"]: r for r in csv.DictReader(f)})
         meta = json.loads((tmp_path / name / "run.json").read_text())
-        assert meta["latency_source"] == f"table {table.device_label}"
+        assert meta["latency_source"] == f"table {table.device_label}, {table.backend_label}"
+        assert meta["latency_backend"]["name"] == "torch" and meta["latency_table"]["backend"] == table.backend_label
         assert meta["latency_table"]["device"] == table.device_label
         assert meta["latency_layout"] == meta["latency_table"]["layout"] == table.layout
         assert meta["latency_table"]["path"] == str(small_table.resolve())
@@ -291,7 +295,8 @@ def _refused(cifar_dir: Path, tmp_path: Path, table: Path, *extra: str) -> None:
     from search.run import main
 
     storage = tmp_path / "runs"
-    code = main(_search_args(cifar_dir, storage, "refused", "--latency-table", str(table), *extra))
+    code = main(_search_args(cifar_dir, storage, "refused", "--latency-table", str(table), "--latency-backend",
+                             "torch", *extra))
     assert code == 2
     assert list(storage.glob("*")) == [], "nothing written"
     assert not ray.is_initialized()
@@ -334,10 +339,19 @@ def test_a_table_the_search_cannot_use_is_refused_in_one_line(case, cifar_dir, s
 def test_without_a_table_the_run_says_latency_is_measured_in_isolation():
     from search.latency import setup_latency
 
+    import onnxruntime
+
     setup = setup_latency(None, SMALL, baselines=True, device="cpu", latency_threads=1)
-    assert setup.table is None
-    assert setup.source.startswith("measured on cpu ") and setup.source.endswith(", 1 thread, isolated")
-    assert setup.run_meta() == {"latency_source": setup.source, "latency_table": None, "latency_layout": "channels_last"}
+    assert setup.table is None and setup.backend == "onnxruntime"  # the default on the CPU
+    assert setup.source.startswith(f"measured in onnxruntime {onnxruntime.__version__} on cpu ")
+    assert setup.source.endswith(", 1 thread, isolated")
+    meta = setup.run_meta()
+    assert meta["latency_source"] == setup.source and meta["latency_table"] is None
+    assert meta["latency_layout"] == "onnx"
+    assert meta["latency_backend"]["label"] == f"onnxruntime {onnxruntime.__version__}, 1 thread"
+    eager = setup_latency(None, SMALL, baselines=True, device="cpu", latency_threads=1, backend="torch")
+    assert eager.source.startswith(f"measured in torch {torch.__version__} on cpu ")
+    assert eager.run_meta()["latency_layout"] == "channels_last"
 
 
 # ------------------------------------------------------------------ the report
@@ -366,3 +380,23 @@ def test_report_labels_the_latency_axis_with_the_device(tmp_path):
     fig = figures.tradeoff_figure(load_run(tmp_path / "run").ok, "latency_ms", "t", latency_axis_label([meta]))
     assert fig.layout.xaxis.title.text == f"latency_ms (batch 1, {source})"
     assert latency_axis_label([{}]) == "latency_ms (batch 1, source not recorded)"
+
+
+def test_a_table_of_the_other_backend_is_refused_in_one_line(cifar_dir, small_table, tmp_path, capsys):
+    """A torch table and a run of the default backend (ONNX Runtime on the CPU): one line, exit 2, nothing written."""
+    import ray
+
+    from search.run import main
+
+    storage = tmp_path / "runs"
+    capsys.readouterr()
+    assert main(_search_args(cifar_dir, storage, "refused", "--latency-table", str(small_table))) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"was timed in torch {torch.__version__}" in err[0], err
+    assert "this run times in onnxruntime" in err[0] and "--latency-backend torch" in err[0]
+    assert not storage.exists() or not any(storage.iterdir())
+    assert not ray.is_initialized()
+    capsys.readouterr()
+    assert main(_search_args(cifar_dir, storage, "refused", "--latency-backend", "tensorrt")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown --latency-backend 'tensorrt'; choose from onnxruntime, torch" in err[0], err

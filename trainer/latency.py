@@ -2,17 +2,21 @@
 
 MACs do not tell the whole story (attention and depthwise convolutions are
 memory-bound), so the search measures wall time too: median of repeated runs
-after warm-up, with the spread reported so noisy numbers can be spotted.
+after warm-up, with the spread reported so noisy numbers can be spotted, in
+the runtime the network is deployed with (`trainer.backends`).
 """
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
+from typing import Callable, ContextManager
 from dataclasses import dataclass
 
 import torch
 
-from .timing import LAYOUT, in_layout, quantile
+from .backends import runner
+from .timing import LAYOUT, clock_for, quantile
 
 
 @dataclass(frozen=True)
@@ -24,37 +28,39 @@ class Latency:
     device: str
     threads: int
     layout: str = LAYOUT
+    backend: str = "torch"  # trainer.backends: the runtime that ran the network
+    clock: str = "wall"  # "thread": CPU time of the timing thread (one CPU thread; trainer.timing.clock_for)
 
 
-@torch.inference_mode()
 def measure_latency(model: torch.nn.Module, device: torch.device | str = "cpu", batch_size: int = 1,
                     input_size: int = 32, threads: int | None = None, warmup: int = 10,
-                    repeats: int = 50, layout: str = LAYOUT) -> Latency:
-    """Time `repeats` forward passes in eval mode and `layout` (a deployment's, `trainer.timing.LAYOUT`);
-    the model's mode and thread count are restored."""
+                    repeats: int = 50, layout: str = LAYOUT, backend: str = "torch",
+                    name: str = "network", alone: Callable[[], ContextManager] | None = None) -> Latency:
+    """Time `repeats` forward passes in `backend` (`trainer.backends`; torch in `layout`, a deployment's);
+    the model's mode and thread count are restored.  onnxruntime exports and checks the model first
+    (ExportError names `name`).  `alone()`, when given, is entered after the export and held while timing
+    (the node slot's exclusive hold: a trial's export does not keep the other trials waiting)."""
+    if batch_size != 1:
+        raise ValueError("latency is measured at batch 1 (what one image costs a deployed model)")
     device = torch.device(device)
-    was_training = model.training
-    old_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        model.eval().to(device)
-        model, x = in_layout(model, torch.randn(batch_size, 3, input_size, input_size, device=device), layout)
-        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    threads = threads or torch.get_num_threads()
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    # One CPU thread: the thread's CPU time, which leaves out what other processes take (trainer.timing).
+    clock = clock_for(device, threads)
+    now = time.thread_time if clock == "thread" else time.perf_counter
+    with runner(model, (3, input_size, input_size), backend=backend, device=device, threads=threads,
+                layout=layout, name=name) as call, (alone() if alone is not None else contextlib.nullcontext()):
         for _ in range(warmup):
-            model(x)
+            call()
         sync()
         times = []
         for _ in range(repeats):
-            start = time.perf_counter()
-            model(x)
+            start = now()
+            call()
             sync()
-            times.append((time.perf_counter() - start) * 1e3)
-    finally:
-        model.train(was_training)
-        torch.set_num_threads(old_threads)
+            times.append((now() - start) * 1e3)
     times.sort()
     mean = statistics.fmean(times)
     cv = statistics.pstdev(times) / mean if mean > 0 else 0.0
     return Latency(statistics.median(times), quantile(times, 0.1), quantile(times, 0.9), cv,
-                   str(device), threads or old_threads, layout)
+                   str(device), threads, layout if backend == "torch" else "onnx", backend, clock)

@@ -10,8 +10,16 @@ network as the sum of its blocks plus a constant per table (the framework
 overhead of running the blocks as one network: fitted on the four presets,
 timed whole, when the table is built).
 
-    python -m trainer.latency_table -o table.json [--device cpu] [--threads 1] \\
+    python -m trainer.latency_table -o table.json [--device cpu] [--threads 1] [--latency-backend onnxruntime] \\
         [--kernel-sets 3-5-7,5-7-11,7-11-21] [--ratios 2,3,4] [--width 1.0] [--dw-size 3]
+    python -m trainer.latency_table export-blocks DIR [menu flags]   # for a device without PyTorch
+
+A table times one runtime, its backend (`trainer.backends`: ONNX Runtime by
+default on the CPU, where each block is exported, checked and timed cold;
+PyTorch eager with `--latency-backend torch`), and records it with the
+runtime's version and threads; a run of the other backend refuses it.
+`export-blocks` writes the blocks as ONNX files with a script that times
+them on a device that has only onnxruntime and numpy (`trainer.block_export`).
 
 Blocks are those of `space.blocks`: the stem, each bottleneck position with
 MCA on/off (one entry per distinct canonical key, so positions and kernel
@@ -25,6 +33,8 @@ Table format (JSON)::
 
     {"format": "ghostnas-latency-table", "version": 1, "backbone": "ghostnet",
      "device": {"type": "cpu", "name": "AMD EPYC", "threads": 1, "label": "cpu AMD EPYC, 1 thread", ...},
+     "backend": {"name": "onnxruntime", "version": "1.32.0", "threads": 1, "opset": 18,
+                 "label": "onnxruntime 1.32.0, 1 thread", ...},   # absent in older tables: torch
      "torch": "2.14.1", "batch_size": 1, "input_size": 32, "num_classes": 10,
      "clock": "thread",   # CPU time of the timing thread (1 CPU thread), else "wall" (trainer.timing)
      "protocol": {"warmup": 10, "min_repeats": 30, "rel_ci": 0.03, ...},
@@ -59,8 +69,10 @@ from cli_kit import Parser, UserError, run_main
 from space.config import BACKBONE_NAMES, DEFAULT_BACKBONE, format_kernels
 from space.search_space import DEFAULT_KERNEL_SETS, DEFAULT_RATIOS, parse_ints, parse_kernel_sets
 
+from .backends import BACKENDS, LEGACY_BACKEND, backend_label, check_backend, default_backend, describe_backend, \
+    time_network
 from .device import resolve_device
-from .timing import LAYOUT, Protocol, clock_for, describe_device, time_module
+from .timing import LAYOUT, Protocol, clock_for, describe_device
 
 PROG = "trainer.latency_table"
 TABLE_FORMAT = "ghostnas-latency-table"
@@ -111,6 +123,18 @@ class LatencyTable:
         return str(self.data["torch"])
 
     @property
+    def backend(self) -> str:
+        """The runtime the blocks were timed in (tables from before backends existed: torch)."""
+        return str((self.data.get("backend") or {}).get("name", LEGACY_BACKEND))
+
+    @property
+    def backend_label(self) -> str:
+        """"onnxruntime 1.32.0, 1 thread" (a legacy table: its torch version and the device's threads)."""
+        info = self.data.get("backend") or {}
+        return str(info.get("label") or backend_label(self.backend, info.get("version", self.torch_version),
+                                                      self.device.get("threads")))
+
+    @property
     def backbone(self) -> str:
         return str(self.data["backbone"])
 
@@ -152,6 +176,13 @@ class LatencyTable:
                 f"latency table {self.where} was built with torch {self.torch_version}, this is torch {version}; "
                 f"rebuild it: python -m {PROG} -o {self.where} --device {self.device['type']}")
 
+    def check_backend(self, backend: str, flag: str = "--latency-backend") -> None:
+        """A table times one runtime; a run of another would mix two runtimes' latencies: refused."""
+        if self.backend != backend:
+            raise LatencyTableError(
+                f"latency table {self.where} was timed in {self.backend_label}, this run times in {backend}: "
+                f"use {flag} {self.backend}, or build a table with python -m {PROG} -o FILE {flag} {backend}")
+
     def check_complete(self) -> None:
         if self.overhead_ms is None:
             raise LatencyTableError(
@@ -162,10 +193,12 @@ class LatencyTable:
     @classmethod
     def new(cls, device: dict[str, Any], *, backbone: str = DEFAULT_BACKBONE, batch_size: int = 1,
             input_size: int = 32, num_classes: int = 10, protocol: Protocol = Protocol(), clock: str = "wall",
-            path: Path | None = None) -> "LatencyTable":
+            path: Path | None = None, backend: dict[str, Any] | None = None) -> "LatencyTable":
+        backend = backend or describe_backend(LEGACY_BACKEND, device.get("threads"))
         return cls({
             "format": TABLE_FORMAT, "version": TABLE_VERSION, "backbone": backbone, "device": device,
-            "torch": torch.__version__, "layout": LAYOUT,
+            "backend": backend, "torch": torch.__version__,
+            "layout": LAYOUT if backend["name"] == "torch" else "onnx",
             "batch_size": batch_size, "input_size": input_size, "num_classes": num_classes, "clock": clock,
             "protocol": protocol.to_dict(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "menus": [], "entries": {}, "overhead": None,
@@ -189,6 +222,11 @@ class LatencyTable:
             raise _fail(where, "\"device\" must be an object with \"type\" (cpu or cuda) and \"label\"")
         if data.get("clock") not in ("thread", "wall"):
             raise _fail(where, "\"clock\" must be \"thread\" or \"wall\"")
+        backend = data.get("backend")
+        if backend is not None and (not isinstance(backend, dict) or backend.get("name") not in BACKENDS
+                                    or not isinstance(backend.get("version"), str)):
+            raise _fail(where, f"\"backend\" must be an object with \"name\" ({' or '.join(BACKENDS)}) and "
+                               "\"version\"")
         if not isinstance(data.get("torch"), str):
             raise _fail(where, "\"torch\" (the torch version) is missing")
         for name in ("batch_size", "input_size", "num_classes"):
@@ -328,14 +366,18 @@ def table_configs(space: SearchSpace) -> list[ArchConfig]:
 
 
 def open_for_build(path: Path, device: dict[str, Any], *, backbone: str, batch_size: int, input_size: int,
-                   num_classes: int, protocol: Protocol) -> LatencyTable:
-    """The table at `path` to extend, or a new one; a table of another device/torch/shape is refused."""
+                   num_classes: int, protocol: Protocol, backend: str = LEGACY_BACKEND) -> LatencyTable:
+    """The table at `path` to extend, or a new one; a table of another device/torch/shape/backend is refused."""
     clock = clock_for(device["type"], device["threads"], protocol.clock)
     fresh = LatencyTable.new(device, backbone=backbone, batch_size=batch_size, input_size=input_size,
-                             num_classes=num_classes, protocol=protocol, clock=clock, path=path)
+                             num_classes=num_classes, protocol=protocol, clock=clock, path=path,
+                             backend=describe_backend(backend, device["threads"] or 1))
     if not path.exists():
         return fresh
     old = LatencyTable.load(path)
+    if old.backend != backend or (old.backend == "onnxruntime" and old.backend_label != fresh.backend_label):
+        raise UserError(f"{path} holds a latency table timed in {old.backend_label} (now {fresh.backend_label}); "
+                        "its entries cannot be kept: choose another -o or remove it")
     theirs = {k: old.data.get(k) for k in COMPATIBLE}
     ours = {k: fresh.data[k] for k in COMPATIBLE}
     same_device = all(old.device.get(k) == device.get(k) for k in ("type", "name", "threads"))
@@ -351,31 +393,34 @@ def open_for_build(path: Path, device: dict[str, Any], *, backbone: str, batch_s
 def build_table(path: str | Path, space: SearchSpace, *, device: str | torch.device = "cpu", threads: int = 1,
                 protocol: Protocol = Protocol(), batch_size: int = 1, input_size: int | None = None,
                 num_classes: int | None = None, extra: Sequence[ArchConfig] = (), refit: bool = False,
-                progress: Callable[[int, int, str], None] | None = None) -> BuildResult:
+                progress: Callable[[int, int, str], None] | None = None, backend: str | None = None) -> BuildResult:
     """Measure every block of `space` (and of the presets and `extra`) missing from the table at `path`.
 
     Each entry is saved atomically as soon as it is measured.  Then the
     overhead constant is fitted on the presets, timed whole with the same
     protocol — once per table (a wider menu adds blocks, not overhead), or
     again with `refit`.  `progress(done, total, key)` is called before and after
-    each entry.
+    each entry.  `backend` (`trainer.backends`; default: the device's) is the runtime the blocks are timed in.
     """
     path = Path(path)
     device = resolve_device(device)
+    backend = default_backend(device) if backend is None else backend
     info = describe_device(device, threads)
     entry = get_backbone(space.backbone)
     input_size = entry.input_size if input_size is None else input_size
     num_classes = entry.num_classes if num_classes is None else num_classes
     table = open_for_build(path, info, backbone=space.backbone, batch_size=batch_size, input_size=input_size,
-                           num_classes=num_classes, protocol=protocol)
+                           num_classes=num_classes, protocol=protocol, backend=check_backend(backend, device))
     configs = [*table_configs(space), *extra]
     menu = space.to_dict()
     if menu not in table.data["menus"]:
         table.data["menus"].append(menu)
 
     shape = {"num_classes": num_classes, "input_size": input_size}
-    timer = functools.partial(time_module, device=device, threads=threads, batch_size=batch_size,
-                              protocol=protocol, layout=table.layout)
+    if batch_size != 1:
+        raise ValueError("latency tables are timed at batch 1")
+    timer = functools.partial(time_network, backend=table.backend, device=device, threads=threads,
+                              protocol=protocol, layout=table.layout if table.backend == "torch" else LAYOUT)
     kept = len(table.entries)
     done = _measure_missing(table, path, _missing_blocks(table, configs, shape), shape, timer, progress)
     fitted = refit or table.overhead_ms is None
@@ -404,7 +449,8 @@ def _measure_missing(table: LatencyTable, path: Path, todo: dict[str, ArchConfig
         for block in network_blocks(build_model(config, **shape)):
             if block.key in table.entries or todo.get(block.key) != config:
                 continue
-            timing = timer(block.module, block.input_shape)
+            timing = timer(block.module, block.input_shape, name=f"block {block.key}",
+                           cold=table.backend == "onnxruntime")
             table.entries[block.key] = {
                 "kind": block.kind, "index": block.index, "input_shape": list(block.input_shape),
                 "params": count_params(block.module), **timing.to_dict(),
@@ -422,7 +468,7 @@ def _fit_overhead(table: LatencyTable, path: Path, presets: dict[str, ArchConfig
     size = shape["input_size"]
     fit = []
     for name, config in presets.items():
-        whole = timer(build_model(config, **shape), (3, size, size))
+        whole = timer(build_model(config, **shape), (3, size, size), name=f"preset {name} ({config.key})")
         blocks_ms = sum(float(table.entries[k]["median_ms"]) for k in block_keys(config, **shape))
         fit.append({"preset": name, "key": config.key, "measured_ms": round(whole.median_ms, 6),
                     "blocks_ms": round(blocks_ms, 6), "residual_ms": round(whole.median_ms - blocks_ms, 6)})
@@ -442,7 +488,10 @@ def build_parser() -> Parser:
     p.add_argument("-o", "--output", required=True, metavar="FILE",
                    help="table to write; an existing table for the same device is extended (resume)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto: the target device (default cpu)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads while timing (default 1)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads of the runtime while timing (default 1)")
+    p.add_argument("--latency-backend", default=None, metavar="NAME",
+                   help=f"runtime the blocks are timed in: {' or '.join(BACKENDS)} (default onnxruntime on the CPU, "
+                        "torch on CUDA)")
     p.add_argument("--kernel-sets", default=None, help=f"MCA kernel-scale menu (default {DEFAULT_KERNEL_SETS})")
     p.add_argument("--ratios", default=None, help=f"ghost ratio menu (default {DEFAULT_RATIOS})")
     p.add_argument("--width", type=float, default=1.0, help="width multiplier of the menu (default 1.0)")
@@ -476,8 +525,14 @@ def check_writable(out: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["export-blocks"]:
+        from .block_export import main as export_blocks
+
+        return export_blocks(argv[1:])
     args = build_parser().parse_args(argv)
     space, protocol, device, size = _checked(args)
+    backend = check_backend(args.latency_backend or default_backend(device), device)
     out = Path(args.output)
     check_writable(out)
     bar: Progress | None = None
@@ -492,14 +547,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     info = describe_device(device, args.threads)
     # Refuse an incompatible existing table before saying anything else (one line, exit 2).
-    open_for_build(out, info, backbone=space.backbone, batch_size=1, input_size=size,
-                   num_classes=get_backbone(space.backbone).num_classes, protocol=protocol)
-    print(f"latency table {out}: {space.backbone} on {info['label']}, torch {torch.__version__}, batch 1, "
+    fresh = open_for_build(out, info, backbone=space.backbone, batch_size=1, input_size=size,
+                           num_classes=get_backbone(space.backbone).num_classes, protocol=protocol, backend=backend)
+    print(f"latency table {out}: {space.backbone} on {info['label']}, timed in {fresh.backend_label}, "
+          f"torch {torch.__version__}, batch 1, "
           f"{size}x{size}, "
           f"menu kernels {','.join(format_kernels(k) for k in space.kernel_sets)} ratios "
           f"{','.join(map(str, space.ratios))} width {space.width:g} d {space.dw_size}", file=sys.stderr, flush=True)
     result = build_table(out, space, device=device, threads=args.threads, protocol=protocol,
-                         input_size=size, refit=args.refit, progress=progress)
+                         input_size=size, refit=args.refit, progress=progress, backend=backend)
     table = result.table
     unstable = sum(1 for e in table.entries.values() if not e.get("converged", True))
     print(f"measured {result.measured} blocks, kept {result.kept}; {len(table.entries)} entries, "

@@ -138,11 +138,42 @@ def in_layout(module: nn.Module, x: torch.Tensor, layout: str = LAYOUT) -> tuple
     return module, x
 
 
+def run_protocol(call, protocol: Protocol, clock: str, sync=lambda: None, before=None) -> Timing:
+    """Warm `call` up, then time it until the protocol stops (see the module docstring); any runtime.
+
+    `clock` is "thread" or "wall" (`clock_for`); `sync` waits for queued device work (CUDA);
+    `before`, when given, runs untimed before every timed call (a cache flush: `trainer.backends`).
+    """
+    now = time.thread_time if clock == "thread" else time.perf_counter
+    start, runs = time.perf_counter(), 0
+    while runs < protocol.warmup or time.perf_counter() - start < protocol.warmup_s:
+        call()
+        sync()
+        runs += 1
+    times: list[float] = []
+    start = time.perf_counter()
+    converged = False
+    while True:
+        for _ in range(protocol.check_every):
+            if before is not None:
+                before()
+            t0 = now()
+            call()
+            sync()
+            times.append((now() - t0) * 1e3)
+        if len(times) >= protocol.min_repeats and _stable(times, protocol.rel_ci):
+            converged = True
+            break
+        if len(times) >= protocol.max_repeats or time.perf_counter() - start > protocol.max_s:
+            break
+    return summarize(times, converged, clock)
+
+
 @torch.no_grad()
 def time_module(module: nn.Module, input_shape: tuple[int, ...], *, device: torch.device | str = "cpu",
                 threads: int | None = 1, batch_size: int = 1, protocol: Protocol = Protocol(),
                 layout: str = LAYOUT) -> Timing:
-    """Time `module` on a random (batch_size, *input_shape) input in `layout` with `protocol`.
+    """Time `module` in PyTorch eager on a random (batch_size, *input_shape) input in `layout` with `protocol`.
 
     The module is moved to `device` (and `layout`) and put in eval mode; its
     training flag and the process's torch thread count are restored afterwards.
@@ -153,34 +184,13 @@ def time_module(module: nn.Module, input_shape: tuple[int, ...], *, device: torc
     if threads:
         torch.set_num_threads(threads)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    clock = clock_for(device, threads, protocol.clock)
-    now = time.thread_time if clock == "thread" else time.perf_counter
     try:
         module.eval().to(device)
         module, x = in_layout(module, torch.randn(batch_size, *input_shape, device=device), layout)
-        start, runs = time.perf_counter(), 0
-        while runs < protocol.warmup or time.perf_counter() - start < protocol.warmup_s:
-            module(x)
-            sync()
-            runs += 1
-        times: list[float] = []
-        start = time.perf_counter()
-        converged = False
-        while True:
-            for _ in range(protocol.check_every):
-                t0 = now()
-                module(x)
-                sync()
-                times.append((now() - t0) * 1e3)
-            if len(times) >= protocol.min_repeats and _stable(times, protocol.rel_ci):
-                converged = True
-                break
-            if len(times) >= protocol.max_repeats or time.perf_counter() - start > protocol.max_s:
-                break
+        return run_protocol(lambda: module(x), protocol, clock_for(device, threads, protocol.clock), sync)
     finally:
         module.train(was_training)
         torch.set_num_threads(old_threads)
-    return summarize(times, converged, clock)
 
 
 def cpu_model() -> str:

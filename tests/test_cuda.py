@@ -85,9 +85,16 @@ def test_the_gpu_budget_trains_a_few_steps_in_bf16_and_channels_last(data):
 
 
 def test_latency_on_cuda_in_each_backend():
+    """torch is the CUDA backend (the default there); onnxruntime refuses CUDA in one line (CPU provider only)."""
+    from cli_kit import UserError
+    from trainer.backends import check_backend, default_backend
+
+    assert default_backend("cuda") == "torch"
     model = build_model(PRESETS["ghostnet"])
-    lat = measure_latency(model, "cuda", warmup=5, repeats=20)
+    lat = measure_latency(model, "cuda", warmup=5, repeats=20, backend="torch")
     assert lat.median_ms > 0 and lat.layout == "channels_last"
+    with pytest.raises(UserError, match="onnxruntime times on the CPU"):
+        check_backend("onnxruntime", "cuda")
 
 
 def _search(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:

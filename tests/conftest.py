@@ -67,6 +67,17 @@ def pytest_collection_modifyitems(config, items) -> None:
         items[:] = [item for item in items if not item.get_closest_marker("slow")]
 
 
+@pytest.fixture
+def one_thread():
+    """Forward passes in latency tests are tiny: one torch thread, so a busy 2-core machine does not make them crawl."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
 @pytest.fixture(scope="session")
 def cifar_dir() -> Path:
     """The real CIFAR-10 sample (../shared/cifar10-subset); $CIFAR10_SUBSET overrides."""

@@ -22,13 +22,7 @@ from trainer.timing import Protocol
 
 QUICK = Protocol(warmup=2, warmup_s=0.0, min_repeats=10, max_repeats=10, check_every=10)
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def sampled(n: int, seed: int) -> list[ArchConfig]:

@@ -29,14 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 SMALL = SearchSpace(kernel_sets=((3, 5, 7),), ratios=(2,))
 QUICK = Protocol(warmup=2, warmup_s=0.0, min_repeats=5, max_repeats=5, check_every=5)
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Forward passes here are tiny: one torch thread, so a busy 2-core machine does not make them crawl."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

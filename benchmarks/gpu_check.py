@@ -41,7 +41,7 @@ from trainer.loop import make_training, train_epoch  # noqa: E402
 # Sizes of a real run (on CUDA) and of --dry-run (the CPU, seconds in all).
 REAL = {"seconds": 10.0, "packs": (1, 2, 4, 8), "pack_seconds": 20.0, "archs": 4, "budget_s": 240.0, "threads": 4,
         "max_epochs": 15}
-DRY = {"seconds": 1.0, "packs": (1, 2), "pack_seconds": 2.0, "archs": 0, "budget_s": 20.0, "threads": 1,
+DRY = {"seconds": 0.5, "packs": (1, 2), "pack_seconds": 1.0, "archs": 0, "budget_s": 8.0, "threads": 1,
        "max_epochs": 1, "batch_size": 32, "train_size": 128, "val_size": 100}
 
 
@@ -125,6 +125,7 @@ def main() -> int:
         return 2
     if args.dry_run and not Path(args.data).exists():
         args.data = str(REPO.parent / "shared" / "cifar10-subset")
+    args.data = str(Path(args.data).resolve())  # Ray Tune's workers run in another directory
     size = DRY if args.dry_run else REAL
     device = torch.device("cuda" if cuda and not args.dry_run else "cpu")
     torch.set_num_threads(size["threads"])

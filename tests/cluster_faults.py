@@ -31,7 +31,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # Small and slow enough that a fault lands mid-training: 6 epochs of 512 images.
-SEARCH = ["--budget", "smoke", "--epochs", "6", "--train-size", "512", "--val-size", "200", "--no-baselines",
+SEARCH = ["--budget", "smoke", "--epochs", "6", "--train-size", "512", "--val-size", "200", "--proxy-width", "0.5",
+          "--no-baselines",
           "--objectives", "val_acc,macs", "--max-concurrent", "2", "--no-report", "--no-dashboard"]
 
 

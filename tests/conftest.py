@@ -30,6 +30,7 @@ def pytest_configure(config) -> None:
     # The suite's own node slot (trainer.slot): a search running elsewhere on the machine would otherwise
     # hold every latency measurement of the tests until its epochs end (minutes each on full CIFAR-10).
     os.environ.setdefault("GHOSTNAS_SLOT_DIR", tempfile.mkdtemp(prefix="ghostnas-test-slot-"))
+    _one_thread_per_worker()
     if os.environ.get(NETNS_MARK) or sys.platform != "linux":
         return
     unshare, ip = shutil.which("unshare"), shutil.which("ip")
@@ -45,6 +46,23 @@ def pytest_configure(config) -> None:
     sys.stdout.flush()
     os.execv(unshare, [unshare, "-n", *pid_ns, "sh", "-c", f'"{ip}" link set lo up && exec "$0" -m pytest "$@"',
                        sys.executable, *config.invocation_params.args])
+
+
+def _one_thread_per_worker() -> None:
+    """Under pytest-xdist, each worker (and what it starts) computes on one thread.
+
+    Two workers each running torch's default one-thread-per-core pool on a 2-core
+    machine oversubscribe it: measured, the fast layer took 240 s that way and
+    145 s with one thread per worker.  Tests that time or choose thread counts
+    set them themselves.
+    """
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) < 2:
+        return
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 
 E2E_FIXTURES = ("ray_cluster", "smoke_run")  # a test that uses one of these starts Ray: it belongs to the e2e layer
@@ -87,6 +105,24 @@ def cifar_dir() -> Path:
     return path
 
 
+def kill_marked(marker: str) -> int:
+    """SIGKILL every process whose environment holds `marker` (NAME=VALUE); the number killed."""
+    import signal
+
+    needle = b"\0" + marker.encode() + b"\0"
+    killed = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if needle in b"\0" + (proc / "environ").read_bytes() + b"\0":
+                os.kill(int(proc.name), signal.SIGKILL)
+                killed += 1
+        except (OSError, ProcessLookupError):
+            continue
+    return killed
+
+
 def _free_port() -> int:
     import socket
 
@@ -105,6 +141,7 @@ def ray_cluster() -> str:
     RAY_AUTH_MODE=token is set for the head and for every search the tests
     start, with the token in ~/.ray/auth_token.
     """
+    import fcntl
     import shutil
     import subprocess
     import sys
@@ -115,14 +152,23 @@ def ray_cluster() -> str:
     saved = os.environ.get("RAY_AUTH_MODE")
     os.environ["RAY_AUTH_MODE"] = "token"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    subprocess.run([ray, "get-auth-token", "--generate"], check=True, capture_output=True, env=env, timeout=120)
+    # One token for every worker's cluster: two workers generating it at once would each write their own.
+    token_lock = Path.home() / ".ray" / "auth_token.lock"
+    token_lock.parent.mkdir(exist_ok=True)
+    with open(token_lock, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run([ray, "get-auth-token", "--generate"], check=True, capture_output=True, env=env, timeout=120)
+    # Every process of this head inherits the marker, so the teardown stops this cluster only
+    # (`ray stop` would stop every Ray on the machine: another xdist worker's, or the user's own).
+    marker = f"GHOSTNAS_TEST_CLUSTER={port}"
     subprocess.run(
         [ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-         "--disable-usage-stats"],
-        check=True, capture_output=True, env=env, cwd=REPO, timeout=300,
+         "--disable-usage-stats", f"--temp-dir=/tmp/rayt-{port}"],
+        check=True, capture_output=True, env={**env, "GHOSTNAS_TEST_CLUSTER": str(port)}, cwd=REPO, timeout=300,
     )
     yield f"127.0.0.1:{port}"
-    subprocess.run([ray, "stop", "--force"], capture_output=True, env=env, timeout=300)
+    kill_marked(marker)
+    shutil.rmtree(f"/tmp/rayt-{port}", ignore_errors=True)
     if saved is None:
         os.environ.pop("RAY_AUTH_MODE", None)
     else:
@@ -133,22 +179,37 @@ def ray_cluster() -> str:
 def smoke_run(cifar_dir, tmp_path_factory):
     """A real 6-trial smoke search on a local Ray (with dashboard): (run dir, finished process).
 
-    The analysis tests read this run directory too, so it is made once per session.
+    The analysis tests read this run directory too, so it is made once per session,
+    and once for all pytest-xdist workers: the first to need it runs the search
+    (the others wait on a lock) and leaves the finished process's output beside it.
     One seed per baseline (`--baseline-seeds 1`), so its 6 trials are 6
     architectures; seeds and repeats have their own search test.  The accuracy
     axis trains half-width copies (`--proxy-width 0.5`); costs are the real networks'.
     """
+    import fcntl
+    import json
     import subprocess
     import sys
 
-    storage = tmp_path_factory.mktemp("runs")
-    proc = subprocess.run(
-        [sys.executable, "-m", "search.run", "--trials", "6", "--budget", "smoke", "--max-concurrent", "2",
-         "--baseline-seeds", "1", "--proxy-width", "0.5",
-         "--objectives", "val_acc,macs", "--data-dir", str(cifar_dir), "--storage-path", str(storage),
-         "--name", "e2e", "--dashboard-port", str(_free_port())],
-        cwd=REPO, capture_output=True, text=True, timeout=900,
-    )
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the session's base folder, which every worker's folder sits in
+    storage = shared / "smoke-runs"
+    with open(shared / "smoke-run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        finished = storage / "e2e.process.json"
+        if not finished.exists():
+            storage.mkdir(exist_ok=True)
+            done = subprocess.run(
+                [sys.executable, "-m", "search.run", "--trials", "6", "--budget", "smoke", "--max-concurrent", "2",
+                 "--baseline-seeds", "1", "--proxy-width", "0.5",
+                 "--objectives", "val_acc,macs", "--data-dir", str(cifar_dir), "--storage-path", str(storage),
+                 "--name", "e2e", "--dashboard-port", str(_free_port())],
+                cwd=REPO, capture_output=True, text=True, timeout=900,
+            )
+            finished.write_text(json.dumps({"args": done.args, "returncode": done.returncode,
+                                            "stdout": done.stdout, "stderr": done.stderr}))
+    proc = subprocess.CompletedProcess(**json.loads(finished.read_text()))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return storage / "e2e", proc
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from analysis.load import load_run
+from commands import in_process
 from space import ArchConfig, load_arch
 from test_report_browser import open_report, trace_lengths
 
@@ -36,7 +37,7 @@ def rows_of(run: Path) -> list[dict[str, str]]:
 def test_a_resnet56_search_reports_selects_and_trains(ray_cluster, cifar_dir, tmp_path, browser):
     """4-trial smoke search on Ghost-ResNet-56 → report in Chromium → analysis.select → trainer.train 1 epoch."""
     done = run_module("search.run", "--backbone", "resnet56", "--trials", "4", "--budget", "smoke", "--epochs", "1",
-                      "--train-size", "256", "--objectives", "val_acc,macs", "--max-concurrent", "1",
+                      "--train-size", "256", "--val-size", "200", "--objectives", "val_acc,macs", "--max-concurrent", "1",
                       "--baseline-seeds", "1",
                       "--data-dir", str(cifar_dir), "--storage-path", str(tmp_path), "--name", "r56",
                       "--address", ray_cluster)
@@ -126,7 +127,7 @@ def test_bad_backbone_input_is_one_line_exit_2(module, args, message, cifar_dir,
         args += ["--data-dir", str(cifar_dir)]
     if module == "search.run":
         args += ["--storage-path", str(tmp_path / "runs")]
-    done = run_module(module, *args, timeout=120)
+    done = in_process(module, *args)
     assert done.returncode == 2, (done.stdout, done.stderr)
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr, done.stderr

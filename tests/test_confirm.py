@@ -18,6 +18,7 @@ from analysis.load import load_run
 from analysis.pareto import pareto_front
 from analysis.report import write_report
 from record.rundir import open_confirm
+from commands import in_process
 from runbuilder import build_run
 from test_report_browser import drawn_error_bars, finish, open_report, trace_lengths
 
@@ -122,8 +123,7 @@ def test_a_corrupt_confirm_table_is_one_line_exit_2(tmp_path):
     run = build_run(tmp_path / "run", 2)
     (run / "confirm.csv").write_text(",".join(open_confirm(tmp_path / "x.csv").columns) + "\n"
                                      "ghostnet,k,0,ok,not-a-number,1,1,1,1,all,smoke,1,,\n")
-    done = subprocess.run([sys.executable, "-m", "analysis.report", str(run), "-o", str(tmp_path / "r.html")],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    done = in_process("analysis.report", str(run), "-o", str(tmp_path / "r.html"))
     assert done.returncode == 2 and "confirm.csv has a malformed value" in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "r.html").exists()
 
@@ -138,7 +138,7 @@ def test_a_corrupt_confirm_table_is_one_line_exit_2(tmp_path):
 @pytest.mark.e2e
 def test_bad_confirm_input_is_one_line_and_changes_nothing(run, extra, message):
     before = _contents(run)
-    done = confirm(str(run), *extra, timeout=120)
+    done = in_process("search.confirm", str(run), *extra)
     assert done.returncode == 2, done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
@@ -156,5 +156,5 @@ def _contents(run: Path) -> dict[str, tuple[bytes, int]]:
 
 
 def test_confirm_of_a_missing_run_exits_2(tmp_path):
-    done = confirm(str(tmp_path / "nope"), timeout=120)
+    done = in_process("search.confirm", str(tmp_path / "nope"))
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1

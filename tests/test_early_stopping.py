@@ -19,6 +19,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from commands import in_process
 from record.rundir import TRAINED_STATUSES
 from search.searcher import STUDY_NAME
 from space import SearchSpace
@@ -127,7 +128,7 @@ def test_moasha_stops_records_and_survives_sigkill(ray_cluster, cifar_dir, tmp_p
     (["--scheduler", "moasha", "--objectives", "macs,params"], "include val_acc in --objectives"),
 ])
 def test_bad_scheduler_flags_exit_2(cifar_dir, tmp_path, args, message):
-    done = search(*smoke_args(cifar_dir, tmp_path, "bad", *args))
+    done = in_process("search.run", *smoke_args(cifar_dir, tmp_path, "bad", *args))
     assert done.returncode == 2 and message in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()

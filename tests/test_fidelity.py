@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from analysis.report import write_report
+from commands import in_process
 from runbuilder import build_run
 from test_report_browser import open_report, trace_lengths
 
@@ -64,7 +65,7 @@ def test_fidelity_bad_input_is_one_line_exit_2(case, message, tmp_path):
         build_run(run, 2)
     args = [str(run), "--epochs", "2", "--sample", "0" if case == "sample-0" else "2"]
     args += ["--max-concurrent", "0"] if case == "concurrent-0" else []
-    done = fidelity(*args, timeout=120)
+    done = in_process("search.fidelity", *args)
     assert done.returncode == 2, (done.stdout, done.stderr)
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr, done.stderr

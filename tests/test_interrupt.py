@@ -29,7 +29,8 @@ def rows(path: Path) -> list[dict[str, str]]:
 def test_ctrl_c_in_a_terminal_says_interrupted_and_resume_finishes(cifar_dir, tmp_path):
     """A new user's search in a real terminal (local Ray, smoke budget): Ctrl-C after the first training ends it
     with the line that says how far it got and how to continue, exit 130; that command finishes the run."""
-    args = ["search.run", "--trials", "3", "--budget", "smoke", "--train-size", "256", "--val-size", "500",
+    args = ["search.run", "--trials", "3", "--budget", "smoke", "--train-size", "256", "--val-size", "200",
+            "--proxy-width", "0.5",
             "--no-baselines", "--data-dir", str(cifar_dir), "--storage-path", str(tmp_path),
             "--name", "ctrlc", "--no-dashboard", "--no-report"]
     term = Terminal(args, REPO, columns=80)

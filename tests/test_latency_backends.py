@@ -274,7 +274,7 @@ def test_a_search_times_latency_in_onnxruntime_by_default(ray_cluster, cifar_dir
 
     done = subprocess.run(
         [sys.executable, "-m", "search.run", "--budget", "smoke", "--epochs", "1", "--train-size", "256",
-         "--data-dir", str(cifar_dir), "--storage-path", str(tmp_path), "--name", "ort", "--no-report",
+         "--val-size", "200", "--proxy-width", "0.5", "--data-dir", str(cifar_dir), "--storage-path", str(tmp_path), "--name", "ort", "--no-report",
          "--trials", "4", "--baseline-seeds", "1", "--kernel-sets", "3-5-7", "--ratios", "2", "--max-concurrent", "1",
          "--objectives", "val_acc,latency_ms", "--address", ray_cluster],
         cwd=REPO, capture_output=True, text=True, timeout=900)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from commands import in_process, python_m
 
 from record.rundir import TRAINED_STATUSES
 from space import PRESETS, build_model, count_macs
@@ -31,9 +32,14 @@ def search(*args: str, env: dict | None = None, timeout: int = 600) -> subproces
     )
 
 
-def smoke_args(cifar_dir: Path, storage: Path, name: str, *extra: str) -> list[str]:
+# What the e2e searches check does not depend on how much each training computes: they train half-width
+# copies (costs stay the real networks') and validate on 200 images.  `extra` can override both.
+SMALL = ["--proxy-width", "0.5", "--val-size", "200"]
+
+
+def smoke_args(cifar_dir: Path, storage: Path, name: str, *extra: str, small: bool = True) -> list[str]:
     return ["--budget", "smoke", "--data-dir", str(cifar_dir), "--storage-path", str(storage),
-            "--name", name, "--no-report", *extra]
+            "--name", name, "--no-report", *(SMALL if small else []), *extra]
 
 
 @pytest.mark.e2e
@@ -77,7 +83,8 @@ def test_end_to_end_local_cluster(smoke_run):
 
 @pytest.mark.e2e
 def test_resume_after_sigkill(ray_cluster, cifar_dir, tmp_path):
-    args = smoke_args(cifar_dir, tmp_path, "killed", "--trials", "5", "--objectives", "val_acc,macs",
+    args = smoke_args(cifar_dir, tmp_path, "killed", "--trials", "5", "--train-size", "256",
+                      "--objectives", "val_acc,macs",
                       "--max-concurrent", "1", "--baseline-seeds", "1", "--address", ray_cluster, "--layout", "nchw")
     proc = subprocess.Popen([sys.executable, "-m", "search.run", *args], cwd=REPO, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -147,12 +154,14 @@ def test_a_training_past_its_time_limit_restarts_then_is_lost(ray_cluster, cifar
 
 @pytest.mark.e2e
 def test_same_seed_same_architectures(ray_cluster, cifar_dir, tmp_path):
+    # Both searches at once on the cluster: what they propose depends on the seed, not on what runs beside.
+    procs = {name: _start(smoke_args(cifar_dir, tmp_path, name, "--trials", "3", "--no-baselines", "--seed", "7",
+                                     "--max-concurrent", "1", "--objectives", "val_acc,macs", "--epochs", "1",
+                                     "--train-size", "256", "--address", ray_cluster)) for name in ("a", "b")}
     keys = []
-    for name in ("a", "b"):
-        done = search(*smoke_args(cifar_dir, tmp_path, name, "--trials", "3", "--no-baselines", "--seed", "7",
-                                  "--max-concurrent", "1", "--objectives", "val_acc,macs", "--epochs", "1",
-                                  "--train-size", "256", "--address", ray_cluster))
-        assert done.returncode == 0, done.stderr
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
         keys.append([r["key"] for r in read_rows(tmp_path / name)])
     assert keys[0] == keys[1]
     assert len(set(keys[0])) == 3
@@ -181,9 +190,11 @@ def test_same_seed_same_architectures(ray_cluster, cifar_dir, tmp_path):
         (["--trial-timeout", "0"], "--trial-timeout must be a positive number"),
     ],
 )
-def test_bad_input_exits_2_and_writes_nothing(cifar_dir, tmp_path, args, message):
+def test_bad_input_exits_2_and_writes_nothing(cifar_dir, tmp_path, args, message, request):
     storage = tmp_path / "runs"
-    done = search("--data-dir", str(cifar_dir), "--storage-path", str(storage), *args, timeout=120)
+    # The case that starts Ray runs as a real command; the others are answered before any Ray in-process.
+    run = python_m if request.node.get_closest_marker("e2e") else in_process
+    done = run("search.run", "--data-dir", str(cifar_dir), "--storage-path", str(storage), *args, timeout=120)
     assert done.returncode == 2, (done.stdout, done.stderr)
     # In the tests' network namespace Ray's core says it cannot reach 8.8.8.8 to learn its address
     # (there is no route, nothing is sent): the namespace's line, not the service's.
@@ -194,7 +205,7 @@ def test_bad_input_exits_2_and_writes_nothing(cifar_dir, tmp_path, args, message
 
 
 def test_missing_data_dir_exits_2(tmp_path):
-    done = search("--data-dir", str(tmp_path / "nowhere"), "--storage-path", str(tmp_path / "runs"), timeout=120)
+    done = in_process("search.run", "--data-dir", str(tmp_path / "nowhere"), "--storage-path", str(tmp_path / "runs"))
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and "--download" in done.stderr
     assert not (tmp_path / "runs").exists()
@@ -246,7 +257,7 @@ def test_a_torn_line_written_during_the_search_does_not_stop_it(ray_cluster, cif
 @pytest.mark.e2e
 def test_resume_with_only_the_name_keeps_every_stored_setting(ray_cluster, cifar_dir, tmp_path):
     """A run started with non-default flags continues from `--name N --resume` alone (kill -9 between)."""
-    flags = ["--budget", "smoke", "--epochs", "1", "--train-size", "256", "--objectives", "val_acc,macs",
+    flags = ["--budget", "smoke", "--epochs", "1", "--train-size", "256", *SMALL, "--objectives", "val_acc,macs",
              "--no-baselines", "--seed", "5", "--data-dir", str(cifar_dir)]
     where = ["--storage-path", str(tmp_path), "--name", "flags", "--no-report", "--address", ray_cluster]
     proc = _start([*where, *flags, "--trials", "3", "--max-concurrent", "1"])
@@ -300,7 +311,8 @@ def test_seeds_and_repeats_across_sigkill(ray_cluster, cifar_dir, tmp_path):
     limit = (count_macs(build_model(PRESETS["all_mca"])) + count_macs(build_model(PRESETS["cnn"]))) / 2
     args = smoke_args(cifar_dir, tmp_path, "seeds", "--trials", "6", "--objectives", "val_acc,macs",
                       "--baseline-seeds", "2", "--repeats", "2", "--max-macs", str(limit), "--sampler", "random",
-                      "--epochs", "1", "--train-size", "256", "--max-concurrent", "1", "--address", ray_cluster)
+                      "--epochs", "1", "--train-size", "256", "--max-concurrent", "1", "--address", ray_cluster,
+                      small=False)  # checks the default validation size
     run = tmp_path / "seeds"
     proc = _start(args)
     _wait_for_rows(proc, run, 3)  # in the middle of the baselines' seeds

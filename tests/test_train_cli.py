@@ -1,27 +1,27 @@
 """`python -m trainer.train` end to end on the real CIFAR-10 sample: files, resume, user errors.
 
-Runs the real CLI in a subprocess (as a user would), with a width-0.25 arch
-and a 256-image training subset (`--train-size`) so each training is seconds.
+The first training runs the real CLI in a subprocess (as a user would); the
+others run its `__main__` in-process (tests/commands.py), which skips only the
+interpreter's start.  A width-0.25 arch and a 256-image training subset
+(`--train-size`) make each training seconds.
 """
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from commands import in_process, python_m
 
 from space import ArchConfig, get_preset
 
-REPO = Path(__file__).resolve().parents[1]
-FAST = ["--train-size", "256", "--batch-size", "64", "--device", "cpu", "--threads", "2"]
+FAST = ["--train-size", "256", "--batch-size", "64", "--device", "cpu", "--threads", "1"]
 
 
-def train(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "trainer.train", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout)
+def train(*args: str) -> subprocess.CompletedProcess:
+    return in_process("trainer.train", *args)
 
 
 def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
@@ -48,7 +48,8 @@ def best_json(tmp_path_factory) -> Path:
 def trained(best_json, cifar_dir, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """One epoch of a best.json architecture: (out dir, finished process)."""
     out = tmp_path_factory.mktemp("train") / "run"
-    proc = train("--arch", str(best_json), "--epochs", "1", "--data-dir", str(cifar_dir), "--out", str(out), *FAST)
+    proc = python_m("trainer.train", "--arch", str(best_json), "--epochs", "1", "--data-dir", str(cifar_dir),
+                    "--out", str(out), *FAST, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out, proc
 
@@ -78,7 +79,7 @@ def test_resume_continues_to_the_total_epochs(trained, cifar_dir, best_json):
     out, _ = trained
     before = json.loads((out / "metrics.json").read_text())["history"][0]
     proc = train("--arch", str(best_json), "--epochs", "2", "--data-dir", str(cifar_dir), "--out", str(out),
-                 "--resume", "--device", "cpu", "--threads", "2")  # settings come from the checkpoint
+                 "--resume", "--device", "cpu", "--threads", "1")  # settings come from the checkpoint
     assert proc.returncode == 0, proc.stdout + proc.stderr
     epochs = [line for line in proc.stdout.splitlines() if line.startswith("epoch ")]
     assert len(epochs) == 1 and epochs[0].startswith("epoch 2/2 ")

@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# Small and slow enough that a fault lands mid-training: 6 epochs of 512 images.
-SEARCH = ["--budget", "smoke", "--epochs", "6", "--train-size", "512", "--val-size", "200", "--proxy-width", "0.5",
+# Small, and long enough that a fault lands mid-training: 4 epochs of 512 images (faults wait for an epoch).
+SEARCH = ["--budget", "smoke", "--epochs", "4", "--train-size", "512", "--val-size", "200", "--proxy-width", "0.5",
           "--no-baselines",
           "--objectives", "val_acc,macs", "--max-concurrent", "2", "--no-report", "--no-dashboard"]
 

@@ -68,11 +68,25 @@ def _one_thread_per_worker() -> None:
 E2E_FIXTURES = ("ray_cluster", "smoke_run")  # a test that uses one of these starts Ray: it belongs to the e2e layer
 
 
+# The end-to-end files that take longest (measured on 2 cores: minutes each), in that order.  Collected
+# first, and run with --no-loadscope-reorder, pytest-xdist starts them first, so the two workers finish
+# together instead of one running the 4-minute cluster test alone at the end.
+LONGEST_FIRST = ("test_cluster_faults.py", "test_search.py", "test_backbone_search.py", "test_confirm.py",
+                 "test_early_stopping.py", "test_gpu_check.py", "test_interrupt.py", "test_latency_backends.py")
+
+
+def _longest_first(item) -> int:
+    name = item.path.name
+    return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     """Keep the fast layer fast: a test that starts Ray through a fixture must be marked e2e.
 
-    Also leaves out tests marked slow (hour-long quality bars) unless the -m expression names them.
+    Also leaves out tests marked slow (hour-long quality bars) unless the -m expression names them,
+    and puts the longest end-to-end files first (LONGEST_FIRST; a stable sort keeps each file's order).
     """
+    items.sort(key=_longest_first)
     unmarked = [item.nodeid for item in items if not item.get_closest_marker("e2e")
                 and set(E2E_FIXTURES) & set(getattr(item, "fixturenames", ()))]
     if unmarked:

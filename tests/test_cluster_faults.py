@@ -25,7 +25,7 @@ import pytest
 pytestmark = pytest.mark.e2e  # multi-node Ray clusters and full trainings
 
 REPO = Path(__file__).resolve().parents[1]
-EPOCHS = 6  # tests/cluster_faults.py SEARCH
+EPOCHS = 4  # tests/cluster_faults.py SEARCH
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

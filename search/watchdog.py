@@ -14,6 +14,7 @@ them), so a restart that could not read its checkpoint and started over shows.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from datetime import datetime, timezone
@@ -71,7 +72,7 @@ class Watchdog(Callback):
         ran = self.timed_out.pop(trial.trial_id, None)
         node = _node(trial)
         why = (f"training {trial.trial_id} ran {ran:.0f} s, past its limit of {self.limit():.0f} s, on node {node}"
-               if ran is not None else f"node {node} lost")
+               if ran is not None else _lost(trial))
         checkpoint = trial.latest_checkpoint_result
         epoch = int(checkpoint.metrics.get("epoch", 0)) if checkpoint is not None else 0
         self.event(f"{why}: training {trial.trial_id} ({_who(trial)}) restarts from epoch {epoch} "
@@ -81,7 +82,7 @@ class Watchdog(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
         self.timed_out.pop(trial.trial_id, None)
-        self.event(f"node {_node(trial)} lost: training {trial.trial_id} ({_who(trial)}) is recorded as lost "
+        self.event(f"{_lost(trial)}: training {trial.trial_id} ({_who(trial)}) is recorded as lost "
                    f"after {trial.max_failures} restart(s)", trial)
         drop_checkpoints(trial)
 
@@ -156,8 +157,8 @@ def drop_checkpoints(trial) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def error_line(trial) -> str:
-    """The last line of the trial's traceback: the exception type and message.
+def _error_text(trial) -> str:
+    """The trial's traceback as Tune recorded it.
 
     At callback time Tune has written the traceback only to the trial's local
     staging folder (`error_file`); the copy in the storage path comes later.
@@ -167,7 +168,35 @@ def error_line(trial) -> str:
     if local and os.path.isfile(local):
         with open(local, errors="replace") as f:
             text = f.read()
-    if not text:
-        text = trial.get_error() or ""
-    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
+    return str(text or trial.get_error() or "")
+
+
+# Ray's memory monitor, when it kills a worker: "... killed due to the node running low on memory.
+# Memory on the node (IP: ..., ID: <hex>) was 1.46GB used / 23.54GB limit (0.06)".
+_OOM = re.compile(r"killed due to the node running low on memory.*?ID: (\w+)\) was ([\d.]+\w+ used / [\d.]+\w+ limit)",
+                  re.S)
+
+
+def out_of_memory(trial) -> tuple[str, str] | None:
+    """(node id, "X used / Y limit") when Ray's memory monitor killed the training's worker, else None."""
+    match = _OOM.search(_error_text(trial))
+    return (match.group(1)[:8], match.group(2)) if match else None
+
+
+def error_line(trial) -> str:
+    """One line for what ended the attempt: the traceback's last line (exception type and message), or,
+    for a worker Ray killed for memory, what the node held and what to change."""
+    oom = out_of_memory(trial)
+    if oom is not None:
+        return (f"Ray's memory monitor killed the training's worker (node {oom[0]} at {oom[1]}): "
+                "run fewer trainings at once (--max-concurrent, or --cpus-per-trial so fewer fit on a node)")
+    lines = [ln.strip() for ln in _error_text(trial).strip().splitlines() if ln.strip()]
     return lines[-1][:500] if lines else "trial raised an error (see Ray's trial log)"
+
+
+def _lost(trial) -> str:
+    """What happened to the training's node, for the event line."""
+    oom = out_of_memory(trial)
+    if oom is not None:
+        return f"node {oom[0]} out of memory ({oom[1]})"
+    return f"node {_node(trial)} lost"

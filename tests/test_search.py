@@ -153,6 +153,25 @@ def test_a_training_past_its_time_limit_restarts_then_is_lost(ray_cluster, cifar
 
 
 @pytest.mark.e2e
+def test_a_worker_killed_for_memory_restarts_then_is_lost_with_the_reason(cifar_dir, tmp_path):
+    """Ray's memory monitor (its threshold set below what any node uses) kills the training's worker: that is
+    infrastructure, so the training restarts, and once out of restarts it is lost, saying why and what to change."""
+    done = search(*smoke_args(cifar_dir, tmp_path, "oom", "--trials", "1", "--no-baselines", "--max-restarts", "1",
+                              "--train-size", "128", "--objectives", "val_acc,macs", "--no-dashboard"),
+                  env={"RAY_memory_usage_threshold": "0.01", "RAY_memory_monitor_refresh_ms": "100"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    rows = read_rows(tmp_path / "oom")
+    assert [r["status"] for r in rows] == ["lost"], rows
+    assert rows[0]["error"].startswith("lost after 1 restart(s): Ray's memory monitor killed the training's worker")
+    assert "--max-concurrent" in rows[0]["error"]
+    events = (tmp_path / "oom" / "events.log").read_text()
+    oom = r"node \w+ out of memory \([\d.]+\w+ used / [\d.]+\w+ limit\): training \w+ \(.*\)"
+    assert re.search(rf"^\S+ {oom} restarts from epoch 0 \(restart 1 of 1\)$", events, re.M), events
+    assert re.search(rf"^\S+ {oom} is recorded as lost after 1 restart\(s\)$", events, re.M), events
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+@pytest.mark.e2e
 def test_same_seed_same_architectures(ray_cluster, cifar_dir, tmp_path):
     # Both searches at once on the cluster: what they propose depends on the seed, not on what runs beside.
     procs = {name: _start(smoke_args(cifar_dir, tmp_path, name, "--trials", "3", "--no-baselines", "--seed", "7",

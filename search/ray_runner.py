@@ -99,6 +99,7 @@ def _start(execution: Execution) -> None:
     runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)}}
     quiet = {"runtime_env": runtime_env, "log_to_driver": False, "logging_level": logging.WARNING}
     _quiet_cluster_errors()
+    _quiet_torn_snapshots()
     if execution.address:
         try:
             ray.init(address=execution.address, **quiet)
@@ -133,6 +134,30 @@ def _quiet_cluster_errors() -> None:
             log.debug("%s: %s", data.get("pid", "ray"), line)
 
     ray_worker.print_to_stdstream = to_debug_log
+
+
+class _TornSnapshot(logging.Filter):
+    """Drop Tune's error when a snapshot of its experiment state finds a file gone that it was copying.
+
+    Tune writes its state to a temporary file and renames it; a snapshot that
+    starts copying the staging folder just then (seen when Ctrl-C lands as the
+    first trainings start) logs a FileNotFoundError traceback.  Nothing is
+    lost: the next snapshot copies the renamed file, and `--resume` reads the
+    run directory (trials.csv, study.db), never Tune's state.  Any other failure
+    to save the state is still shown.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        torn = isinstance(exc, FileNotFoundError) or "FileNotFoundError" in (record.exc_text or "")
+        return not (torn and record.getMessage().startswith("Saving experiment state to storage"))
+
+
+def _quiet_torn_snapshots() -> None:
+    """Install `_TornSnapshot` on Tune's experiment-state logger (once)."""
+    log = logging.getLogger("ray.tune.execution.experiment_state")
+    if not any(isinstance(f, _TornSnapshot) for f in log.filters):
+        log.addFilter(_TornSnapshot())
 
 
 def concurrent_trainings(execution: Execution) -> int:

@@ -29,6 +29,7 @@ from cli_kit import Parser, UserError, run_main
 from space import ArchConfig, build_model, get_backbone, load_arch
 
 from .backends import backend_label, runtime_version
+from .files import write_atomic
 from .onnx_export import OPSET, export_checked, ort_session
 from .timing import Protocol, Timing, describe_device, run_protocol
 
@@ -151,12 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "producer": "ghostnas trainer.export"}
     size = get_backbone(arch.backbone).input_size
     data, session, diff = export_checked(model, (3, size, size), name=arch.key, threads=args.threads, metadata=meta)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, out)
+        write_atomic(out, data)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
     print(f"{out}: {arch.key}, {what}; ONNX opset {OPSET}, {len(data) / 1e6:.1f} MB")
     print(f"logits check: max abs difference {diff:.2e} from PyTorch (tolerance 1e-4)")

@@ -30,7 +30,6 @@ import hashlib
 import io
 import os
 import tarfile
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -41,6 +40,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .cifar import ARCHIVE_SUFFIXES, CLASSES, Cifar10, DataError
+from .files import write_atomic
 
 SPLITS = ("train", "test")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -379,20 +379,13 @@ def _read_cache(path: Path, key: str) -> dict[str, np.ndarray] | None:
 
 
 def _write_cache(path: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
-    """Write to a temporary file beside `path`, then rename: readers see the old file or the whole new one."""
-    tmp = None
+    """Written atomically (trainer.files): readers see the old file or the whole new one; a failure is a warning."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, key=np.array(key), **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        write_atomic(path, lambda f: np.savez(f, key=np.array(key), **arrays))
     except OSError as exc:
         warnings.warn(f"could not write the CIFAR-10 cache {path} ({type(exc).__name__}: {_one_line(exc)}); "
                       "the next load decodes the images again", stacklevel=3)
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------ load

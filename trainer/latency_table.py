@@ -52,7 +52,6 @@ import functools
 
 import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -72,6 +71,7 @@ from space.search_space import DEFAULT_KERNEL_SETS, DEFAULT_RATIOS, parse_ints, 
 from .backends import BACKENDS, LEGACY_BACKEND, backend_label, check_backend, default_backend, describe_backend, \
     time_network
 from .device import resolve_device
+from .files import temp_path, write_atomic
 from .timing import LAYOUT, Protocol, clock_for, describe_device
 
 PROG = "trainer.latency_table"
@@ -264,12 +264,7 @@ class LatencyTable:
         path = Path(path) if path is not None else self.path
         if path is None:
             raise ValueError("LatencyTable.save needs a path")
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w") as f:
-            f.write(_dumps(self.data))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, _dumps(self.data))
         self.path = path
 
 
@@ -515,7 +510,7 @@ def check_writable(out: Path) -> None:
     """Refuse an output the table could never be saved to before hours of measuring (one line, exit 2)."""
     if not out.parent.is_dir():
         raise UserError(f"cannot write {out}: folder {out.parent} does not exist")
-    probe = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # where `save` writes before its rename
+    probe = temp_path(out)  # where `save` writes before its rename
     try:
         with open(probe, "w"):
             pass

@@ -24,6 +24,7 @@ from space import ArchConfig, build_model
 
 from .budget import Budget
 from .data import Cifar10
+from .files import write_atomic
 from .imagefolder import cache_dir
 from .loader import DeviceLoader
 from .loop import make_training, train_epoch, zero_init_residuals
@@ -161,9 +162,7 @@ def layout_for(archs: Sequence[ArchConfig], data: Cifar10, budget: Budget, devic
     choice = choose_layout(archs, data, budget, device, threads=threads, steps=steps, rounds=rounds, names=names)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(choice.to_meta()))
-        tmp.replace(path)
+        write_atomic(path, json.dumps(choice.to_meta()))
     except OSError:
         pass
     return choice

@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import datetime
 import json
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -32,6 +31,7 @@ from space.presets import PRESETS
 from .budget import BUDGETS, Budget, get_budget
 from .data import Cifar10, load_cifar10, seeded_subset
 from .device import resolve_device
+from .files import write_atomic
 from .loader import DeviceLoader
 from .loop import EVAL_BATCH, EpochStats, Training, evaluate_accuracy, fit, make_training
 from .state import restore_training, training_state
@@ -195,13 +195,8 @@ def train_subset(data: Cifar10, size: int | None, seed: int) -> tuple[torch.Tens
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    """Write then rename, so a kill never leaves a half-written file under the real name."""
-    tmp = path.with_name(path.name + ".tmp")
-    if isinstance(obj, (str, bytes)):
-        tmp.write_text(obj) if isinstance(obj, str) else tmp.write_bytes(obj)
-    else:
-        torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """Text or bytes as they are, anything else as torch.save writes it; a kill never leaves half a file."""
+    write_atomic(path, obj if isinstance(obj, (str, bytes)) else lambda f: torch.save(obj, f))
 
 
 def restore_scheduler(scheduler, ckpt: dict[str, Any], epochs: int) -> bool:

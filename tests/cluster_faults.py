@@ -98,13 +98,19 @@ def add_worker(cluster, temp_dir: Path, workers: dict) -> None:
     workers[node.node_id] = node
 
 
-def kill_leftovers(marker: str) -> None:
-    """Workers of a node whose raylet was SIGKILLed can outlive it: end every process started for this cluster."""
+def kill_marked(entry: str) -> None:
+    """SIGKILL every process with an environment entry that starts with `entry` ("NAME=VALUE...").
+
+    Ray's processes inherit the environment they were started with, so a marker
+    in it finds exactly one cluster's processes: here the workers of a node whose
+    raylet was SIGKILLed (they can outlive it); in tests/conftest.py a test head.
+    """
+    needle = b"\0" + entry.encode()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
         try:
-            if marker.encode() in (proc / "environ").read_bytes():
+            if needle in b"\0" + (proc / "environ").read_bytes():
                 os.kill(int(proc.name), signal.SIGKILL)
         except (OSError, ProcessLookupError):
             continue
@@ -163,7 +169,7 @@ def main(out: Path, cifar: str) -> int:
     finally:
         (out / "scenario.json").write_text(json.dumps(report, indent=2))
         cluster.shutdown()
-        kill_leftovers(f"GHOSTNAS_SLOT_DIR={temp_dir}/")
+        kill_marked(f"GHOSTNAS_SLOT_DIR={temp_dir}/")
         shutil.rmtree(temp_dir, ignore_errors=True)
     return 0
 

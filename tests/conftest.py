@@ -120,24 +120,6 @@ def cifar_dir() -> Path:
     return path
 
 
-def kill_marked(marker: str) -> int:
-    """SIGKILL every process whose environment holds `marker` (NAME=VALUE); the number killed."""
-    import signal
-
-    needle = b"\0" + marker.encode() + b"\0"
-    killed = 0
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            if needle in b"\0" + (proc / "environ").read_bytes() + b"\0":
-                os.kill(int(proc.name), signal.SIGKILL)
-                killed += 1
-        except (OSError, ProcessLookupError):
-            continue
-    return killed
-
-
 def _free_port() -> int:
     import socket
 
@@ -175,13 +157,15 @@ def ray_cluster() -> str:
         subprocess.run([ray, "get-auth-token", "--generate"], check=True, capture_output=True, env=env, timeout=120)
     # Every process of this head inherits the marker, so the teardown stops this cluster only
     # (`ray stop` would stop every Ray on the machine: another xdist worker's, or the user's own).
-    marker = f"GHOSTNAS_TEST_CLUSTER={port}"
+    marker = f"GHOSTNAS_TEST_CLUSTER={port}\0"  # NUL ends the entry: port 3562 never matches 35629
     subprocess.run(
         [ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
          "--disable-usage-stats", f"--temp-dir=/tmp/rayt-{port}"],
         check=True, capture_output=True, env={**env, "GHOSTNAS_TEST_CLUSTER": str(port)}, cwd=REPO, timeout=300,
     )
     yield f"127.0.0.1:{port}"
+    from cluster_faults import kill_marked  # the fault scenario's own clean-up, by the same marker
+
     kill_marked(marker)
     shutil.rmtree(f"/tmp/rayt-{port}", ignore_errors=True)
     if saved is None:

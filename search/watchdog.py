@@ -70,20 +70,21 @@ class Watchdog(Callback):
 
     def on_trial_recover(self, iteration: int, trials: list, trial, **info: Any) -> None:
         ran = self.timed_out.pop(trial.trial_id, None)
-        node = _node(trial)
-        why = (f"training {trial.trial_id} ran {ran:.0f} s, past its limit of {self.limit():.0f} s, on node {node}"
-               if ran is not None else _lost(trial))
+        text = _error_text(trial)
+        why = (f"training {trial.trial_id} ran {ran:.0f} s, past its limit of {self.limit():.0f} s, "
+               f"on node {_node(trial)}" if ran is not None else _lost(trial, text))
         checkpoint = trial.latest_checkpoint_result
         epoch = int(checkpoint.metrics.get("epoch", 0)) if checkpoint is not None else 0
         self.event(f"{why}: training {trial.trial_id} ({_who(trial)}) restarts from epoch {epoch} "
-                   f"(restart {trial.run_metadata.num_failures} of {trial.max_failures})", trial)
+                   f"(restart {trial.run_metadata.num_failures} of {trial.max_failures})", error_line(trial, text) if text else "")
         self.started.pop(trial.trial_id, None)
         self.last_epoch.pop(trial.trial_id, None)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
         self.timed_out.pop(trial.trial_id, None)
-        self.event(f"{_lost(trial)}: training {trial.trial_id} ({_who(trial)}) is recorded as lost "
-                   f"after {trial.max_failures} restart(s)", trial)
+        text = _error_text(trial)
+        self.event(f"{_lost(trial, text)}: training {trial.trial_id} ({_who(trial)}) is recorded as lost "
+                   f"after {trial.max_failures} restart(s)", error_line(trial, text) if text else "")
         drop_checkpoints(trial)
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
@@ -112,8 +113,8 @@ class Watchdog(Callback):
         self.timed_out[trial.trial_id] = ran
         ray.kill(actor)
 
-    def event(self, line: str, trial=None) -> None:
-        """One line in the terminal; the line and Ray's error in events.log."""
+    def event(self, line: str, error: str = "") -> None:
+        """One line in the terminal; the line and, indented below it, Ray's error in events.log."""
         try:
             print(line, flush=True)
         except (OSError, ValueError):  # a closed stdout must not end the search
@@ -121,7 +122,7 @@ class Watchdog(Callback):
         if self.events is None:
             return
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        detail = f"\n    {error_line(trial)}" if trial is not None and trial.error_file else ""
+        detail = f"\n    {error}" if error else ""
         with open(self.events, "a") as f:
             f.write(f"{stamp} {line}{detail}\n")
 
@@ -175,28 +176,38 @@ def _error_text(trial) -> str:
 # Memory on the node (IP: ..., ID: <hex>) was 1.46GB used / 23.54GB limit (0.06)".
 _OOM = re.compile(r"killed due to the node running low on memory.*?ID: (\w+)\) was ([\d.]+\w+ used / [\d.]+\w+ limit)",
                   re.S)
+# An actor that died with its node: "The actor died because its node has died. Node Id: <hex>".
+_NODE_DIED = re.compile(r"its node has died\. Node Id: (\w+)")
 
 
-def out_of_memory(trial) -> tuple[str, str] | None:
+def out_of_memory(text: str) -> tuple[str, str] | None:
     """(node id, "X used / Y limit") when Ray's memory monitor killed the training's worker, else None."""
-    match = _OOM.search(_error_text(trial))
+    match = _OOM.search(text)
     return (match.group(1)[:8], match.group(2)) if match else None
 
 
-def error_line(trial) -> str:
+def error_line(trial, text: str | None = None) -> str:
     """One line for what ended the attempt: the traceback's last line (exception type and message), or,
-    for a worker Ray killed for memory, what the node held and what to change."""
-    oom = out_of_memory(trial)
+    for a worker Ray killed for memory, what the node held and what to change.  `text`: the trial's
+    error as already read (`_error_text`)."""
+    text = _error_text(trial) if text is None else text
+    oom = out_of_memory(text)
     if oom is not None:
         return (f"Ray's memory monitor killed the training's worker (node {oom[0]} at {oom[1]}): "
                 "run fewer trainings at once (--max-concurrent, or --cpus-per-trial so fewer fit on a node)")
-    lines = [ln.strip() for ln in _error_text(trial).strip().splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1][:500] if lines else "trial raised an error (see Ray's trial log)"
 
 
-def _lost(trial) -> str:
-    """What happened to the training's node, for the event line."""
-    oom = out_of_memory(trial)
+def _lost(trial, text: str) -> str:
+    """What happened to the training's node, for the event line.
+
+    The node is the one Ray's error names (an actor that died with its node:
+    right even for a training lost before its first epoch), else the one the
+    training last reported from.
+    """
+    oom = out_of_memory(text)
     if oom is not None:
         return f"node {oom[0]} out of memory ({oom[1]})"
-    return f"node {_node(trial)} lost"
+    died = _NODE_DIED.search(text)
+    return f"node {died.group(1)[:8] if died else _node(trial)} lost"

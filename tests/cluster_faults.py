@@ -9,8 +9,12 @@ One cluster (a driver-only head and worker nodes of one CPU each) serves two
 searches:
 
 - `nodes`: while trainings run, the node of one that has finished an epoch is
-  removed (all its processes stopped) and a replacement node joins; later the
-  raylet of another such node is SIGKILLed.
+  removed (all its processes stopped) and a replacement node joins; later
+  another such node dies at once: its raylet and the workers it started are
+  SIGKILLed, as when a machine is lost.  (A raylet killed alone leaves its
+  training running until Ray's health check declares the node dead, some
+  15 s; a short training may finish first, and then the fault hits the next
+  training to be placed there, before its first epoch.)
 - `driver`: the search's own process is SIGKILLed mid-training, then the run
   is continued with `--resume` while the cluster stays up.
 
@@ -31,7 +35,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # Small, and long enough that a fault lands mid-training: 4 epochs of 512 images (faults wait for an epoch).
-SEARCH = ["--budget", "smoke", "--epochs", "4", "--train-size", "512", "--val-size", "200", "--proxy-width", "0.5",
+EPOCHS = 4
+SEARCH = ["--budget", "smoke", "--epochs", str(EPOCHS), "--train-size", "512", "--val-size", "200", "--proxy-width", "0.5",
           "--no-baselines",
           "--objectives", "val_acc,macs", "--max-concurrent", "2", "--no-report", "--no-dashboard"]
 
@@ -50,10 +55,13 @@ def wait_for(what: str, check, timeout: float = 240.0, proc: subprocess.Popen | 
 
 
 def running_on(temp_dir: Path) -> dict[str, int]:
-    """Node id -> epochs done, for trainings that reported an epoch and have not finished.
+    """Node id -> epochs done, for trainings with a checkpoint and at least two epochs still to train.
 
     Read from Tune's result logs in the driver's staging folder (written as each
-    result arrives; the copies in the run directory are synced only later).
+    result arrives; the copies in the run directory are synced only later).  A
+    training that reported its last epoch may already have ended, and its node
+    started the next training (then a fault would hit one with no checkpoint);
+    two epochs left give the fault time to land.
     """
     nodes: dict[str, int] = {}
     for log in temp_dir.glob("session_*/artifacts/*/attempt-*/driver_artifacts/*/result.json"):
@@ -62,7 +70,7 @@ def running_on(temp_dir: Path) -> dict[str, int]:
             last = json.loads(lines[-1]) if lines else {}
         except json.JSONDecodeError:  # a line being written
             continue
-        if last.get("status") == "running" and last.get("epoch", 0) >= 1 and last.get("node"):
+        if last.get("status") == "running" and 1 <= last.get("epoch", 0) <= EPOCHS - 2 and last.get("node"):
             nodes[last["node"]] = int(last["epoch"])
     return nodes
 
@@ -102,8 +110,9 @@ def kill_marked(entry: str) -> None:
     """SIGKILL every process with an environment entry that starts with `entry` ("NAME=VALUE...").
 
     Ray's processes inherit the environment they were started with, so a marker
-    in it finds exactly one cluster's processes: here the workers of a node whose
-    raylet was SIGKILLed (they can outlive it); in tests/conftest.py a test head.
+    in it finds exactly one cluster's processes: here whatever the scenario's
+    nodes left behind (workers can outlive their raylet); in tests/conftest.py
+    a test head.
     """
     needle = b"\0" + entry.encode()
     for proc in Path("/proc").iterdir():
@@ -117,7 +126,8 @@ def kill_marked(entry: str) -> None:
 
 
 def node_faults(cluster, workers: dict, out: Path, cifar: str, temp_dir: Path) -> dict:
-    """Remove one busy node (and add a replacement), then SIGKILL another busy node's raylet."""
+    """Remove one busy node (and add a replacement), then SIGKILL another busy node's raylet and workers."""
+    import psutil
     from ray._private import ray_constants
 
     run = out / "runs" / "nodes"
@@ -132,9 +142,13 @@ def node_faults(cluster, workers: dict, out: Path, cifar: str, temp_dir: Path) -
     busy = wait_for("another training past its first epoch",
                     lambda: set(running_on(temp_dir)) & (set(workers) - {victim}), proc=proc)
     victim = sorted(busy)[0]
-    raylet = workers.pop(victim).all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process
-    os.kill(raylet.pid, signal.SIGKILL)
-    done["raylet_killed"] = victim
+    raylet = psutil.Process(workers.pop(victim).all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid)
+    for process in [raylet, *raylet.children(recursive=True)]:
+        try:
+            process.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            continue
+    done["killed"] = victim
     add_worker(cluster, temp_dir, workers)  # capacity for the rest of the search
     done["status"] = proc.wait(timeout=600)
     return done

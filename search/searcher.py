@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Collection, Sequence
 
@@ -77,9 +78,12 @@ def make_sampler(name: str, seed: int, population_size: int) -> optuna.samplers.
         # Scrambled Sobol: every bottleneck's MCA bit is balanced and nearly uncorrelated with the others,
         # the design analysis.effects estimates placement effects best from (lowest variance inflation).
         # Optuna maps each categorical choice to one Sobol coordinate; the warning about the first trial
-        # being sampled independently is expected (the baselines come first).
-        return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed,
-                                          warn_independent_sampling=False)
+        # being sampled independently is expected (the baselines come first), and so is Optuna's note that
+        # the sampler is experimental (a user asked for it by name; the line says nothing they can act on).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed,
+                                              warn_independent_sampling=False)
     raise ValueError(f"unknown sampler {name!r}")
 
 

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
+from functools import partial
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -22,11 +20,11 @@ from analysis.load import RunData, RunError, load_run
 from analysis.pareto import hypervolume_history, pareto_front
 from analysis.report import write_report
 from analysis.select import best_under, knee_point, select
+from commands import python_m
 from runbuilder import build_run
 from record.rundir import COLUMNS, RunDir
 from space import PRESETS, load_arch
 
-REPO = Path(__file__).resolve().parents[1]
 FIGURES = ["fig-acc-macs", "fig-acc-latency", "fig-mca-heatmap", "fig-parallel", "fig-hypervolume"]
 # trial 6 fails, trial 7 is infeasible: they must be counted but never plotted or selected
 STATUSES = ["ok"] * 6 + ["failed", "infeasible"]
@@ -37,10 +35,7 @@ def synthetic_run(tmp_path_factory) -> Path:
     return build_run(tmp_path_factory.mktemp("synthetic") / "synth", 4, statuses=STATUSES)
 
 
-def run_cli(module: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+run_cli = partial(python_m, timeout=300)
 
 
 class _Refs(HTMLParser):

@@ -8,24 +8,16 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from analysis.load import load_run
-from commands import in_process
+from commands import in_process, python_m
 from space import ArchConfig, load_arch
 from test_report_browser import open_report, trace_lengths
 
-REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-
-
-def run_module(module: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 def rows_of(run: Path) -> list[dict[str, str]]:
@@ -36,7 +28,7 @@ def rows_of(run: Path) -> list[dict[str, str]]:
 @pytest.mark.e2e
 def test_a_resnet56_search_reports_selects_and_trains(ray_cluster, cifar_dir, tmp_path, browser):
     """4-trial smoke search on Ghost-ResNet-56 → report in Chromium → analysis.select → trainer.train 1 epoch."""
-    done = run_module("search.run", "--backbone", "resnet56", "--trials", "4", "--budget", "smoke", "--epochs", "1",
+    done = python_m("search.run", "--backbone", "resnet56", "--trials", "4", "--budget", "smoke", "--epochs", "1",
                       "--train-size", "256", "--val-size", "200", "--objectives", "val_acc,macs", "--max-concurrent", "1",
                       "--baseline-seeds", "1",
                       "--data-dir", str(cifar_dir), "--storage-path", str(tmp_path), "--name", "r56",
@@ -57,11 +49,11 @@ def test_a_resnet56_search_reports_selects_and_trains(ray_cluster, cifar_dir, tm
     page.close()
 
     best = tmp_path / "best.json"
-    chosen = run_module("analysis.select", str(run), "-o", str(best))
+    chosen = python_m("analysis.select", str(run), "-o", str(best))
     assert chosen.returncode == 0, chosen.stderr
     arch = ArchConfig.load(best)
     assert arch.backbone == "resnet56" and len(arch.mca) == 27
-    trained = run_module("trainer.train", "--arch", str(best), "--epochs", "1", "--train-size", "256",
+    trained = python_m("trainer.train", "--arch", str(best), "--epochs", "1", "--train-size", "256",
                          "--data-dir", str(cifar_dir), "--out", str(tmp_path / "trained"), "--threads", "2")
     assert trained.returncode == 0, trained.stderr[-3000:]
     metrics = json.loads((tmp_path / "trained" / "metrics.json").read_text())
@@ -69,7 +61,7 @@ def test_a_resnet56_search_reports_selects_and_trains(ray_cluster, cifar_dir, tm
 
     # The study's answer on this backbone: its four presets, Ghost-ResNet-56 the reference (one seed each
     # keeps it short; the Welch columns have their own tests).
-    confirmed = run_module("search.confirm", str(run), "--seeds", "1", "--epochs", "1", "--train-size", "128",
+    confirmed = python_m("search.confirm", str(run), "--seeds", "1", "--epochs", "1", "--train-size", "128",
                            "--budget", "smoke", "--address", ray_cluster)
     assert confirmed.returncode == 0, confirmed.stdout[-2000:] + confirmed.stderr[-3000:]
     with open(run / "confirm.csv", newline="") as f:
@@ -91,7 +83,7 @@ def test_a_run_from_before_backbones_loads_and_resumes(ray_cluster, cifar_dir, t
     assert len(data.trials) == 2 and set(data.trials["backbone"]) == {"ghostnet"}
     assert data.arch(data.trials.iloc[0]).key == before[0]["key"]
 
-    done = run_module("search.run", "--storage-path", str(tmp_path), "--name", "run-v0.1", "--resume",
+    done = python_m("search.run", "--storage-path", str(tmp_path), "--name", "run-v0.1", "--resume",
                       "--trials", "3", "--data-dir", str(cifar_dir), "--no-report", "--address", ray_cluster)
     assert done.returncode == 0, done.stderr[-3000:]
     after = rows_of(run)
@@ -107,7 +99,7 @@ def test_a_run_from_before_backbones_loads_and_resumes(ray_cluster, cifar_dir, t
 def test_a_best_json_from_before_backbones_loads_and_trains(cifar_dir, tmp_path):
     arch = load_arch(FIXTURES / "best-v0.1.json")
     assert arch.backbone == "ghostnet" and arch.key.startswith("mca=")
-    trained = run_module("trainer.train", "--arch", str(FIXTURES / "best-v0.1.json"), "--epochs", "1",
+    trained = python_m("trainer.train", "--arch", str(FIXTURES / "best-v0.1.json"), "--epochs", "1",
                          "--train-size", "128", "--data-dir", str(cifar_dir), "--out", str(tmp_path / "t"))
     assert trained.returncode == 0, trained.stderr[-3000:]
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from analysis.load import load_run
 from analysis.pareto import pareto_front
 from analysis.report import write_report
 from record.rundir import open_confirm
-from commands import in_process
+from commands import in_process, python_m
 from runbuilder import build_run
 from test_report_browser import drawn_error_bars, finish, open_report, trace_lengths
 
@@ -26,9 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = ["--seeds", "2", "--epochs", "1", "--train-size", "128", "--budget", "smoke"]
 
 
-def confirm(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "search.confirm", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout)
+confirm = partial(python_m, "search.confirm")
 
 
 def rows(run: Path) -> list[dict[str, str]]:

@@ -6,21 +6,16 @@ subprocess; the other variations call `main()` in-process to stay fast.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from commands import python_m
 from space import PRESETS, build_model, count_macs, count_params, get_preset
 from space.describe import describe, main
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "space.describe", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+run_cli = partial(python_m, "space.describe", timeout=120)
 
 
 def check_rows_add_up(report: dict) -> None:

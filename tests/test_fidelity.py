@@ -3,23 +3,16 @@ from __future__ import annotations
 
 import csv
 import shutil
-import subprocess
-import sys
-from pathlib import Path
+from functools import partial
 
 import pytest
 
 from analysis.report import write_report
-from commands import in_process
+from commands import in_process, python_m
 from runbuilder import build_run
 from test_report_browser import open_report, trace_lengths
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def fidelity(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "search.fidelity", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout)
+fidelity = partial(python_m, "search.fidelity")
 
 
 @pytest.mark.e2e

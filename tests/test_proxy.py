@@ -83,8 +83,8 @@ def test_latency_reports_spread_and_restores_model_state():
     model.register_forward_pre_hook(lambda m, _args: during.append((torch.get_num_threads(), m.training)))
     lat = measure_latency(model, "cpu", threads=1, warmup=2, repeats=7)
     assert during == [(1, False)] * 9, "one thread, eval mode, 2 warm-up + 7 timed passes"
-    assert 0 < lat.p10_ms <= lat.median_ms <= lat.p90_ms
-    assert lat.cv > 0  # seven timed passes of a real network never take the same nanoseconds
+    assert 0 < lat.p10_ms <= lat.median_ms <= lat.p90_ms and lat.ci_low_ms <= lat.median_ms <= lat.ci_high_ms
+    assert lat.p10_ms < lat.p90_ms and lat.n == 7  # seven timed passes of a real network never take the same ns
     assert lat.threads == 1 and lat.device == "cpu"
     assert model.training and torch.get_num_threads() == threads
 

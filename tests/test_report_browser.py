@@ -6,7 +6,6 @@ package in CI): the test never downloads a browser.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -24,11 +24,7 @@ def read_rows(run: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def search(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "search.run", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
-    )
+search = partial(python_m, "search.run")  # `python -m search.run ARGS`, as a user runs it
 
 
 # What the e2e searches check does not depend on how much each training computes: they train half-width

@@ -1,6 +1,8 @@
 """ArchSearcher around Ray's real OptunaSearch on a real SQLite study (no Ray cluster needed)."""
 from __future__ import annotations
 
+import warnings
+
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -109,7 +111,7 @@ def test_heal_study_closes_trials_left_running_by_a_kill(tmp_path):
     assert states[1][0] == TrialState.FAIL
 
 
-@pytest.mark.parametrize("sampler", ["nsga2", "tpe", "random"])
+@pytest.mark.parametrize("sampler", ["nsga2", "tpe", "random", "qmc"])
 def test_every_sampler_drives_the_space(tmp_path, sampler):
     searcher, known, _, study = make(tmp_path, sampler=sampler)
     keys = set()
@@ -117,6 +119,13 @@ def test_every_sampler_drives_the_space(tmp_path, sampler):
         config = searcher.suggest(f"t{i}")
         keys.add(finish(searcher, known, f"t{i}", config, val_acc=0.1 * i).key)
     assert len(keys) == 5
+
+
+def test_the_qmc_sampler_says_nothing_a_user_cannot_act_on():
+    """Optuna's "experimental" warning is not printed at every search with --sampler qmc."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert isinstance(make_sampler("qmc", seed=0, population_size=8), optuna.samplers.QMCSampler)
 
 
 def finish_seed(searcher, known, trial_id, config, val_acc):

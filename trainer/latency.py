@@ -8,15 +8,14 @@ the runtime the network is deployed with (`trainer.backends`).
 from __future__ import annotations
 
 import contextlib
-import statistics
-import time
-from typing import Callable, ContextManager
+import math
 from dataclasses import dataclass
+from typing import Callable, ContextManager
 
 import torch
 
 from .backends import runner
-from .timing import LAYOUT, clock_for, quantile
+from .timing import LAYOUT, Protocol, clock_for, run_protocol
 
 
 @dataclass(frozen=True)
@@ -24,7 +23,9 @@ class Latency:
     median_ms: float
     p10_ms: float
     p90_ms: float
-    cv: float  # coefficient of variation (std / mean) of the timed runs
+    ci_low_ms: float  # 95 % interval of the median (trainer.timing.median_interval)
+    ci_high_ms: float
+    n: int  # timed passes
     device: str
     threads: int
     layout: str = LAYOUT
@@ -39,7 +40,10 @@ def measure_latency(model: torch.nn.Module, device: torch.device | str = "cpu", 
     """Time `repeats` forward passes in `backend` (`trainer.backends`; torch in `layout`, a deployment's);
     the model's mode and thread count are restored.  onnxruntime exports and checks the model first
     (ExportError names `name`).  `alone()`, when given, is entered after the export and held while timing
-    (the node slot's exclusive hold: a trial's export does not keep the other trials waiting)."""
+    (the node slot's exclusive hold: a trial's export does not keep the other trials waiting).
+
+    The loop is the latency table's (`trainer.timing.run_protocol`) with a fixed count: `warmup` passes,
+    then exactly `repeats` timed ones, so a search spends the same on every trial."""
     if batch_size != 1:
         raise ValueError("latency is measured at batch 1 (what one image costs a deployed model)")
     device = torch.device(device)
@@ -47,20 +51,10 @@ def measure_latency(model: torch.nn.Module, device: torch.device | str = "cpu", 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     # One CPU thread: the thread's CPU time, which leaves out what other processes take (trainer.timing).
     clock = clock_for(device, threads)
-    now = time.thread_time if clock == "thread" else time.perf_counter
+    fixed = Protocol(warmup=warmup, warmup_s=0.0, min_repeats=repeats, max_repeats=repeats, check_every=repeats,
+                     max_s=math.inf)
     with runner(model, (3, input_size, input_size), backend=backend, device=device, threads=threads,
                 layout=layout, name=name) as call, (alone() if alone is not None else contextlib.nullcontext()):
-        for _ in range(warmup):
-            call()
-        sync()
-        times = []
-        for _ in range(repeats):
-            start = now()
-            call()
-            sync()
-            times.append((now() - start) * 1e3)
-    times.sort()
-    mean = statistics.fmean(times)
-    cv = statistics.pstdev(times) / mean if mean > 0 else 0.0
-    return Latency(statistics.median(times), quantile(times, 0.1), quantile(times, 0.9), cv,
+        timing = run_protocol(call, fixed, clock, sync)
+    return Latency(timing.median_ms, timing.p10_ms, timing.p90_ms, timing.ci_low_ms, timing.ci_high_ms, timing.n,
                    str(device), threads, layout if backend == "torch" else "onnx", backend, clock)

@@ -39,14 +39,16 @@ from trainer.loader import DeviceLoader  # noqa: E402
 from trainer.loop import make_training, train_epoch  # noqa: E402
 
 # Sizes of a real run (on CUDA) and of --dry-run (the CPU, seconds in all).
+# `batches`: steps per timed loader pass; `start_s`: how long packed trainings get to start before their
+# common window opens (Ray starts a worker and it loads the data).
 REAL = {"seconds": 10.0, "packs": (1, 2, 4, 8), "pack_seconds": 20.0, "archs": 4, "budget_s": 240.0, "threads": 4,
-        "max_epochs": 15}
+        "max_epochs": 15, "batches": 4, "start_s": 15.0}
 DRY = {"seconds": 0.5, "packs": (1, 2), "pack_seconds": 1.0, "archs": 0, "budget_s": 8.0, "threads": 1,
-       "max_epochs": 1, "batch_size": 32, "train_size": 128, "val_size": 100}
+       "max_epochs": 1, "batch_size": 32, "train_size": 128, "val_size": 100, "batches": 1, "start_s": 4.0}
 
 
 def throughput(arch, data, budget, device: torch.device, seconds: float, channels_last: bool,
-               start_at: float | None = None) -> float:
+               start_at: float | None = None, batches: int = 4) -> float:
     """Training images/s of `arch` at `budget`'s batch size: the trainer's own loader and step, time-boxed.
 
     With `start_at` (a time.time()), it trains until then (warm-up) and counts only
@@ -57,7 +59,7 @@ def throughput(arch, data, budget, device: torch.device, seconds: float, channel
     model = build_model(arch).to(device, memory_format=fmt)
     n = min(len(data.train_labels), 8192)
     loader = DeviceLoader(data.train_images[:n], data.train_labels[:n], budget.batch_size, device, seed=0,
-                          channels_last=channels_last, epoch_images=budget.batch_size * 4)
+                          channels_last=channels_last, epoch_images=budget.batch_size * batches)
     training = make_training(model, loader, budget, epochs=10**6)  # a long schedule: the lr stays in warm-up
     step = lambda: train_epoch(model, loader, training.optimizer, training.scheduler, training.criterion)  # noqa: E731
     step()  # warm-up (cuDNN picks its kernels)
@@ -76,7 +78,8 @@ def _packed_trial(config: dict) -> None:
     device = torch.device(config["device"])
     data = load_cifar10(config["data"])
     budget = get_budget("gpu", **config["budget"])
-    rate = throughput(PRESETS["ghostnet"], data, budget, device, config["seconds"], True, config["start_at"])
+    rate = throughput(PRESETS["ghostnet"], data, budget, device, config["seconds"], True, config["start_at"],
+                      config["batches"])
     tune.report({"images_per_s": rate})
 
 
@@ -102,7 +105,10 @@ def run_tune(trainable, configs: list[dict], gpu_fraction: float, storage: str, 
     per_trial = {"cpu": configs[0]["threads"], "gpu": gpu_fraction if configs[0]["device"] == "cuda" else 0}
     tuner = tune.Tuner(tune.with_resources(trainable, per_trial),
                        param_space={"job": tune.grid_search(configs)},
-                       tune_config=tune.TuneConfig(max_concurrent_trials=max(1, round(1 / gpu_fraction))),
+                       # One worker process serves several trials: a new one per trial costs seconds (torch's
+                       # import, the data, a CUDA context) that are no part of what is measured.
+                       tune_config=tune.TuneConfig(max_concurrent_trials=max(1, round(1 / gpu_fraction)),
+                                                   reuse_actors=True),
                        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0))
     results = tuner.fit()
     errors = [r.error for r in results if r.error]
@@ -148,8 +154,8 @@ def main() -> int:
     say(f"{'preset':<14} {'nchw':>9} {'ch_last':>9} {'ratio':>6}")
     rates = {}
     for name, arch in PRESETS.items():
-        nchw = throughput(arch, data, budget, device, size["seconds"], False)
-        cl = throughput(arch, data, budget, device, size["seconds"], True)
+        nchw = throughput(arch, data, budget, device, size["seconds"], False, batches=size["batches"])
+        cl = throughput(arch, data, budget, device, size["seconds"], True, batches=size["batches"])
         rates[name] = max(nchw, cl)
         say(f"{name:<14} {nchw:>9.0f} {cl:>9.0f} {cl / nchw:>5.2f}x")
 
@@ -165,9 +171,10 @@ def main() -> int:
     say(f"{'k':>2} {'--gpus-per-trial':>16} {'aggregate img/s':>16} {'vs k=1':>7}")
     packed = {}
     for k in size["packs"]:
-        start_at = time.time() + (15 if device.type == "cuda" else 8)
+        start_at = time.time() + size["start_s"]
         configs = [{"threads": size["threads"], "device": device.type, "data": args.data, "budget": shrink,
-                    "seconds": size["pack_seconds"], "start_at": start_at, "i": i} for i in range(k)]
+                    "seconds": size["pack_seconds"], "start_at": start_at, "batches": size["batches"], "i": i}
+                   for i in range(k)]
         metrics = run_tune(lambda c: _packed_trial(c["job"]), configs, 1 / k, storage, f"pack{k}")
         packed[k] = sum(m["images_per_s"] for m in metrics)
         say(f"{k:>2} {1 / k:>16.3g} {packed[k]:>16.0f} {packed[k] / packed[size['packs'][0]]:>6.2f}x")

@@ -29,10 +29,10 @@ def rows_of(run: Path) -> list[dict[str, str]]:
 def test_a_resnet56_search_reports_selects_and_trains(ray_cluster, cifar_dir, tmp_path, browser):
     """4-trial smoke search on Ghost-ResNet-56 → report in Chromium → analysis.select → trainer.train 1 epoch."""
     done = python_m("search.run", "--backbone", "resnet56", "--trials", "4", "--budget", "smoke", "--epochs", "1",
-                      "--train-size", "256", "--val-size", "200", "--objectives", "val_acc,macs", "--max-concurrent", "1",
-                      "--baseline-seeds", "1",
-                      "--data-dir", str(cifar_dir), "--storage-path", str(tmp_path), "--name", "r56",
-                      "--address", ray_cluster)
+                    "--train-size", "256", "--val-size", "200", "--objectives", "val_acc,macs", "--max-concurrent", "1",
+                    "--baseline-seeds", "1",
+                    "--data-dir", str(cifar_dir), "--storage-path", str(tmp_path), "--name", "r56",
+                    "--address", ray_cluster)
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "r56"
     rows = rows_of(run)
@@ -54,7 +54,7 @@ def test_a_resnet56_search_reports_selects_and_trains(ray_cluster, cifar_dir, tm
     arch = ArchConfig.load(best)
     assert arch.backbone == "resnet56" and len(arch.mca) == 27
     trained = python_m("trainer.train", "--arch", str(best), "--epochs", "1", "--train-size", "256",
-                         "--data-dir", str(cifar_dir), "--out", str(tmp_path / "trained"), "--threads", "2")
+                       "--data-dir", str(cifar_dir), "--out", str(tmp_path / "trained"), "--threads", "2")
     assert trained.returncode == 0, trained.stderr[-3000:]
     metrics = json.loads((tmp_path / "trained" / "metrics.json").read_text())
     assert metrics["epochs"] == 1 and metrics["arch"] == arch.key
@@ -62,7 +62,7 @@ def test_a_resnet56_search_reports_selects_and_trains(ray_cluster, cifar_dir, tm
     # The study's answer on this backbone: its four presets, Ghost-ResNet-56 the reference (one seed each
     # keeps it short; the Welch columns have their own tests).
     confirmed = python_m("search.confirm", str(run), "--seeds", "1", "--epochs", "1", "--train-size", "128",
-                           "--budget", "smoke", "--address", ray_cluster)
+                         "--budget", "smoke", "--address", ray_cluster)
     assert confirmed.returncode == 0, confirmed.stdout[-2000:] + confirmed.stderr[-3000:]
     with open(run / "confirm.csv", newline="") as f:
         pairs = sorted((r["system"], r["seed"], r["status"], r["key"].split("|")[0]) for r in csv.DictReader(f))
@@ -84,7 +84,7 @@ def test_a_run_from_before_backbones_loads_and_resumes(ray_cluster, cifar_dir, t
     assert data.arch(data.trials.iloc[0]).key == before[0]["key"]
 
     done = python_m("search.run", "--storage-path", str(tmp_path), "--name", "run-v0.1", "--resume",
-                      "--trials", "3", "--data-dir", str(cifar_dir), "--no-report", "--address", ray_cluster)
+                    "--trials", "3", "--data-dir", str(cifar_dir), "--no-report", "--address", ray_cluster)
     assert done.returncode == 0, done.stderr[-3000:]
     after = rows_of(run)
     assert len(after) == 3
@@ -100,7 +100,7 @@ def test_a_best_json_from_before_backbones_loads_and_trains(cifar_dir, tmp_path)
     arch = load_arch(FIXTURES / "best-v0.1.json")
     assert arch.backbone == "ghostnet" and arch.key.startswith("mca=")
     trained = python_m("trainer.train", "--arch", str(FIXTURES / "best-v0.1.json"), "--epochs", "1",
-                         "--train-size", "128", "--data-dir", str(cifar_dir), "--out", str(tmp_path / "t"))
+                       "--train-size", "128", "--data-dir", str(cifar_dir), "--out", str(tmp_path / "t"))
     assert trained.returncode == 0, trained.stderr[-3000:]
 
 

@@ -76,7 +76,7 @@ class Watchdog(Callback):
         checkpoint = trial.latest_checkpoint_result
         epoch = int(checkpoint.metrics.get("epoch", 0)) if checkpoint is not None else 0
         self.event(f"{why}: training {trial.trial_id} ({_who(trial)}) restarts from epoch {epoch} "
-                   f"(restart {trial.run_metadata.num_failures} of {trial.max_failures})", error_line(trial, text) if text else "")
+                   f"(restart {trial.run_metadata.num_failures} of {trial.max_failures})", _detail(trial, text))
         self.started.pop(trial.trial_id, None)
         self.last_epoch.pop(trial.trial_id, None)
 
@@ -84,7 +84,7 @@ class Watchdog(Callback):
         self.timed_out.pop(trial.trial_id, None)
         text = _error_text(trial)
         self.event(f"{_lost(trial, text)}: training {trial.trial_id} ({_who(trial)}) is recorded as lost "
-                   f"after {trial.max_failures} restart(s)", error_line(trial, text) if text else "")
+                   f"after {trial.max_failures} restart(s)", _detail(trial, text))
         drop_checkpoints(trial)
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
@@ -197,6 +197,11 @@ def error_line(trial, text: str | None = None) -> str:
                 "run fewer trainings at once (--max-concurrent, or --cpus-per-trial so fewer fit on a node)")
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1][:500] if lines else "trial raised an error (see Ray's trial log)"
+
+
+def _detail(trial, text: str) -> str:
+    """What events.log keeps under an event's line: Ray's error in one line ("" when Tune recorded none)."""
+    return error_line(trial, text) if text else ""
 
 
 def _lost(trial, text: str) -> str:

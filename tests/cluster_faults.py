@@ -36,8 +36,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 # Small, and long enough that a fault lands mid-training: 4 epochs of 512 images (faults wait for an epoch).
 EPOCHS = 4
-SEARCH = ["--budget", "smoke", "--epochs", str(EPOCHS), "--train-size", "512", "--val-size", "200", "--proxy-width", "0.5",
-          "--no-baselines",
+SEARCH = ["--budget", "smoke", "--epochs", str(EPOCHS), "--train-size", "512", "--val-size", "200",
+          "--proxy-width", "0.5", "--no-baselines",
           "--objectives", "val_acc,macs", "--max-concurrent", "2", "--no-report", "--no-dashboard"]
 
 

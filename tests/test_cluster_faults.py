@@ -22,10 +22,11 @@ from pathlib import Path
 
 import pytest
 
+from cluster_faults import EPOCHS  # the scenario's trainings
+
 pytestmark = pytest.mark.e2e  # multi-node Ray clusters and full trainings
 
 REPO = Path(__file__).resolve().parents[1]
-EPOCHS = 4  # tests/cluster_faults.py SEARCH
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

@@ -47,9 +47,10 @@ DRY = {"seconds": 0.5, "packs": (1, 2), "pack_seconds": 1.0, "archs": 0, "budget
        "max_epochs": 1, "batch_size": 32, "train_size": 128, "val_size": 100, "batches": 1, "start_s": 4.0}
 
 
-def throughput(arch, data, budget, device: torch.device, seconds: float, channels_last: bool,
-               start_at: float | None = None, batches: int = 4) -> float:
-    """Training images/s of `arch` at `budget`'s batch size: the trainer's own loader and step, time-boxed.
+def throughput(arch, data, budget, device: torch.device, seconds: float, channels_last: bool, batches: int,
+               start_at: float | None = None) -> float:
+    """Training images/s of `arch` at `budget`'s batch size: the trainer's own loader and step, time-boxed
+    in loader passes of `batches` steps.
 
     With `start_at` (a time.time()), it trains until then (warm-up) and counts only
     the images of [start_at, start_at + seconds]: packed trainings share one window.
@@ -78,8 +79,8 @@ def _packed_trial(config: dict) -> None:
     device = torch.device(config["device"])
     data = load_cifar10(config["data"])
     budget = get_budget("gpu", **config["budget"])
-    rate = throughput(PRESETS["ghostnet"], data, budget, device, config["seconds"], True, config["start_at"],
-                      config["batches"])
+    rate = throughput(PRESETS["ghostnet"], data, budget, device, config["seconds"], True, config["batches"],
+                      config["start_at"])
     tune.report({"images_per_s": rate})
 
 
@@ -154,8 +155,8 @@ def main() -> int:
     say(f"{'preset':<14} {'nchw':>9} {'ch_last':>9} {'ratio':>6}")
     rates = {}
     for name, arch in PRESETS.items():
-        nchw = throughput(arch, data, budget, device, size["seconds"], False, batches=size["batches"])
-        cl = throughput(arch, data, budget, device, size["seconds"], True, batches=size["batches"])
+        nchw = throughput(arch, data, budget, device, size["seconds"], False, size["batches"])
+        cl = throughput(arch, data, budget, device, size["seconds"], True, size["batches"])
         rates[name] = max(nchw, cl)
         say(f"{name:<14} {nchw:>9.0f} {cl:>9.0f} {cl / nchw:>5.2f}x")
 

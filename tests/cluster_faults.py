@@ -8,15 +8,22 @@ Ray node binds 127.0.0.1 and no traffic leaves the namespace:
 One cluster (a driver-only head and worker nodes of one CPU each) serves two
 searches:
 
-- `nodes`: while trainings run, the node of one that has finished an epoch is
-  removed (all its processes stopped) and a replacement node joins; later
-  another such node dies at once: its raylet and the workers it started are
-  SIGKILLed, as when a machine is lost.  (A raylet killed alone leaves its
+- `nodes`: while trainings run, the node of one whose epoch checkpoint Tune
+  has registered is removed (all its processes stopped) and a replacement
+  node joins; later another such node dies at once: its raylet and the
+  workers it started are SIGKILLed, as when a machine is lost.  (A raylet killed alone leaves its
   training running until Ray's health check declares the node dead, some
   15 s; a short training may finish first, and then the fault hits the next
   training to be placed there, before its first epoch.)
-- `driver`: the search's own process is SIGKILLed mid-training, then the run
-  is continued with `--resume` while the cluster stays up.
+- `driver`: the search's own process is SIGKILLed mid-training, once a
+  training's checkpoint is in the run directory's experiment state, then the
+  run is continued with `--resume` while the cluster stays up.
+
+Faults wait for a checkpoint, never for a reported epoch: Tune registers an
+epoch's checkpoint only when the trial's `save` call returns, after the result
+was logged, so a node lost in between restarts its training from epoch 0 (two
+red CI runs).  The gate reads what Tune restores from: the experiment state it
+writes after each registered checkpoint, and the checkpoint's folder on disk.
 
 It writes OUT/<case>.out (the searches' terminal output) and OUT/scenario.json
 (what was done, exit statuses); the test reads the run directories.
@@ -34,7 +41,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# Small, and long enough that a fault lands mid-training: 4 epochs of 512 images (faults wait for an epoch).
+# Small, and long enough that a fault lands mid-training: 4 epochs of 512 images (faults wait for a checkpoint).
 EPOCHS = 4
 SEARCH = ["--budget", "smoke", "--epochs", str(EPOCHS), "--train-size", "512", "--val-size", "200",
           "--proxy-width", "0.5", "--no-baselines",
@@ -54,8 +61,8 @@ def wait_for(what: str, check, timeout: float = 240.0, proc: subprocess.Popen | 
     raise TimeoutError(f"timed out waiting for {what}")
 
 
-def running_on(temp_dir: Path) -> dict[str, int]:
-    """Node id -> epochs done, for trainings with a checkpoint and at least two epochs still to train.
+def running_on(temp_dir: Path) -> dict[str, tuple[str, int]]:
+    """Trial id -> (node id, epochs done), for trainings with at least two epochs still to train.
 
     Read from Tune's result logs in the driver's staging folder (written as each
     result arrives; the copies in the run directory are synced only later).  A
@@ -63,7 +70,7 @@ def running_on(temp_dir: Path) -> dict[str, int]:
     started the next training (then a fault would hit one with no checkpoint);
     two epochs left give the fault time to land.
     """
-    nodes: dict[str, int] = {}
+    trainings: dict[str, tuple[str, int]] = {}
     for log in temp_dir.glob("session_*/artifacts/*/attempt-*/driver_artifacts/*/result.json"):
         lines = [ln for ln in log.read_text().splitlines() if ln.strip()]
         try:
@@ -71,8 +78,46 @@ def running_on(temp_dir: Path) -> dict[str, int]:
         except json.JSONDecodeError:  # a line being written
             continue
         if last.get("status") == "running" and 1 <= last.get("epoch", 0) <= EPOCHS - 2 and last.get("node"):
-            nodes[last["node"]] = int(last["epoch"])
-    return nodes
+            trainings[last["trial_id"]] = (last["node"], int(last["epoch"]))
+    return trainings
+
+
+def checkpointed(states) -> dict[str, int]:
+    """Trial id -> epoch of the checkpoint Tune would restore the training from, as persisted in `states`.
+
+    Tune's experiment state (`experiment_state-*.json`, written again after every
+    registered checkpoint) holds each trial's latest checkpoint; only one whose
+    folder holds the training's state on disk counts.  Read with Tune's own
+    decoder of the file.
+    """
+    from ray.tune.trainable.metadata import _TrainingRunMetadata
+
+    from search.trainable import STATE_FILE
+
+    epochs: dict[str, int] = {}
+    for path in states:
+        try:
+            trials = json.loads(path.read_text())["trial_data"]
+        except (OSError, ValueError, KeyError):  # being written
+            continue
+        for trial_json, metadata_json in trials:
+            manager = _TrainingRunMetadata.from_json_state(metadata_json).checkpoint_manager
+            latest = manager.latest_checkpoint_result if manager is not None else None
+            if latest is None or latest.checkpoint is None:
+                continue
+            if (Path(latest.checkpoint.path) / STATE_FILE).is_file():
+                trial_id = json.loads(trial_json)["trial_id"]
+                epochs[trial_id] = max(epochs.get(trial_id, 0), int(latest.metrics.get("epoch", 0)))
+    return epochs
+
+
+def busy_nodes(temp_dir: Path, nodes) -> dict[str, dict]:
+    """Nodes among `nodes` running a training whose checkpoint for epoch >= 1 Tune has persisted:
+    node -> {"trial": id, "checkpoint": that epoch, "reported": the last epoch reported}."""
+    saved = checkpointed(temp_dir.glob("session_*/artifacts/*/attempt-*/driver_artifacts/experiment_state-*.json"))
+    return {node: {"trial": trial_id, "checkpoint": saved[trial_id], "reported": epoch}
+            for trial_id, (node, epoch) in running_on(temp_dir).items()
+            if node in nodes and saved.get(trial_id, 0) >= 1}
 
 
 def events(run: Path) -> list[str]:
@@ -132,16 +177,18 @@ def node_faults(cluster, workers: dict, out: Path, cifar: str, temp_dir: Path) -
 
     run = out / "runs" / "nodes"
     proc = start_search(out, "nodes", cluster.address, cifar, "--trials", "4", *SEARCH)
-    done: dict = {}
-    busy = wait_for("a training past its first epoch", lambda: set(running_on(temp_dir)) & set(workers), proc=proc)
+    done: dict = {"gates": []}  # what each fault waited for: the training it hit and its persisted checkpoint
+    busy = wait_for("a training with a persisted checkpoint", lambda: busy_nodes(temp_dir, set(workers)), proc=proc)
     victim = sorted(busy)[0]
     cluster.remove_node(workers.pop(victim))
     done["removed"] = victim
+    done["gates"].append(busy[victim])
     add_worker(cluster, temp_dir, workers)  # the replacement
     wait_for("the restart event", lambda: events(run), proc=proc)
-    busy = wait_for("another training past its first epoch",
-                    lambda: set(running_on(temp_dir)) & (set(workers) - {victim}), proc=proc)
+    busy = wait_for("another training with a persisted checkpoint",
+                    lambda: busy_nodes(temp_dir, set(workers) - {victim}), proc=proc)
     victim = sorted(busy)[0]
+    done["gates"].append(busy[victim])
     raylet = psutil.Process(workers.pop(victim).all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid)
     for process in [raylet, *raylet.children(recursive=True)]:
         try:
@@ -155,10 +202,12 @@ def node_faults(cluster, workers: dict, out: Path, cifar: str, temp_dir: Path) -
 
 
 def driver_kill(cluster, out: Path, cifar: str) -> dict:
-    """SIGKILL the search mid-training; `--resume` while the cluster stays up."""
+    """SIGKILL the search once a checkpoint is in the run directory; `--resume` while the cluster stays up."""
     run = out / "runs" / "driver"
     proc = start_search(out, "driver", cluster.address, cifar, "--trials", "3", *SEARCH)
-    wait_for("a first epoch", lambda: curve_rows(run), proc=proc)
+    states = run / "ray"
+    wait_for("a checkpoint in the run directory",
+             lambda: checkpointed(states.glob("attempt-*/experiment_state-*.json")), proc=proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     resumed = start_search(out, "driver", cluster.address, cifar, "--resume", "--no-report", "--no-dashboard")

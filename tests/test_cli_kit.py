@@ -12,7 +12,7 @@ from cli_kit import Interrupted, UserError, run_main
 
 def _sigterm_self(argv) -> int:
     os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(5)  # the handler raises before this ends
+    time.sleep(5)  # the handler raises before this ends; had it not, the status would be 0
     return 0
 
 
@@ -25,8 +25,7 @@ def _sigterm_self(argv) -> int:
     (lambda argv: (_ for _ in ()).throw(UserError("bad\nflag")), 2, "prog: error: bad flag"),
 ])
 def test_run_main_exit_status_and_line(capsys, main, status, line):
-    started, before = time.monotonic(), signal.getsignal(signal.SIGTERM)
+    before = signal.getsignal(signal.SIGTERM)
     assert run_main(main, [], prog="prog") == status
     assert capsys.readouterr().err == line + "\n"
-    assert time.monotonic() - started < 2
     assert signal.getsignal(signal.SIGTERM) is before, "the handler is the command's, not the caller's"

@@ -4,9 +4,10 @@
 loopback up), where every Ray node binds 127.0.0.1 and nothing leaves the
 namespace.  Two searches on one cluster: in the first a busy worker node is
 removed (a replacement joins) and another busy node dies (its raylet and
-workers SIGKILLed); in the second the search itself is SIGKILLed and resumed
-while the cluster stays up.  Here the run directories are checked, and each restarted training is
-trained again uninterrupted in this process to show it ended the same.
+workers SIGKILLed), each once its training's checkpoint is persisted; in the
+second the search itself is SIGKILLed and resumed while the cluster stays up.
+Here the run directories are checked, and each restarted training is trained
+again uninterrupted in this process to show it ended the same.
 """
 from __future__ import annotations
 
@@ -103,6 +104,10 @@ def test_lost_nodes_restart_trainings_from_their_last_epoch(scenario, cifar_dir)
     assert attempts == remaining, "(started from, epochs trained) of each restarted training's last attempt " \
         "against (the restart's epoch, the epochs left): a restart that did not continue from its checkpoint"
     assert min(resumed_from.values()) >= 1, f"a training restarted before Ray had its checkpoint: {logged}"
+    # Each fault waited for a checkpoint Tune had persisted; the training it hit resumed from that one or later.
+    for gate in done["nodes"]["gates"]:
+        assert resumed_from.get(gate["trial"], -1) >= gate["checkpoint"] >= 1, (gate, resumed_from)
+    print(f"faults fired at {done['nodes']['gates']}; restarts from {resumed_from}")
     # A restarted training ends as if it had never stopped (CPU, one thread, same seed).
     meta = json.loads((run / "run.json").read_text())
     budget = run_budget(meta, **run_split(meta))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import statistics
 from pathlib import Path
 
 import numpy as np
@@ -111,14 +110,15 @@ def test_an_architecture_that_cannot_export_is_one_line_naming_it(capfd):
         measure_latency(_Unexportable(), "cpu", input_size=4, threads=1, backend="onnxruntime", name="net-z")
 
 
-def test_onnxruntime_times_the_network_faster_than_eager_and_says_so():
+def test_onnxruntime_times_the_network_and_says_so():
+    """What was measured, not how fast: eager against ONNX Runtime is `benchmarks/latency_backends.py`'s figure."""
     model = build_model(presets_for("ghostnet")["ghostnet"])
     lat = measure_latency(model, "cpu", threads=1, warmup=3, repeats=15, backend="onnxruntime")
-    assert lat.backend == "onnxruntime" and lat.layout == "onnx" and lat.median_ms > 0
+    assert lat.backend == "onnxruntime" and lat.layout == "onnx" and 0 < lat.p10_ms <= lat.median_ms <= lat.p90_ms
     assert model.training, "the model's mode is restored"
-    ort = time_network(model, (3, 32, 32), backend="onnxruntime", protocol=QUICK)
-    eager = time_network(model, (3, 32, 32), backend="torch", protocol=QUICK)
-    assert ort.median_ms < eager.median_ms  # 6x apart on this machine (README): not a timing target
+    for backend in BACKENDS:
+        timed = time_network(model, (3, 32, 32), backend=backend, protocol=QUICK)
+        assert timed.n == 10 and 0 < timed.median_ms, backend
 
 
 def test_a_run_keeps_its_backend_on_resume_and_one_from_before_backends_keeps_torch():
@@ -267,16 +267,23 @@ def test_export_blocks_refuses_a_folder_in_use_in_one_line(tmp_path, capsys):
 
 @pytest.mark.e2e
 def test_a_search_times_latency_in_onnxruntime_by_default(ray_cluster, cifar_dir, tmp_path):
-    """The baselines' latency_ms of a smoke search are ONNX Runtime's: within ±25 % of each preset timed alone."""
+    """The baselines' latency_ms of a smoke search are measured in ONNX Runtime: run.json, the start-up line and
+    every row say so, and each preset has a measured median inside its spread (a table's prediction has none).
+
+    Whether those figures agree with the presets timed alone is a benchmark's figure
+    (`benchmarks/search_latency.py`): two timings taken at different moments under the other test
+    worker's load say nothing about the product (docs: the test rule).
+    """
     import csv
+    import math
     import subprocess
     import sys
 
     done = subprocess.run(
         [sys.executable, "-m", "search.run", "--budget", "smoke", "--epochs", "1", "--train-size", "256",
-         "--val-size", "200", "--proxy-width", "0.5", "--data-dir", str(cifar_dir), "--storage-path", str(tmp_path), "--name", "ort", "--no-report",
-         "--trials", "4", "--baseline-seeds", "1", "--kernel-sets", "3-5-7", "--ratios", "2", "--max-concurrent", "1",
-         "--objectives", "val_acc,latency_ms", "--address", ray_cluster],
+         "--val-size", "200", "--proxy-width", "0.5", "--data-dir", str(cifar_dir), "--storage-path", str(tmp_path),
+         "--name", "ort", "--no-report", "--trials", "4", "--baseline-seeds", "1", "--kernel-sets", "3-5-7",
+         "--ratios", "2", "--max-concurrent", "1", "--objectives", "val_acc,latency_ms", "--address", ray_cluster],
         cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     label = f"onnxruntime {onnxruntime.__version__}, 1 thread"
@@ -285,11 +292,8 @@ def test_a_search_times_latency_in_onnxruntime_by_default(ray_cluster, cifar_dir
     assert meta["latency_backend"]["name"] == "onnxruntime" and meta["latency_backend"]["label"] == label
     assert meta["latency_source"].startswith(f"measured in onnxruntime {onnxruntime.__version__}")
     with open(tmp_path / "ort" / "trials.csv", newline="") as f:
-        rows = {r["preset"]: r for r in csv.DictReader(f) if r["preset"]}
-    assert set(rows) == set(presets_for("ghostnet"))
-    for name, cfg in presets_for("ghostnet").items():
-        alone = statistics.median(measure_latency(build_model(cfg), "cpu", threads=1, backend="onnxruntime").median_ms
-                                  for _ in range(3))
-        recorded = float(rows[name]["latency_ms"])
-        print(f"{name}: search {recorded:.3f} ms, alone {alone:.3f} ms ({recorded / alone - 1:+.1%})")
-        assert abs(recorded / alone - 1) <= 0.25, (name, recorded, alone)
+        rows = list(csv.DictReader(f))
+    assert {r["preset"] for r in rows if r["preset"]} == set(presets_for("ghostnet"))
+    for r in rows:
+        p10, median, p90 = (float(r[c]) for c in ("latency_p10_ms", "latency_ms", "latency_p90_ms"))
+        assert all(math.isfinite(v) for v in (p10, median, p90)) and 0 < p10 <= median <= p90, r

@@ -37,7 +37,7 @@ from space import presets_for
 
 from . import figures
 from .confirm import confirm_latency_source, reference_of, study_answer, table_cells
-from .effect_report import effects_section
+from .effects.report import effects_section
 from .fidelity import fidelity, load_fidelity
 from .cli import Parser, UserError, parse_objectives, run_main
 from .latency_label import latency_axis_label, latency_source
@@ -315,14 +315,18 @@ def write_report(run_dirs: Sequence[Path], out_path: Path, objectives: Sequence[
     return out_path
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> Parser:
     p = Parser(prog="python -m analysis.report",
                description="Write a self-contained HTML report (Pareto fronts, MCA placement, hypervolume) of a run.")
     p.add_argument("run", help="run directory (<storage-path>/<name>)")
     p.add_argument("-o", "--output", default="report.html", help="HTML file to write (default %(default)s)")
     p.add_argument("--compare", nargs="+", default=[], metavar="RUN", help="other runs to overlay on this one")
     p.add_argument("--objectives", nargs="+", default=None, help="objectives of the fronts (default: the run's)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     objectives = parse_objectives(args.objectives)
     try:
         out = write_report([Path(args.run), *map(Path, args.compare)], Path(args.output), objectives)

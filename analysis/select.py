@@ -151,7 +151,7 @@ def noise_message(row: pd.Series, cheaper: pd.Series, objectives: Sequence[str])
 
 def _from_effects(args) -> int:
     """The data's Selective MCA (analysis.effects): computed in full before anything is written."""
-    from .effects import load_effects, placement_of, placement_sentence, check_budget
+    from .effects.answer import check_budget, load_effects, placement_of, placement_sentence
 
     for flag, value in (("--max-macs", args.max_macs), ("--max-latency-ms", args.max_latency_ms)):
         check_budget(flag, value)
@@ -166,7 +166,7 @@ def _from_effects(args) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> Parser:
     p = Parser(prog="python -m analysis.select",
                description="Choose an architecture from a search run and write it as ArchConfig JSON "
                            "(for python -m trainer.train --arch FILE).")
@@ -178,7 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("-o", "--output", default="best.json", help="where to write the ArchConfig JSON (default %(default)s)")
     p.add_argument("--from-effects", action="store_true",
                    help="write the placement analysis.effects predicts best (within the budgets) instead of a trial")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.from_effects:
         return _from_effects(args)
     for flag, value in (("--max-macs", args.max_macs), ("--max-latency-ms", args.max_latency_ms)):

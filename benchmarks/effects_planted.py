@@ -3,7 +3,7 @@
 Simulated runs with the design of a real `--sampler qmc` search (the four
 presets x 2 seeds, then 100 Sobol draws through the real `SearchSpace`) and
 accuracies = known effects + seed noise, analysed by the command's own
-functions (`analysis.effect_sim`).  Two noise levels: the `cpu` budget's
+functions (`analysis.effects.sim`).  Two noise levels: the `cpu` budget's
 measured seed SD (2.13 points, benchmarks/data/proxy_fidelity.txt) and 1
 point.  Targets (issue #29): every interval's coverage 93-97 %, the stated
 power within 10 points of the observed detection rate, the family-wise error
@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.effect_sim import SEED_SD, simulate  # noqa: E402
+from analysis.effects.sim import SEED_SD, simulate  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "data" / "effects_planted.txt"
 

@@ -4,8 +4,8 @@
 
 The backbone's four presets and `--archs` seeded random architectures of the
 default menu (MCA density uniform per architecture, as in
-`benchmarks/latency_table.py`) are timed in both backends (`trainer.backends`)
-with `trainer.timing`'s protocol: batch 1, 32x32, `--threads` threads, after
+`benchmarks/latency_table.py`) are timed in both backends (`runtime.backends`)
+with `runtime.timing`'s protocol: batch 1, 32x32, `--threads` threads, after
 warm-up.  Interleaved: every round visits the architectures in a fresh order
 and times each in both runtimes back to back (which one first alternates),
 so a burst of load from other processes hits both.  Each network is exported
@@ -34,8 +34,9 @@ sys.path.insert(0, str(REPO))
 
 from analysis.rank import bootstrap_interval, kendall_tau  # noqa: E402
 from space import SearchSpace, build_model, presets_for  # noqa: E402
-from trainer.backends import BACKENDS, describe_backend, runner  # noqa: E402
-from trainer.timing import Protocol, clock_for, describe_device, run_protocol  # noqa: E402
+from runtime.backends import BACKENDS, describe_backend, runner  # noqa: E402
+from host.device import describe_device  # noqa: E402
+from runtime.timing import Protocol, clock_for, run_protocol  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from latency_table import load_average, sample_archs  # noqa: E402

@@ -8,7 +8,7 @@
    own MCA density drawn uniformly in [0, 1], so placements from none to all
    sixteen occur as they do along a Pareto front — plus the four presets;
 3. times every whole network in isolation with the table's protocol
-   (`trainer.timing`), in `--rounds` rounds over the architectures in a
+   (`runtime.timing`), in `--rounds` rounds over the architectures in a
    fresh order each round; an architecture's measurement is the median of
    its round medians, so a burst of load from other processes during one
    round does not decide it;
@@ -18,7 +18,7 @@
 
 Targets: τ >= 0.9 and >= 90 % within ±10 % (>= 95 % for ONNX Runtime, issue #28).
 Each backend's table is validated against whole networks timed in the same
-runtime (`trainer.backends`); run it once per backend to compare them.  The load average is printed
+runtime (`runtime.backends`); run it once per backend to compare them.  The load average is printed
 before and after: on a shared machine, read the figures with it.
 """
 from __future__ import annotations
@@ -39,9 +39,9 @@ sys.path.insert(0, str(REPO))
 from analysis.rank import bootstrap_interval, kendall_tau  # noqa: E402
 from space import ArchConfig, SearchSpace, build_model, count_macs, presets_for  # noqa: E402
 from space.search_space import DEFAULT_KERNEL_SETS, DEFAULT_RATIOS, parse_ints, parse_kernel_sets  # noqa: E402
-from trainer.latency_table import LatencyTable, Progress, build_table, predict_latency  # noqa: E402
-from trainer.backends import runner  # noqa: E402
-from trainer.timing import Protocol, clock_for, run_protocol  # noqa: E402
+from runtime.latency_table import LatencyTable, Progress, build_table, predict_latency  # noqa: E402
+from runtime.backends import runner  # noqa: E402
+from runtime.timing import Protocol, clock_for, run_protocol  # noqa: E402
 
 
 def sample_archs(space: SearchSpace, n: int, seed: int) -> list[ArchConfig]:

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from space import build_model, presets_for  # noqa: E402
-from trainer.latency import measure_latency  # noqa: E402
+from runtime.latency import measure_latency  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from latency_table import load_average  # noqa: E402

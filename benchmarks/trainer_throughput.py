@@ -40,7 +40,7 @@ from torch import nn  # noqa: E402
 from space import build_model, load_arch  # noqa: E402
 from trainer.budget import get_budget  # noqa: E402
 from trainer.data import load_cifar10  # noqa: E402
-from trainer.device import resolve_device  # noqa: E402
+from host.device import resolve_device  # noqa: E402
 from trainer.loader import MEAN, STD, DeviceLoader  # noqa: E402
 from trainer.loop import autocast, make_optimizer, make_scheduler, train_epoch  # noqa: E402
 

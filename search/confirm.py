@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _checked(argv)
     execution = execution_of(args)
     from analysis.load import load_run
-    from trainer.device import cuda_available
+    from host.device import cuda_available
 
     data = load_run(args.run)
     execution = with_run_backend(execution, args.latency_backend, data.meta)

@@ -1,18 +1,18 @@
 """Where a search's `latency_ms` comes from: a latency table, or an isolated measurement.
 
 * `--latency-table FILE`: every trial's `latency_ms` is predicted from a
-  per-block table built on the target device (`trainer.latency_table`):
+  per-block table built on the target device (`runtime.latency_table`):
   deterministic, free of interference, and a property of the table's device,
   not of the machine that trains.  The table is checked before anything
   starts — a malformed file, another torch version, or a block the menu (or
   a baseline) needs but the table lacks is a one-line user error.
 * without it, each trial measures its network as before, but inside the
-  node's exclusive slot (`trainer.slot.NodeSlot`): the measurement waits for
+  node's exclusive slot (`runtime.slot.NodeSlot`): the measurement waits for
   the epochs running on the node to end and no epoch starts until it is
   done, so no other trial of ours computes while it runs.
 
 Either way the latency is that of one runtime, the run's latency backend
-(`--latency-backend`, `trainer.backends`: ONNX Runtime by default on the
+(`--latency-backend`, `runtime.backends`: ONNX Runtime by default on the
 CPU, torch on CUDA); a table of another backend is refused.  run.json says
 how (`latency_source`, which names the runtime, its version and threads, and
 `latency_backend`), and the report labels its latency axis with it.  A run
@@ -32,11 +32,11 @@ from space import ArchConfig, SearchSpace, presets_for
 from space.blocks import block_keys, menu_configs
 from cli_kit import UserError
 from space.config import format_kernels
-from trainer.backends import LEGACY_BACKEND, check_backend, default_backend, describe_backend
-from trainer.latency import measure_latency
-from trainer.latency_table import PROG as TABLE_PROG, LatencyTable, LatencyTableError, predict_latency
-from trainer.slot import NodeSlot, SharedSlot
-from trainer.timing import LAYOUT, describe_device
+from runtime.backends import LEGACY_BACKEND, check_backend, default_backend, describe_backend
+from runtime.latency import measure_latency
+from runtime.latency_table import PROG as TABLE_PROG, LatencyTable, LatencyTableError, predict_latency
+from runtime.slot import NodeSlot, SharedSlot
+from host.device import LAYOUT, describe_device
 
 SEARCH_INPUT_SIZE = 32  # the search trains and counts MACs at CIFAR's 32x32
 SEARCH_CLASSES = 10
@@ -49,7 +49,7 @@ class LatencySetup:
     source: str  # "table <device>, <runtime>" or "measured in <runtime> on <device>, isolated"
     table: LatencyTable | None = None
     table_sha256: str | None = None
-    backend: str = LEGACY_BACKEND  # trainer.backends: the runtime every latency_ms of the run is timed in
+    backend: str = LEGACY_BACKEND  # runtime.backends: the runtime every latency_ms of the run is timed in
     threads: int | None = None  # the runtime's threads when measured (a table records its own)
     note: str = ""  # said at start-up: why the backend is not the default (a run from before backends)
 

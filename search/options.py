@@ -21,7 +21,7 @@ from cli_kit import Parser, UserError
 from record.objectives import DEFAULT_OBJECTIVES, OBJECTIVES, Direction, parse_objectives
 from space.search_space import DEFAULT_KERNEL_SETS, DEFAULT_RATIOS, parse_ints, parse_kernel_sets
 
-# trainer.backends.BACKENDS, spelled here so parsing flags imports no torch (tests/test_latency_backends.py
+# runtime.backends.BACKENDS, spelled here so parsing flags imports no torch (tests/test_latency_backends.py
 # keeps the two equal).
 LATENCY_BACKENDS = ("onnxruntime", "torch")
 
@@ -38,13 +38,13 @@ BUDGET = "budget"    # overrides a field of the trainer preset; stored in "budge
 
 
 def _cuda() -> bool:
-    from trainer.device import cuda_available
+    from host.device import cuda_available
 
     return cuda_available()
 
 
 def _default_gpus() -> float:
-    from trainer.device import default_gpus
+    from host.device import default_gpus
 
     return default_gpus()
 
@@ -163,7 +163,7 @@ FLAGS: tuple[Flag, ...] = (
              "resnet50": " (resnet50 is the paper's ImageNet network; this search trains on CIFAR-10)"}),
          stored=SEARCH),
     Flag("latency_table", "search", "predict latency_ms from this per-block table (python -m "
-         "trainer.latency_table) instead of measuring it in the trials", None, convert=_path, metavar="FILE"),
+         "runtime.latency_table) instead of measuring it in the trials", None, convert=_path, metavar="FILE"),
     # -- training: the budget ------------------------------------------------------------------
     Flag("budget", "training", f"trainer preset {'|'.join(BUDGET_NAMES)} (default gpu with CUDA, else cpu)",
          lambda: "gpu" if _cuda() else "cpu", check=one_of(BUDGET_NAMES), stored=SEARCH),

@@ -43,7 +43,7 @@ class Execution:
     gpus_per_trial: float = 0.0
     max_concurrent: int | None = None  # None: as many as the cluster's resources hold
     latency_threads: int = 1
-    latency_backend: str = "torch"  # trainer.backends; the commands set the run's (search.latency.run_backend)
+    latency_backend: str = "torch"  # runtime.backends; the commands set the run's (search.latency.run_backend)
     max_restarts: int = 3  # restarts after a lost node, worker or actor; then the training is "lost"
     trial_timeout: float | None = None  # None: derived from the run's epoch times (Watchdog)
     dashboard: bool = False  # the Ray dashboard of a local cluster, on 127.0.0.1

@@ -36,7 +36,7 @@ def add_execution_flags(p: argparse.ArgumentParser) -> None:
 
 def execution_of(args: argparse.Namespace) -> Execution:
     """The execution flags, checked (one line for a count below its minimum) and with the machine's GPU default."""
-    from trainer.device import default_gpus
+    from host.device import default_gpus
 
     require_at_least(args, {"max_concurrent": 1, "max_restarts": 0, "latency_threads": 1})
     gpus = args.gpus_per_trial if args.gpus_per_trial is not None else default_gpus()

@@ -21,10 +21,10 @@ from record.objectives import OBJECTIVES
 from space import ArchConfig, build_model, count_macs, count_params
 from trainer.budget import Budget
 from trainer.data import Cifar10, load_cifar10
-from trainer.device import resolve_device
-from trainer.latency_table import LatencyTable
+from host.device import resolve_device
+from runtime.latency_table import LatencyTable
 from trainer.proxy import EpochStats, train_proxy
-from trainer.slot import NodeSlot, SharedSlot
+from runtime.slot import NodeSlot, SharedSlot
 
 from search.latency import latency_metrics
 
@@ -40,7 +40,7 @@ class TrialContext:
     threads: int
     latency_threads: int
     latency_table: LatencyTable | None = None  # predict latency_ms from it instead of measuring
-    latency_backend: str = "torch"  # the runtime a measured latency_ms is timed in (trainer.backends)
+    latency_backend: str = "torch"  # the runtime a measured latency_ms is timed in (runtime.backends)
     evaluate_on: str = "val"  # "test": score on the test batch (search.confirm); "val_acc" then holds it
     # Test hook: trials whose canonical key contains one of these raise, so the
     # failure path is exercised end to end through real Ray (GHOSTNAS_FAIL_KEYS).
@@ -100,7 +100,7 @@ def _train(arch: ArchConfig, ctx: TrialContext, report: Report, seed: int, resum
     if any(k and k in arch.key for k in ctx.fail_keys):
         raise InjectedFailure(f"injected failure for {arch.key} (GHOSTNAS_FAIL_KEYS)")
     # The trial shares the node's slot while it computes and yields it after each epoch;
-    # a latency measurement takes it alone, so it never runs while a trial computes (trainer.slot).
+    # a latency measurement takes it alone, so it never runs while a trial computes (runtime.slot).
     with NodeSlot().shared() as slot:
         base = {"key": arch.key, "seed": seed, "node": node_id(),
                 **cost_metrics(arch, build_model(arch), device, ctx.latency_threads, ctx.latency_table, slot,

@@ -122,7 +122,7 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog=f"python -m {PROG}", description="Per-block parameters and MACs of a GhostNet / Selective-MCA "
                                       "architecture (or of VGG-16, ResNet-56, ResNet-50 with Ghost modules and MCA).")
     src = p.add_mutually_exclusive_group()
@@ -173,7 +173,7 @@ def _config_from(args: argparse.Namespace) -> ArchConfig:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.input is not None and not 1 <= args.input <= MAX_INPUT:
         raise UserError(f"--input must be between 1 and {MAX_INPUT} pixels; got {args.input}")
     try:

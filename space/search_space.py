@@ -27,7 +27,7 @@ DEFAULT_RATIOS = "2,3,4"
 def parse_ints(text: str, flag: str, sep: str = ",") -> tuple[int, ...]:
     """'2,3,4' -> (2, 3, 4): the menu flags' integer lists, parsed in one place.
 
-    `search.run` and `trainer.latency_table` take the same menu flags, so they
+    `search.run` and `runtime.latency_table` take the same menu flags, so they
     must read them the same way; `flag` only names the flag in the error.
     """
     try:

@@ -143,7 +143,7 @@ def start_search(out: Path, case: str, address: str, cifar: str, *extra: str) ->
 
 
 def add_worker(cluster, temp_dir: Path, workers: dict) -> None:
-    """A one-CPU worker node with its own node slot (trainer.slot): as if on a machine of its own."""
+    """A one-CPU worker node with its own node slot (runtime.slot): as if on a machine of its own."""
     slot = temp_dir / f"slot-{len(workers)}-{time.monotonic_ns()}"
     slot.mkdir(parents=True)
     os.environ["GHOSTNAS_SLOT_DIR"] = str(slot)  # the raylet and its workers inherit it

@@ -27,7 +27,7 @@ def pytest_configure(config) -> None:
     import sys
     import tempfile
 
-    # The suite's own node slot (trainer.slot): a search running elsewhere on the machine would otherwise
+    # The suite's own node slot (runtime.slot): a search running elsewhere on the machine would otherwise
     # hold every latency measurement of the tests until its epochs end (minutes each on full CIFAR-10).
     os.environ.setdefault("GHOSTNAS_SLOT_DIR", tempfile.mkdtemp(prefix="ghostnas-test-slot-"))
     _one_thread_per_worker()

@@ -1,8 +1,8 @@
 """Run directories with a qmc search's design and planted accuracies, for the effects tests (no training).
 
-The rows are what `analysis.effect_sim.qmc_design` draws with Optuna's real
+The rows are what `analysis.effects.sim.qmc_design` draws with Optuna's real
 `QMCSampler` over the real `SearchSpace`; MACs and params are the real
-networks' (`space.describe` counts, summed as `analysis.effect_costs` does);
+networks' (`space.describe` counts, summed as `analysis.effects.costs` does);
 `val_acc` is the planted truth plus seeded seed noise and `latency_ms` an
 additive function of the placement.  Written through `record.rundir` as a
 search writes it, so `load_run` cannot tell the difference.
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.effect_sim import qmc_design, truth
+from analysis.effects.sim import qmc_design, truth
 from record.arch import from_flat, to_flat
 from record.objectives import OBJECTIVES
 from record.rundir import RunDir
-from analysis.effect_costs import block_costs, total_cost
+from analysis.effects.costs import block_costs, total_cost
 from space import ArchConfig
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from commands import in_process, python_m
 
-COMMANDS = ["search.run", "search.confirm", "search.fidelity", "trainer.train", "trainer.latency_table",
-            "trainer.export", "analysis.report", "analysis.select", "analysis.effects", "space.describe"]
+COMMANDS = ["search.run", "search.confirm", "search.fidelity", "trainer.train", "runtime.latency_table",
+            "runtime.export", "analysis.report", "analysis.select", "analysis.effects", "space.describe"]
 
 
 @pytest.mark.parametrize("module", COMMANDS)

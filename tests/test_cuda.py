@@ -22,7 +22,7 @@ import torch
 from space import PRESETS, build_model
 from trainer.budget import get_budget
 from trainer.data import load_cifar10
-from trainer.latency import measure_latency
+from runtime.latency import measure_latency
 from trainer.loop import autocast
 from trainer.proxy import train_proxy
 
@@ -87,7 +87,7 @@ def test_the_gpu_budget_trains_a_few_steps_in_bf16_and_channels_last(data):
 def test_latency_on_cuda_in_each_backend():
     """torch is the CUDA backend (the default there); onnxruntime refuses CUDA in one line (CPU provider only)."""
     from cli_kit import UserError
-    from trainer.backends import check_backend, default_backend
+    from runtime.backends import check_backend, default_backend
 
     assert default_backend("cuda") == "torch"
     model = build_model(PRESETS["ghostnet"])

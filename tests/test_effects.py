@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 from statsmodels.stats.multitest import multipletests
 
-from analysis import effects
-from analysis.effect_costs import best_placement, block_costs, base_arch, total_cost
-from analysis.effect_model import EffectsError, build_design, effect_table, fit, holm
-from analysis.effect_sim import qmc_design, simulate, truth
+from analysis.effects import cli as effects
+from analysis.effects.costs import best_placement, block_costs, base_arch, total_cost
+from analysis.effects.model import EffectsError, build_design, effect_table, fit, holm
+from analysis.effects.sim import qmc_design, simulate, truth
 from tests.effects_runs import write_qmc_run
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def _design(n: int = 60, seed: int = 0, sd: float = 0.0213, rows: pd.DataFrame |
 
 def test_holm_matches_statsmodels():
     rng = np.random.default_rng(1)
-    for _ in range(5):  # multipletests runs gc.collect() each call (see analysis.effect_model.holm)
+    for _ in range(5):  # multipletests runs gc.collect() each call (see analysis.effects.model.holm)
         p = rng.uniform(0, 0.3, 16) ** 2
         reject, adjusted = holm(p)
         ref_reject, ref_adjusted, _, _ = multipletests(p, alpha=0.05, method="holm")
@@ -194,7 +194,7 @@ def test_sampler_qmc_spreads_the_menu_and_its_design_inflates_little():
     of trainings, as a converging search tends to) costs much more, and the command says how much."""
     import optuna
 
-    from analysis.effect_checks import inflation
+    from analysis.effects.checks import inflation
     from search.options import parse_args
     from search.searcher import make_sampler
 

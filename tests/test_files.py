@@ -1,4 +1,4 @@
-"""trainer.files.write_atomic: the whole new file or the old one, never half of either, and no litter."""
+"""host.files.write_atomic: the whole new file or the old one, never half of either, and no litter."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.files import temp_path, write_atomic
+from host.files import temp_path, write_atomic
 
 
 def test_bytes_text_and_a_writer_each_land_whole(tmp_path):

@@ -1,5 +1,5 @@
 """Latency backends: the export is checked on every preset and a seeded sample of the menu, ONNX Runtime
-times the network as deployed, and `trainer.export` writes the artifact (real torch.onnx, real ONNX Runtime)."""
+times the network as deployed, and `runtime.export` writes the artifact (real torch.onnx, real ONNX Runtime)."""
 from __future__ import annotations
 
 import json
@@ -14,10 +14,10 @@ from torch import nn
 
 from cli_kit import run_main
 from space import ArchConfig, SearchSpace, build_model, presets_for
-from trainer.backends import BACKENDS, check_backend, default_backend, describe_backend, time_network
-from trainer.latency import measure_latency
-from trainer.onnx_export import TOLERANCE, ExportError, export_checked, ort_session
-from trainer.timing import Protocol
+from runtime.backends import BACKENDS, check_backend, default_backend, describe_backend, time_network
+from runtime.latency import measure_latency
+from runtime.onnx_export import TOLERANCE, ExportError, export_checked, ort_session
+from runtime.timing import Protocol
 
 QUICK = Protocol(warmup=2, warmup_s=0.0, min_repeats=10, max_repeats=10, check_every=10)
 
@@ -148,10 +148,10 @@ def test_confirm_md_and_the_report_name_the_runtime():
     assert confirm_latency_source({}).startswith("torch (PyTorch eager)")
 
 
-# ------------------------------------------------------------------ trainer.export
+# ------------------------------------------------------------------ runtime.export
 
 def _export(argv: list[str], capsys) -> tuple[int, list[str], list[str]]:
-    from trainer.export import PROG, main
+    from runtime.export import PROG, main
 
     capsys.readouterr()
     code = run_main(main, argv, prog=PROG)
@@ -197,7 +197,7 @@ def test_export_refuses_bad_input_in_one_line_and_writes_nothing(case, tmp_path,
     }[case]
     before = sorted(p.name for p in tmp_path.iterdir())
     code, out, err = _export(argv, capsys)
-    assert code == 2 and len(err) == 1 and expect in err[0] and err[0].startswith("trainer.export: error: "), err
+    assert code == 2 and len(err) == 1 and expect in err[0] and err[0].startswith("runtime.export: error: "), err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
@@ -222,12 +222,13 @@ def _on_device(folder: Path, *args: str):
 @pytest.mark.e2e
 def test_blocks_timed_on_a_device_without_torch_make_a_table_the_search_takes(tmp_path, capsys):
     from search.latency import setup_latency
-    from trainer.latency_table import LatencyTable, main as table_main, predict_latency
+    from runtime.latency_table import LatencyTable, predict_latency
+    from runtime.latency_table.cli import main as table_main
 
     small = SearchSpace(kernel_sets=((3, 5, 7),), ratios=(2,))
     folder = tmp_path / "blocks"
     assert run_main(table_main, ["export-blocks", str(folder), "--kernel-sets", "3-5-7", "--ratios", "2"],
-                    prog="trainer.latency_table") == 0
+                    prog="runtime.latency_table") == 0
     manifest = json.loads((folder / "manifest.json").read_text())
     done = _on_device(folder, "-o", str(tmp_path / "table.json"))
     assert done.returncode == 0, done.stderr
@@ -252,12 +253,12 @@ def test_blocks_timed_on_a_device_without_torch_make_a_table_the_search_takes(tm
 
 
 def test_export_blocks_refuses_a_folder_in_use_in_one_line(tmp_path, capsys):
-    from trainer.latency_table import main as table_main
+    from runtime.latency_table.cli import main as table_main
 
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "x").write_text("")
     capsys.readouterr()
-    assert run_main(table_main, ["export-blocks", str(tmp_path / "used")], prog="trainer.latency_table") == 2
+    assert run_main(table_main, ["export-blocks", str(tmp_path / "used")], prog="runtime.latency_table") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is not an empty folder" in err[0]
     assert sorted(p.name for p in (tmp_path / "used").iterdir()) == ["x"]

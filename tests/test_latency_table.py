@@ -20,10 +20,10 @@ import torch
 from commands import in_process
 from space import N_BLOCKS, PRESETS, ArchConfig, SearchSpace, build_model
 from space.blocks import block_keys, menu_configs, network_blocks
-from trainer.latency_table import (LatencyTable, LatencyTableError, MissingEntriesError, build_table,
+from runtime.latency_table import (LatencyTable, LatencyTableError, MissingEntriesError, build_table,
                                    predict_breakdown, predict_latency)
-from trainer.slot import NodeSlot
-from trainer.timing import Protocol
+from runtime.slot import NodeSlot
+from runtime.timing import Protocol
 from timelimit import time_limit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -181,7 +181,7 @@ def test_cli_refuses_a_table_of_another_device_in_one_line(small_table, tmp_path
     data = json.loads(small_table.read_text())
     data["device"].update(name="Some Other CPU", label="cpu Some Other CPU, 1 thread")
     path.write_text(json.dumps(data))
-    done = in_process("trainer.latency_table", "-o", str(path), "--kernel-sets", "3-5-7", "--ratios", "2",
+    done = in_process("runtime.latency_table", "-o", str(path), "--kernel-sets", "3-5-7", "--ratios", "2",
                       "--latency-backend", "torch")
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
@@ -191,7 +191,7 @@ def test_cli_refuses_a_table_of_another_device_in_one_line(small_table, tmp_path
 @pytest.mark.parametrize("where, message", [("/proc/x.json", "cannot write /proc/x.json"),
                                             ("missing/x.json", "folder missing does not exist")])
 def test_cli_refuses_an_output_it_could_never_save_in_one_line(where, message, tmp_path):
-    done = in_process("trainer.latency_table", "-o", where, cwd=tmp_path)
+    done = in_process("runtime.latency_table", "-o", where, cwd=tmp_path)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr, done.stderr

@@ -10,12 +10,12 @@ import torch
 from space import PRESETS, build_model, count_params
 from trainer.budget import BUDGETS, get_budget, run_budget
 from trainer.data import load_cifar10
-from trainer.device import resolve_device
-from trainer.latency import measure_latency
+from host.device import resolve_device
+from runtime.latency import measure_latency
 from trainer.loader import MEAN, STD, DeviceLoader
 from trainer.loop import evaluate_accuracy, make_training, train_epoch
 from trainer.proxy import proxy_arch, train_proxy
-from trainer.timing import LAYOUT
+from host.device import LAYOUT
 
 
 @pytest.fixture(scope="module")

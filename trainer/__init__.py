@@ -1,6 +1,5 @@
-"""CIFAR-10 proxy training, latency measurement (per-block latency table, node slot) and full training.
+"""CIFAR-10 data, the one training loop (proxy and full training), its memory-layout choice and checkpoints.
 
-Knows nothing of Ray or Optuna: the search calls `train_proxy`,
-`measure_latency` / `predict_latency` and holds `slot.NodeSlot`; users call
-`python -m trainer.train` and `python -m trainer.latency_table`.
+Knows nothing of Ray, Optuna or how a network is deployed (that is `runtime`):
+the search calls `train_proxy`; users call `python -m trainer.train`.
 """

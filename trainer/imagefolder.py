@@ -40,7 +40,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .cifar import ARCHIVE_SUFFIXES, CLASSES, Cifar10, DataError
-from .files import write_atomic
+from host.files import write_atomic
 
 SPLITS = ("train", "test")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -379,7 +379,7 @@ def _read_cache(path: Path, key: str) -> dict[str, np.ndarray] | None:
 
 
 def _write_cache(path: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
-    """Written atomically (trainer.files): readers see the old file or the whole new one; a failure is a warning."""
+    """Written atomically (host.files): readers see the old file or the whole new one; a failure is a warning."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, lambda f: np.savez(f, key=np.array(key), **arrays))

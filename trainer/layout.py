@@ -24,12 +24,12 @@ from space import ArchConfig, build_model
 
 from .budget import Budget
 from .data import Cifar10
-from .files import write_atomic
+from host.files import write_atomic
 from .imagefolder import cache_dir
 from .loader import DeviceLoader
 from .loop import make_training, train_epoch, zero_init_residuals
 from .proxy import proxy_arch
-from .timing import LAYOUTS, describe_device
+from host.device import LAYOUTS, describe_device
 
 
 @dataclass(frozen=True)

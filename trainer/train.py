@@ -30,8 +30,8 @@ from space.presets import PRESETS
 
 from .budget import BUDGETS, Budget, get_budget
 from .data import Cifar10, load_cifar10, seeded_subset
-from .device import resolve_device
-from .files import write_atomic
+from host.device import resolve_device
+from host.files import write_atomic
 from .loader import DeviceLoader
 from .loop import EVAL_BATCH, EpochStats, Training, evaluate_accuracy, fit, make_training
 from .state import restore_training, training_state

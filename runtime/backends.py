@@ -1,13 +1,13 @@
 """Latency backends: the runtime a network is timed in, behind one interface.
 
 * `onnxruntime` (default on the CPU): the network exported to ONNX
-  (`trainer.onnx_export`, output checked against PyTorch) and run by ONNX
+  (`runtime.onnx_export`, output checked against PyTorch) and run by ONNX
   Runtime's CPU execution provider with every graph optimisation on,
   `threads` intra-op threads, one inter-op thread, batch 1 — the way it is
   deployed on an edge CPU.  At batch 1 PyTorch eager mostly times its own
   per-operator overhead: 6-9x slower than ONNX Runtime, in another order
-  (README, "Latency"; `benchmarks/latency_backends.py`).
-* `torch`: PyTorch eager in `trainer.timing.LAYOUT`, as before this module;
+  (docs/latency.md; `benchmarks/latency_backends.py`).
+* `torch`: PyTorch eager in `host.device.LAYOUT`, as before this module;
   the default on CUDA, because the onnxruntime wheel this project depends on
   has only the CPU execution provider (a GPU deployment would use TensorRT or
   onnxruntime-gpu, neither a dependency), and a latency is a property of the
@@ -22,12 +22,12 @@ hot, ONNX Runtime's blocks summed to 20-50 % less than the whole network
 small that memory traffic is the cost); cold, the sum is the whole network
 plus a constant (-0.56 ms on cnn, ghostnet and selective_mca: the 17 extra
 `run` calls), which the table's overhead fit takes out.  Validated on a
-quiet machine: 24/24 networks within ±10 % (README, "Validation").  Eager PyTorch's
+quiet machine: 24/24 networks within ±10 % (docs/latency.md, "Validation").  Eager PyTorch's
 per-operator overhead hides the effect, so torch tables time hot, as before.
 
 `runner` gives a zero-argument callable that runs one forward pass in the
-chosen runtime; `trainer.timing.run_protocol` (tables) and
-`trainer.latency.measure_latency` (trials) time that callable, so both paths
+chosen runtime; `runtime.timing.run_protocol` (tables) and
+`runtime.latency.measure_latency` (trials) time that callable, so both paths
 support both backends with one timing code.
 """
 from __future__ import annotations
@@ -43,7 +43,9 @@ from torch import nn
 from cli_kit import UserError
 
 from .onnx_export import OPSET, export_checked
-from .timing import LAYOUT, Protocol, Timing, clock_for, in_layout, run_protocol
+from host.device import LAYOUT, in_layout
+
+from .timing import Protocol, Timing, clock_for, run_protocol
 
 BACKENDS = ("onnxruntime", "torch")
 FLUSH_BYTES = 8 * 2**20  # written before each timed block run in an onnxruntime table (module docstring)
@@ -125,7 +127,7 @@ def flush_cache(buffer: np.ndarray) -> None:
 def time_network(module: nn.Module, input_shape: tuple[int, ...], *, backend: str,
                  device: torch.device | str = "cpu", threads: int | None = 1, protocol: Protocol = Protocol(),
                  layout: str = LAYOUT, name: str = "network", cold: bool = False) -> Timing:
-    """`trainer.timing`'s protocol on one module in `backend` (tables: every block and whole network);
+    """`runtime.timing`'s protocol on one module in `backend` (tables: every block and whole network);
     `cold` flushes the cache before each timed run (onnxruntime blocks, see the module docstring)."""
     device = torch.device(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)

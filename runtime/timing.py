@@ -28,8 +28,6 @@ or an interrupt; the median of a few hundred runs barely notices.
 from __future__ import annotations
 
 import math
-import os
-import platform
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -38,6 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from host.device import LAYOUT, in_layout
 
 CLOCKS = ("auto", "thread", "wall")
 
@@ -122,27 +121,11 @@ def _stable(values: list[float], rel_ci: float) -> bool:
     return lo >= median * (1 - rel_ci) and hi <= median * (1 + rel_ci)
 
 
-# The memory layout latency is measured in: the one a deployment would pick, the faster one.  channels_last
-# runs the four GhostNet presets' batch-1 inference 1.15-1.22x faster than NCHW on the CPU (outputs equal to
-# 1e-8) and is what cuDNN's fast convolution kernels want.  Tables and run.json record it ("layout").
-LAYOUT = "channels_last"
-LAYOUTS = ("channels_last", "nchw")
-
-
-def in_layout(module: nn.Module, x: torch.Tensor, layout: str = LAYOUT) -> tuple[nn.Module, torch.Tensor]:
-    """`module` and a 4-D input `x` in `layout` (other inputs, e.g. a classifier's vectors, as they are)."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
-    if layout == "channels_last" and x.dim() == 4:
-        return module.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    return module, x
-
-
 def run_protocol(call, protocol: Protocol, clock: str, sync=lambda: None, before=None) -> Timing:
     """Warm `call` up, then time it until the protocol stops (see the module docstring); any runtime.
 
     `clock` is "thread" or "wall" (`clock_for`); `sync` waits for queued device work (CUDA);
-    `before`, when given, runs untimed before every timed call (a cache flush: `trainer.backends`).
+    `before`, when given, runs untimed before every timed call (a cache flush: `runtime.backends`).
     """
     now = time.thread_time if clock == "thread" else time.perf_counter
     start, runs = time.perf_counter(), 0
@@ -193,30 +176,3 @@ def time_module(module: nn.Module, input_shape: tuple[int, ...], *, device: torc
         torch.set_num_threads(old_threads)
 
 
-def cpu_model() -> str:
-    """The CPU's marketing name from /proc/cpuinfo (Linux), else what `platform` knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return " ".join(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def describe_device(device: torch.device | str, threads: int | None) -> dict[str, Any]:
-    """What a latency number is a property of: device type and name, threads, torch version.
-
-    `label` is the short human form the report prints ("cpu AMD EPYC, 1 thread").
-    """
-    device = torch.device(device)
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        label = f"cuda {name}"
-    else:
-        name = cpu_model()
-        threads = threads or torch.get_num_threads()
-        label = f"cpu {name}, {threads} thread{'s' if threads != 1 else ''}"
-    return {"type": device.type, "name": name, "threads": threads if device.type == "cpu" else None,
-            "cpu_count": os.cpu_count(), "label": label}

@@ -2,7 +2,7 @@
 
 Why ONNX: a batch-1 GhostNet in PyTorch eager is mostly the framework's
 per-operator overhead (6-9x the time ONNX Runtime needs, in another order:
-README, "Latency"), so the latency a search optimises is the one of the model
+docs/latency.md), so the latency a search optimises is the one of the model
 as deployed — exported to ONNX and run by a runtime.  An export that is
 silently wrong would time another network, so every export is checked: the
 runtime's output on a random input must equal PyTorch's (max abs difference

@@ -23,7 +23,7 @@ The slot is per node: the lock files live in `tempfile.gettempdir()` (or
 `$GHOSTNAS_SLOT_DIR`), so every search on the machine that uses it — not
 only the trials of one run — is kept out of a measurement.  Work that does
 not take the slot (other programs) is not; a latency table
-(`trainer.latency_table`) built on a quiet machine avoids the problem.
+(`runtime.latency_table`) built on a quiet machine avoids the problem.
 """
 from __future__ import annotations
 

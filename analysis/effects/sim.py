@@ -27,8 +27,8 @@ import pandas as pd
 from record.arch import to_flat
 from space import SearchSpace, presets_for
 
-from .effect_checks import resolution
-from .effect_model import build_design, effect_table, fit
+from .checks import resolution
+from .model import build_design, effect_table, fit
 
 SEED_SD = 0.0213  # benchmarks/data/proxy_fidelity.txt: the cpu budget's seed SD (2.13 points)
 # Planted truth (val_acc units): two bottlenecks at 1 point, two at 2 points, the rest 0; a kernel and ratio effect.

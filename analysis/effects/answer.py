@@ -1,36 +1,21 @@
-"""`python -m analysis.effects RUN`: which bottlenecks deserve MCA, answered from all trainings at once.
-
-    python -m analysis.effects runs/my-search
-    python -m analysis.effects runs/my-search --by stage --json effects.json
-    python -m analysis.effects runs/my-search --max-macs 20e6      # + the data's Selective MCA
-
-Prints the effect of MCA on each bottleneck, of the kernel set and of the
-ratio s on `val_acc`, each with its 95 % interval (additive OLS over every ok
-training, seeds averaged per architecture: `analysis.effect_model`) and its
-exact cost; which bottleneck effects survive Holm's control over the 16; the
-smallest effect the run can resolve and the trainings a target would take;
-the design's variance inflation; and whether the additive model holds on the
-run's own data (`analysis.effect_checks`).  Effects print in points of
-val_acc (0.5 = half a percentage point); `--json` keeps val_acc's own unit.
-"""
+"""The run's answer to the placement question: effects with intervals and costs, the checks' sentences, the
+text and JSON the command prints, and the data's own Selective-MCA placement within a budget."""
 from __future__ import annotations
 
-import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .cli import Parser, UserError, run_main
-from .effect_checks import Additivity, Resolution, additivity, inflation, resolution
-from .effect_costs import Placement, base_arch, best_placement, block_costs, choice_cost, latency_fit
-from .effect_model import ALPHA, Design, EffectsError, build_design, effect_table, fit, holm
-from .latency_label import latency_source
-from .load import RunData, load_run
+from ..cli import UserError
+from ..latency_label import latency_source
+from ..load import RunData, load_run
+from .checks import Additivity, Resolution, additivity, inflation, resolution
+from .costs import Placement, base_arch, best_placement, block_costs, choice_cost, latency_fit
+from .model import ALPHA, Design, EffectsError, build_design, effect_table, fit, holm
 
 PROG = "analysis.effects"
 PTS = 100.0  # val_acc is a fraction; people read effects in points
@@ -277,43 +262,6 @@ def effects_pick(run: str | Path, max_macs: float | None = None, max_latency_ms:
     return placement_of(load_effects(run), max_macs, max_latency_ms).arch
 
 
-def write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
-        tmp.replace(path)
-    except OSError as exc:
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
 def check_budget(flag: str, value: float | None) -> None:
     if value is not None and not (np.isfinite(value) and value > 0):
         raise UserError(f"{flag} must be a positive number, got {value:g}")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = Parser(prog=f"python -m {PROG}", description="Estimate the effect of MCA on each bottleneck, of the kernel "
-               "set and of the ratio s on val_acc, from all ok trainings of a run, with intervals.")
-    p.add_argument("run", help="run directory (<storage-path>/<name>)")
-    p.add_argument("--json", metavar="FILE", default=None, help="also write the table and sentences as JSON")
-    p.add_argument("--by", choices=["stage"], default=None, help="stage: group bottlenecks by resolution")
-    p.add_argument("--target", type=float, default=DEFAULT_TARGET,
-                   help="effect (points) the 'architectures needed' sentence is stated for (default %(default)g)")
-    p.add_argument("--max-macs", type=float, default=None, help="also print the best placement within N MACs")
-    p.add_argument("--max-latency-ms", type=float, default=None, help="... within T ms (predicted latency)")
-    args = p.parse_args(argv)
-    for flag, value in (("--target", args.target), ("--max-macs", args.max_macs),
-                        ("--max-latency-ms", args.max_latency_ms)):
-        check_budget(flag, value)
-    e = load_effects(args.run, by_stage=args.by == "stage")
-    placement = None
-    if args.max_macs is not None or args.max_latency_ms is not None:
-        placement = placement_of(e, args.max_macs, args.max_latency_ms)
-    if args.json:
-        write_json(Path(args.json), to_json(e, args.target, placement))
-    print(report_text(e, args.target, placement))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_main(main, prog=PROG))

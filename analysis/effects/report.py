@@ -19,10 +19,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .effect_model import EffectsError
-from .effects import PTS, additivity_sentence, analyse, design_sentence, note_lines, resolving_sentence
-from .latency_label import latency_source
-from .load import RunData
+from .model import EffectsError
+from .answer import PTS, additivity_sentence, analyse, design_sentence, note_lines, resolving_sentence
+from ..latency_label import latency_source
+from ..load import RunData
 
 SIG, NOT_SIG = "#c0392b", "#7f8c8d"
 

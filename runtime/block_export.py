@@ -1,4 +1,4 @@
-"""`python -m trainer.latency_table export-blocks DIR`: the menu's blocks as ONNX files, for a device without PyTorch.
+"""`python -m runtime.latency_table export-blocks DIR`: the menu's blocks as ONNX files, for a device without PyTorch.
 
 A phone board or a Raspberry Pi runs ONNX Runtime, not PyTorch.  This writes
 what a latency table needs there, and nothing that needs torch to read:
@@ -7,10 +7,10 @@ what a latency table needs there, and nothing that needs torch to read:
                          per block key, its ONNX file, kind, position and input shape; the presets too
     DIR/blocks/*.onnx    every distinct block of the menu and the presets (stem, units, head), checked
     DIR/presets/*.onnx   the presets whole: the device fits the table's overhead constant on them
-    DIR/time_blocks.py   the timer: imports only onnxruntime and numpy (`trainer/device_timer.py`)
+    DIR/time_blocks.py   the timer: imports only onnxruntime and numpy (`runtime/device_timer.py`)
 
 On the device: `python3 time_blocks.py DIR -o table.json` times every block
-(cold, as `trainer.latency_table` does in ONNX Runtime) and every preset,
+(cold, as `runtime.latency_table` does in ONNX Runtime) and every preset,
 and writes the table; back here `search.run --latency-table table.json`
 predicts every trial's latency on that device.
 """
@@ -31,6 +31,7 @@ from space.config import BACKBONE_NAMES, DEFAULT_BACKBONE
 from space.search_space import DEFAULT_KERNEL_SETS, DEFAULT_RATIOS, parse_ints, parse_kernel_sets
 
 from .backends import FLUSH_BYTES
+from .latency_table.build import table_configs
 from .onnx_export import OPSET, export_checked
 
 MANIFEST_FORMAT = "ghostnas-block-models"
@@ -39,7 +40,7 @@ SCRIPT = Path(__file__).with_name("device_timer.py")
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="python -m trainer.latency_table export-blocks", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m runtime.latency_table export-blocks", description=__doc__.split("\n\n")[0])
     p.add_argument("dir", metavar="DIR", help="folder to write (new, or empty)")
     p.add_argument("--kernel-sets", default=DEFAULT_KERNEL_SETS, help="MCA kernel-scale menu (default %(default)s)")
     p.add_argument("--ratios", default=DEFAULT_RATIOS, help="ghost ratio menu (default %(default)s)")
@@ -75,8 +76,6 @@ def _write(path: Path, data: bytes) -> None:
 
 def export_blocks(out: Path, space: SearchSpace) -> dict[str, Any]:
     """Every block of the menu and the presets, and the presets whole, as checked ONNX files; the manifest."""
-    from .latency_table import table_configs
-
     entry = get_backbone(space.backbone)
     shape = {"num_classes": entry.num_classes, "input_size": entry.input_size}
     blocks: dict[str, dict[str, Any]] = {}

@@ -31,7 +31,7 @@ from record.arch import from_flat
 from space import ArchConfig
 from space.describe import describe
 
-from .effect_model import ALPHA, Design, EffectsError, column_name, fit, split_name
+from .model import ALPHA, Design, EffectsError, column_name, fit, split_name
 
 
 @lru_cache(maxsize=64)

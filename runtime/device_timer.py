@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Time the blocks `python -m trainer.latency_table export-blocks DIR` wrote, on the device; write the latency table.
+"""Time the blocks `python -m runtime.latency_table export-blocks DIR` wrote, on the device; write the latency table.
 
     python3 time_blocks.py DIR -o table.json [--threads 1] [--rel-ci 0.03] [--max-seconds 10]
 
 Needs only onnxruntime and numpy (a phone board, a Raspberry Pi: no PyTorch).
-It follows `trainer.timing`'s protocol — warm-up, batch 1, timed runs until
+It follows `runtime.timing`'s protocol — warm-up, batch 1, timed runs until
 the median's distribution-free 95 % interval is within ±rel-ci, the calling
-thread's CPU time with one thread — and `trainer.latency_table`'s ONNX
+thread's CPU time with one thread — and `runtime.latency_table`'s ONNX
 Runtime recipe: every graph optimisation, fixed intra-op threads, each block
 timed cold (the cache flushed before each run), the presets timed whole to
 fit the table's overhead constant.  The table it writes is the one
@@ -33,7 +33,7 @@ class Refused(Exception):
 
 
 def cpu_name():
-    """The CPU's name as trainer.timing.cpu_model says it ("model name"), else a board's ("Model", "Hardware")."""
+    """The CPU's name as host.device.cpu_model says it ("model name"), else a board's ("Model", "Hardware")."""
     fields = {}
     try:
         with open("/proc/cpuinfo") as f:
@@ -77,7 +77,7 @@ def session(path, threads):
 
 
 def time_model(sess, args, flush=None):
-    """Summary of the timed runs of one model (ms), as trainer.timing.Timing.to_dict writes it."""
+    """Summary of the timed runs of one model (ms), as runtime.timing.Timing.to_dict writes it."""
     arg = sess.get_inputs()[0]
     feed = {arg.name: np.random.default_rng(0).standard_normal([1, *arg.shape[1:]]).astype(np.float32)}
     clock = "thread" if args.threads == 1 else "wall"

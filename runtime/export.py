@@ -1,16 +1,16 @@
-"""`python -m trainer.export SOURCE -o model.onnx`: the chosen network as the artifact a device runs.
+"""`python -m runtime.export SOURCE -o model.onnx`: the chosen network as the artifact a device runs.
 
 SOURCE is what `trainer.train` wrote (its `checkpoint.pt`, or its output
 folder holding `model.pt` and `arch.json`), or an architecture without
 weights — `best.json` from `analysis.select`, a preset name — for an
 untrained model whose latency is the architecture's anyway.  The export is
-checked (ONNX Runtime's logits equal PyTorch's to `trainer.onnx_export.
+checked (ONNX Runtime's logits equal PyTorch's to `runtime.onnx_export.
 TOLERANCE`; the difference is printed), carries its architecture in the
 model's metadata, is written atomically, and its deployed latency — ONNX
-Runtime, CPU, `--threads` threads, batch 1, `trainer.timing`'s protocol — is
+Runtime, CPU, `--threads` threads, batch 1, `runtime.timing`'s protocol — is
 printed with the runtime's version.
 
-`python -m trainer.export model.onnx` times an existing ONNX file the same way
+`python -m runtime.export model.onnx` times an existing ONNX file the same way
 (on the device: what it runs at there).  Every user error — a missing or
 corrupt source or .onnx, an -o that cannot be written — is one line, exit 2,
 and nothing is written.
@@ -29,11 +29,13 @@ from cli_kit import Parser, UserError, run_main
 from space import ArchConfig, build_model, get_backbone, load_arch
 
 from .backends import backend_label, runtime_version
-from .files import write_atomic
+from host.files import write_atomic
 from .onnx_export import OPSET, export_checked, ort_session
-from .timing import Protocol, Timing, describe_device, run_protocol
+from host.device import describe_device
 
-PROG = "trainer.export"
+from .timing import Protocol, Timing, run_protocol
+
+PROG = "runtime.export"
 
 
 def build_parser() -> Parser:
@@ -103,7 +105,7 @@ def check_writable(out: Path) -> None:
 
 
 def time_session(session, threads: int) -> Timing:
-    """The deployed latency of an ONNX Runtime session: batch 1, `trainer.timing`'s protocol."""
+    """The deployed latency of an ONNX Runtime session: batch 1, `runtime.timing`'s protocol."""
     import numpy as np
 
     arg = session.get_inputs()[0]
@@ -149,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arch, model, what = load_source(args.source, args.seed)
     meta = {"arch_key": arch.key, "arch": json.dumps(arch.to_dict()),
             "weights": what, "exporter": f"torch {torch.__version__} (TorchScript), opset {OPSET}",
-            "producer": "ghostnas trainer.export"}
+            "producer": "ghostnas runtime.export"}
     size = get_backbone(arch.backbone).input_size
     data, session, diff = export_checked(model, (3, size, size), name=arch.key, threads=args.threads, metadata=meta)
     try:

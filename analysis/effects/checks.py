@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .effect_model import ALPHA, POWER, Design, arch_design, fit, holm, split_name
+from .model import ALPHA, POWER, Design, arch_design, fit, holm, split_name
 
 FOLDS = 5
 

@@ -206,7 +206,7 @@ def fit(X: pd.DataFrame, y: np.ndarray, groups: np.ndarray):
     architecture, not several: they are averaged before the fit, and the
     model's residual variance (architecture deviation + seed noise) gives
     classical t intervals on G − p df.  Why not a cluster-robust covariance
-    over the rows: on planted effects (analysis.effect_sim, 500 runs of the
+    over the rows: on planted effects (analysis.effects.sim, 500 runs of the
     qmc design) statsmodels' cluster covariance (CR1) covered 90.8 % for its
     worst effect and let Holm's family-wise error reach 6.8 %; the
     Bell–McCaffrey CR2 correction did no better (worst 89 % in 200 runs), because with

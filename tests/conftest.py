@@ -71,7 +71,7 @@ E2E_FIXTURES = ("ray_cluster", "smoke_run")  # a test that uses one of these sta
 # The end-to-end files that take longest (measured on 2 cores: minutes each), in that order.  Collected
 # first, and run with --no-loadscope-reorder, pytest-xdist starts them first, so the two workers finish
 # together instead of one running the 4-minute cluster test alone at the end.
-LONGEST_FIRST = ("test_cluster_faults.py", "test_search.py", "test_resume.py", "test_backbone_search.py",
+LONGEST_FIRST = ("test_cluster_faults.py", "test_search.py", "test_resume.py", "test_backbone_search.py", "test_docs.py",
                  "test_confirm.py", "test_gpu_check.py", "test_early_stopping.py", "test_latency_backends.py",
                  "test_interrupt.py")
 

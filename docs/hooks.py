@@ -10,13 +10,14 @@ MkDocs runs `on_page_markdown` for every page (`hooks:` in mkdocs.yml).
 from __future__ import annotations
 
 import argparse
-import ast
 import importlib
 import re
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from test_layering import PACKAGES, imported_roots  # noqa: E402  the layering test's floors and import reader
 # command -> the module whose build_parser() it parses its flags with
 COMMANDS = {
     "search.run": "search.options",
@@ -31,7 +32,6 @@ COMMANDS = {
     "runtime.latency_table export-blocks": "runtime.block_export",
     "space.describe": "space.describe",
 }
-PACKAGES = ("cli_kit", "host", "space", "trainer", "runtime", "record", "search", "analysis")
 FLAGS = re.compile(r"<!-- flags: ([\w. -]+?) -->")
 
 
@@ -60,9 +60,6 @@ def flag_table(command: str) -> str:
 
 def package_imports() -> dict[str, set[str]]:
     """Package -> the packages of ours its modules import (runtime imports only; tests excluded)."""
-    sys.path.insert(0, str(REPO / "tests"))
-    from test_layering import imported_roots  # the layering test's own reader
-
     found = {}
     for package in PACKAGES:
         names: set[str] = set()

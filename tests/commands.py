@@ -88,3 +88,34 @@ def python_m(module: str, *args: str, env: dict[str, str] | None = None, cwd: Pa
     """`python -m module *args` in a new interpreter, as a user runs it."""
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def tour_commands() -> str:
+    """The bash block of docs/getting-started.md's five-command tour, as a user copies it."""
+    import re
+
+    page = (REPO / "docs" / "getting-started.md").read_text()
+    tour = page[page.index("## A first search in five commands"):]
+    return re.search(r"```bash\n(.*?)```", tour, re.S).group(1)
+
+
+def tour_search_line() -> str:
+    """The tour's search command (its first line after `export CIFAR=...`), as written."""
+    lines = tour_commands().splitlines()
+    assert lines[0].startswith("export CIFAR=") and lines[1].startswith("python -m search.run "), lines[:2]
+    return lines[1]
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (for a Ray head or a dashboard the test starts)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def shell_env() -> dict[str, str]:
+    """The environment a user's shell gives the docs' commands: `python` is this interpreter, the repo importable."""
+    return {**os.environ, "PYTHONPATH": str(REPO),
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}

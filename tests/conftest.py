@@ -120,14 +120,6 @@ def cifar_dir() -> Path:
     return path
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def ray_cluster() -> str:
     """A real Ray head started with `ray start`, joined by tests through --address.
@@ -145,7 +137,9 @@ def ray_cluster() -> str:
 
     ray_bin = Path(sys.executable).with_name("ray")
     ray = str(ray_bin) if ray_bin.exists() else shutil.which("ray")
-    port = _free_port()
+    from commands import free_port
+
+    port = free_port()
     saved = os.environ.get("RAY_AUTH_MODE")
     os.environ["RAY_AUTH_MODE"] = "token"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
@@ -176,41 +170,40 @@ def ray_cluster() -> str:
 
 @pytest.fixture(scope="session")
 def smoke_run(cifar_dir, tmp_path_factory):
-    """A real 6-trial smoke search on a local Ray (with dashboard): (run dir, finished process).
+    """The getting-started tour's search, run as the docs write it: (run dir, finished process).
 
-    The analysis tests read this run directory too, so it is made once per session,
-    and once for all pytest-xdist workers: the first to need it runs the search
-    (the others wait on a lock) and leaves the finished process's output beside it.
-    One seed per baseline (`--baseline-seeds 1`), so its 6 trials are 6
-    architectures; seeds and repeats have their own search test.  The accuracy
-    axis trains half-width copies (`--proxy-width 0.5`); costs are the real networks'.
+    A real 6-trial smoke search on a local Ray (the first line of the tour in
+    docs/getting-started.md, `CIFAR` pointed at the sample).  The analysis
+    tests read this run directory and the tour's test runs its other commands
+    on a copy, so it is made once per session, and once for all pytest-xdist
+    workers: the first to need it runs the search (the others wait on a lock)
+    and leaves the finished process's output beside it.  One seed per baseline
+    (`--baseline-seeds 1`), so its 6 trials are 6 architectures; the accuracy
+    axis trains half-width copies (`--proxy-width 0.5`); costs are the real
+    networks'.
     """
     import fcntl
     import json
     import subprocess
-    import sys
+
+    from commands import shell_env, tour_search_line
 
     shared = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         shared = shared.parent  # the session's base folder, which every worker's folder sits in
-    storage = shared / "smoke-runs"
+    where = shared / "tour"  # the folder the user runs the tour in
     with open(shared / "smoke-run.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        finished = storage / "e2e.process.json"
+        finished = where / "search.process.json"
         if not finished.exists():
-            storage.mkdir(exist_ok=True)
-            done = subprocess.run(
-                [sys.executable, "-m", "search.run", "--trials", "6", "--budget", "smoke", "--max-concurrent", "2",
-                 "--baseline-seeds", "1", "--proxy-width", "0.5",
-                 "--objectives", "val_acc,macs", "--data-dir", str(cifar_dir), "--storage-path", str(storage),
-                 "--name", "e2e", "--dashboard-port", str(_free_port())],
-                cwd=REPO, capture_output=True, text=True, timeout=900,
-            )
+            where.mkdir(exist_ok=True)
+            done = subprocess.run(["bash", "-c", f"set -e\nexport CIFAR={cifar_dir}\n{tour_search_line()}"],
+                                  cwd=where, capture_output=True, text=True, timeout=900, env=shell_env())
             finished.write_text(json.dumps({"args": done.args, "returncode": done.returncode,
                                             "stdout": done.stdout, "stderr": done.stderr}))
     proc = subprocess.CompletedProcess(**json.loads(finished.read_text()))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return storage / "e2e", proc
+    return where / "runs" / "tour", proc
 
 
 @pytest.fixture(scope="session")

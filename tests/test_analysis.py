@@ -179,7 +179,7 @@ def test_load_smoke_run(smoke_run):
     data = load_run(run_dir)
     assert len(data.trials) == 6
     assert set(data.trials["preset"]) - {""} == set(PRESETS)
-    assert data.meta["objectives"] == ["val_acc", "macs"]
+    assert data.meta["objectives"] == ["val_acc", "macs", "latency_ms"]
     assert (data.ok["val_acc"].between(0, 1)).all() and len(data.ok) >= 1
     # Learning curves join their trainings: one epoch each on the smoke budget, every ok training present.
     curves = data.curves
@@ -203,24 +203,25 @@ def test_select_cli_writes_a_loadable_arch(smoke_run, tmp_path):
     # no budget: the knee point, also loadable
     proc = run_cli("analysis.select", str(run_dir), "-o", str(tmp_path / "knee.json"))
     assert proc.returncode == 0, proc.stderr
-    assert load_arch(tmp_path / "knee.json").key == _knee_by_hand(ok)
+    assert load_arch(tmp_path / "knee.json").key == _knee_by_hand(ok, load_run(run_dir).meta["objectives"])
 
 
-def _knee_by_hand(ok: pd.DataFrame) -> str:
-    """The key of the val_acc/macs front's knee, from the definitions: the front is what nothing
-    dominates; each objective is scaled to [0, 1] over the front (0 best); the knee is the member
-    nearest the ideal point, ties to the lower trial number."""
-    points = [(float(r.val_acc), float(r.macs), int(r.number), r.key) for r in ok.itertuples()]
-    front = [p for p in points if not any(q[0] >= p[0] and q[1] <= p[1] and q[:2] != p[:2] for q in points)]
-    acc_lo, acc_hi = min(p[0] for p in front), max(p[0] for p in front)
-    mac_lo, mac_hi = min(p[1] for p in front), max(p[1] for p in front)
+def _knee_by_hand(ok: pd.DataFrame, objectives: list[str]) -> str:
+    """The key of the front's knee, from the definitions: the front is what nothing dominates (val_acc
+    higher is better, every cost lower); each objective is scaled to [0, 1] over the front (0 best); the
+    knee is the member nearest the ideal point, ties to the lower trial number."""
+    sign = {name: -1.0 if name == "val_acc" else 1.0 for name in objectives}  # as costs: lower is better
+    points = [(tuple(sign[o] * float(getattr(r, o)) for o in objectives), int(r.number), r.key)
+              for r in ok.itertuples()]
+    front = [p for p in points if not any(all(a <= b for a, b in zip(q[0], p[0])) and q[0] != p[0] for q in points)]
+    low = [min(p[0][i] for p in front) for i in range(len(objectives))]
+    high = [max(p[0][i] for p in front) for i in range(len(objectives))]
 
     def distance(p: tuple) -> float:
-        worse_acc = (acc_hi - p[0]) / (acc_hi - acc_lo) if acc_hi > acc_lo else 0.0
-        more_macs = (p[1] - mac_lo) / (mac_hi - mac_lo) if mac_hi > mac_lo else 0.0
-        return round(math.hypot(worse_acc, more_macs), 12)
+        scaled = [(v - lo) / (hi - lo) if hi > lo else 0.0 for v, lo, hi in zip(p[0], low, high)]
+        return round(math.hypot(*scaled), 12)
 
-    return min(front, key=lambda p: (distance(p), p[2]))[3]
+    return min(front, key=lambda p: (distance(p), p[1]))[2]
 
 
 @pytest.mark.e2e

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from commands import shell_env, tour_commands
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
@@ -58,22 +60,19 @@ def test_the_readme_is_a_door_not_a_wall():
         and first_block[1].startswith("pip install -e '.[test]' &&")
 
 
-def tour_commands() -> str:
-    """The bash block of docs/getting-started.md's five-command tour, as a user copies it."""
-    page = (DOCS / "getting-started.md").read_text()
-    tour = page[page.index("## A first search in five commands"):]
-    return re.search(r"```bash\n(.*?)```", tour, re.S).group(1)
-
-
 @pytest.mark.e2e
-def test_the_getting_started_commands_run_as_written(cifar_dir, tmp_path):
-    """Each line as written, in a fresh folder; only where CIFAR points is this machine's (the sample)."""
-    script = tour_commands()
-    assert script.startswith("export CIFAR=")
-    script = f"set -e\nexport CIFAR={cifar_dir}\n" + script.split("\n", 1)[1]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def test_the_getting_started_commands_run_as_written(smoke_run, cifar_dir, tmp_path):
+    """Each line as written, in a fresh folder; only where CIFAR points is this machine's (the sample).
+
+    The search line ran as written in the session's `smoke_run` (the analysis tests read its run); here
+    the other lines run as written on a copy of that folder's `runs/tour`, as the user's next commands."""
+    run, search = smoke_run
+    assert "Traceback" not in search.stdout + search.stderr
+    shutil.copytree(run, tmp_path / "runs" / "tour", ignore=shutil.ignore_patterns(".lock"))
+    lines = tour_commands().splitlines()
+    script = f"set -e\nexport CIFAR={cifar_dir}\n" + "\n".join(lines[2:])
     done = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=1200,
-                          env=env)
+                          env=shell_env())
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     run = tmp_path / "runs" / "tour"
     assert (run / "trials.csv").is_file() and (run / "confirm.csv").is_file() and (run / "confirm.md").is_file()

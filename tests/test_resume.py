@@ -1,7 +1,11 @@
 """Kills and resumes: a search SIGKILLed mid-training continues with --resume, keeping what it had (real Ray).
 
-Split from test_search.py so the end-to-end layer's two workers get units of
-similar length (pytest-xdist keeps a file on one worker).
+One scenario holds what used to be four searches (each a Ray driver, trainings
+and a resume): a run created with non-default flags, killed with kill -9 in the
+middle of its baselines' seeds, continued from `--name N --resume` alone, with
+a torn line appended to trials.csv while the resumed attempt runs.  Split from
+test_search.py so the end-to-end layer's two workers get units of similar
+length (pytest-xdist keeps a file on one worker).
 """
 from __future__ import annotations
 
@@ -9,109 +13,20 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from record.rundir import TRAINED_STATUSES
 from space import PRESETS
-from test_search import REPO, SMALL, _start, _wait_for_rows, read_rows, search, smoke_args
+from test_search import _start, _wait_for_rows, read_rows, search
 
 
 @pytest.mark.e2e
-def test_resume_after_sigkill(ray_cluster, cifar_dir, tmp_path):
-    args = smoke_args(cifar_dir, tmp_path, "killed", "--trials", "5", "--train-size", "256",
-                      "--objectives", "val_acc,macs",
-                      "--max-concurrent", "1", "--baseline-seeds", "1", "--address", ray_cluster, "--layout", "nchw")
-    proc = subprocess.Popen([sys.executable, "-m", "search.run", *args], cwd=REPO, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    table = tmp_path / "killed" / "trials.csv"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if table.exists() and len(read_rows(table.parent)) >= 2:
-            break
-        assert proc.poll() is None, "search ended before it could be killed"
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=60)
-    before = read_rows(table.parent)
-    assert 2 <= len(before) < 5
-
-    done = search(*args, "--resume")
-    assert done.returncode == 0, done.stderr
-    after = read_rows(table.parent)
-    assert after[: len(before)] == before, "finished trials are kept as they were"
-    trained = [r for r in after if r["status"] in TRAINED_STATUSES]
-    assert len(trained) == 5
-    assert len({r["key"] for r in after}) == len(after), "no architecture trained twice"
-    meta = json.loads((table.parent / "run.json").read_text())
-    assert meta["attempts"] == 2
-    # The layout it was created with (--layout nchw) is kept by the resumed attempt.
-    assert meta["layout_choice"]["layout"] == "nchw" and meta["budget_settings"]["channels_last"] is False
-    refused = search(*[a for a in args if a not in ("--layout", "nchw")], "--layout", "channels_last", "--resume")
-    assert refused.returncode == 2 and "created with layout='nchw'" in refused.stderr
-
-
-@pytest.mark.e2e
-def test_a_torn_line_written_during_the_search_does_not_stop_it(ray_cluster, cifar_dir, tmp_path):
-    """Someone (or a crash) leaves half a line in trials.csv while the search runs: it heals and finishes."""
-    run = tmp_path / "torn"
-    proc = _start(smoke_args(cifar_dir, tmp_path, "torn", "--trials", "4", "--no-baselines", "--epochs", "1",
-                             "--train-size", "256", "--objectives", "val_acc,macs", "--max-concurrent", "1",
-                             "--address", ray_cluster))
-    _wait_for_rows(proc, run, 1)
-    with open(run / "trials.csv", "a") as f:
-        f.write("99,torn_trial,ok,mca=0101")  # no newline: a torn line
-    out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err[-3000:]
-    assert "Traceback" not in err
-    assert "cut a torn line" in out and "Pareto front (" in out and "finished: 4/4 trials" in out
-    rows = read_rows(run)
-    assert len(rows) == 4 and [r["number"] for r in rows] == ["0", "1", "2", "3"]
-    assert all(r["trial_id"] != "torn_trial" for r in rows)
-
-
-@pytest.mark.e2e
-def test_resume_with_only_the_name_keeps_every_stored_setting(ray_cluster, cifar_dir, tmp_path):
-    """A run started with non-default flags continues from `--name N --resume` alone (kill -9 between)."""
-    flags = ["--budget", "smoke", "--epochs", "1", "--train-size", "256", *SMALL, "--objectives", "val_acc,macs",
-             "--no-baselines", "--seed", "5", "--data-dir", str(cifar_dir)]
-    where = ["--storage-path", str(tmp_path), "--name", "flags", "--no-report", "--address", ray_cluster]
-    proc = _start([*where, *flags, "--trials", "3", "--max-concurrent", "1"])
-    run = tmp_path / "flags"
-    _wait_for_rows(proc, run, 1)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=60)
-    before = read_rows(run)
-    assert 1 <= len(before) < 3
-
-    done = search(*where, "--resume")  # no data dir, budget, objectives, seed or baseline flags
-    assert done.returncode == 0, done.stderr
-    rows = read_rows(run)
-    assert len(rows) == 3 and rows[: len(before)] == before
-    assert all(r["preset"] == "" and r["epochs"] == "1" for r in rows), "stored --no-baselines and --epochs"
-    # What the resumed attempt ran with, not a substring the defaults (val_acc,macs,latency_ms) also hold.
-    started = re.search(r"^searching: (\d+) trials to go of 3, sampler \w+, objectives ([\w,]+), ", done.stdout, re.M)
-    assert started is not None, done.stdout
-    assert started.groups() == (str(3 - len(before)), "val_acc,macs")
-    assert [r["seed"] for r in rows] == ["5"] * 3, "stored --seed: every training's seed"
-    meta = json.loads((run / "run.json").read_text())
-    assert meta["data_dir"] == str(cifar_dir.resolve()) and meta["baselines"] is False
-
-    again = search(*where, "--resume", *flags)  # every stored flag repeated with its value
-    assert again.returncode == 0, again.stderr
-    assert "all 3 trials are already finished" in again.stdout
-
-    changed = search(*where, "--resume", "--epochs", "2")
-    assert changed.returncode == 2 and len(changed.stderr.strip().splitlines()) == 1
-    assert "created with epochs=1" in changed.stderr
-
-
-@pytest.mark.e2e
-def test_seeds_and_repeats_across_sigkill(ray_cluster, cifar_dir, tmp_path):
-    """Baselines with 2 seeds, --repeats 2, a kill -9 in the middle and --resume (real Ray, real Optuna).
+def test_a_killed_search_resumes_from_its_name_alone_with_seeds_repeats_and_a_torn_line(
+        ray_cluster, cifar_dir, tmp_path):
+    """Baselines with 2 seeds, --repeats 2, --seed 5, --layout nchw; kill -9 while the baselines' seeds train;
+    `--name N --resume` alone continues it (real Ray, real Optuna), while someone (or a crash) leaves half a line
+    in trials.csv; it heals and finishes.
 
     The 6 trainings are the 3 feasible baselines x 2 seeds; their second seeds
     take the searcher's repeat path (`ArchSearcher._next_repeat`, a seed in
@@ -128,20 +43,37 @@ def test_seeds_and_repeats_across_sigkill(ray_cluster, cifar_dir, tmp_path):
     from space import SearchSpace, build_model, count_macs
 
     limit = (count_macs(build_model(PRESETS["all_mca"])) + count_macs(build_model(PRESETS["cnn"]))) / 2
-    args = smoke_args(cifar_dir, tmp_path, "seeds", "--trials", "6", "--objectives", "val_acc,macs",
-                      "--baseline-seeds", "2", "--repeats", "2", "--max-macs", str(limit), "--sampler", "random",
-                      "--epochs", "1", "--train-size", "256", "--max-concurrent", "1", "--address", ray_cluster,
-                      small=False)  # checks the default validation size
-    run = tmp_path / "seeds"
-    proc = _start(args)
+    # The default validation size (checked below); every flag here but the trials is stored in run.json.
+    flags = ["--budget", "smoke", "--epochs", "1", "--train-size", "256", "--objectives", "val_acc,macs",
+             "--baseline-seeds", "2", "--repeats", "2", "--max-macs", str(limit), "--sampler", "random",
+             "--seed", "5", "--layout", "nchw", "--data-dir", str(cifar_dir)]
+    where = ["--storage-path", str(tmp_path), "--name", "killed", "--no-report", "--address", ray_cluster]
+    run = tmp_path / "killed"
+    proc = _start([*where, *flags, "--trials", "6", "--max-concurrent", "1"])
     _wait_for_rows(proc, run, 3)  # in the middle of the baselines' seeds
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
     before = read_rows(run)
-    done = search(*args[:-2], "--resume", "--address", ray_cluster)
-    assert done.returncode == 0, done.stderr[-3000:]
+    trained_before = [r for r in before if r["status"] in TRAINED_STATUSES]
+    assert 1 <= len(trained_before) < 6
+
+    # No data dir, budget, objectives, seed, sampler, layout or baseline flags: the run's own.
+    resumed = _start([*where, "--resume"])
+    _wait_for_rows(resumed, run, len(before) + 1)
+    with open(run / "trials.csv", "a") as f:
+        f.write("99,torn_trial,ok,mca=0101")  # no newline: a torn line
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err[-3000:]
+    assert "Traceback" not in err
+    assert "cut a torn line" in out and "Pareto front (" in out and "finished: 6/6 trials" in out
     rows = read_rows(run)
     assert rows[: len(before)] == before, "finished trainings are kept as they were"
+    assert [r["number"] for r in rows] == [str(i) for i in range(len(rows))]
+    assert all(r["trial_id"] != "torn_trial" for r in rows)
+    # What the resumed attempt ran with, not a substring the defaults (val_acc,macs,latency_ms) also hold.
+    started = re.search(r"^searching: (\d+) trials to go of 6, sampler (\w+), objectives ([\w,]+), ", out, re.M)
+    assert started is not None, out
+    assert started.groups() == (str(6 - len(trained_before)), "random", "val_acc,macs")
 
     trained = [r for r in rows if r["status"] in TRAINED_STATUSES]
     assert len(trained) == 6, "--trials counts trainings"
@@ -149,12 +81,16 @@ def test_seeds_and_repeats_across_sigkill(ray_cluster, cifar_dir, tmp_path):
     assert len(set(pairs)) == len(pairs), "no (architecture, seed) pair is trained twice"
     for name in ("cnn", "ghostnet", "selective_mca"):
         seeds = sorted(int(r["seed"]) for r in trained if r["preset"] == name)
-        assert seeds == [0, 1], f"{name} has one result per baseline seed"
-    assert [r["status"] for r in rows if r["preset"] == "all_mca"] == ["infeasible"]
+        assert seeds == [5, 6], f"{name} has one result per baseline seed, from the stored --seed"
+    assert [r["status"] for r in rows if r["preset"] == "all_mca"] == ["infeasible"], "the stored --max-macs"
+    assert all(r["epochs"] == "1" for r in trained), "the stored --epochs"
 
     meta = json.loads((run / "run.json").read_text())
     assert meta["baseline_seeds"] == 2 and meta["repeats"] == 2 and meta["attempts"] == 2
     assert meta["val_size"] == meta["data_sizes"]["val"] == 1034  # default on the 5,170-image sample
+    assert meta["data_dir"] == str(cifar_dir.resolve())
+    # The layout it was created with (--layout nchw) is kept by the resumed attempt.
+    assert meta["layout_choice"]["layout"] == "nchw" and meta["budget_settings"]["channels_last"] is False
     data = load_run(run)
     accs = {}
     for r in trained:
@@ -182,4 +118,13 @@ def test_seeds_and_repeats_across_sigkill(ray_cluster, cifar_dir, tmp_path):
         if key != PRESETS["cnn"].key:  # s=1 is outside the default menu: never an Optuna trial
             assert newest[key][0] == pytest.approx(np.mean(v), abs=1e-12), key
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
-    assert " ± " in done.stdout and "noise: seed noise" in done.stdout
+    assert " ± " in out and "noise: seed noise" in out
+
+    again = search(*where, "--resume", *flags)  # every stored flag repeated with its value
+    assert again.returncode == 0, again.stderr
+    assert "all 6 trials are already finished" in again.stdout
+    for changed, says in ((["--epochs", "2"], "created with epochs=1"),
+                          (["--layout", "channels_last"], "created with layout='nchw'")):
+        refused = search(*where, "--resume", *changed)
+        assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert says in refused.stderr

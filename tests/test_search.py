@@ -11,8 +11,9 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from commands import in_process, python_m
+from commands import free_port, in_process, python_m
 
+from record.objectives import DEFAULT_OBJECTIVES
 from record.rundir import TRAINED_STATUSES
 from space import PRESETS, build_model, count_macs
 
@@ -39,7 +40,7 @@ def smoke_args(cifar_dir: Path, storage: Path, name: str, *extra: str, small: bo
 
 @pytest.mark.e2e
 def test_end_to_end_local_cluster(smoke_run):
-    """6 trials, smoke budget, 2 concurrent, val_acc+macs, on a local Ray with its dashboard."""
+    """The tour's search (docs/getting-started.md): 6 trials, smoke budget, the default objectives, on a local Ray."""
     run, proc = smoke_run
     rows = read_rows(run)
     assert len(rows) == 6
@@ -47,9 +48,10 @@ def test_end_to_end_local_cluster(smoke_run):
     assert {r["preset"] for r in rows} >= set(PRESETS), "every baseline is evaluated"
     assert len({r["key"] for r in rows}) == 6
     meta = json.loads((run / "run.json").read_text())
-    assert meta["objectives"] == ["val_acc", "macs"] and meta["directions"] == ["maximize", "minimize"]
+    assert meta["objectives"] == list(DEFAULT_OBJECTIVES) == ["val_acc", "macs", "latency_ms"]
+    assert meta["directions"] == ["maximize", "minimize", "minimize"]
     assert (run / "study.db").is_file() and any((run / "ray").iterdir())
-    assert "Ray dashboard: http://127.0.0.1:" in proc.stdout
+    assert "Ray dashboard" not in proc.stdout, "--no-dashboard"  # the dashboard's own line: the memory test
     assert "Pareto front (" in proc.stdout and "report command: python -m analysis.report" in proc.stdout
     assert all(0.0 <= float(r["val_acc"]) <= 1.0 and int(r["macs"]) > 0 and float(r["latency_ms"]) > 0 for r in rows)
     # A half-width proxy trained the accuracy axis; the costs are the real architectures'.
@@ -117,10 +119,13 @@ def test_a_training_past_its_time_limit_restarts_then_is_lost(ray_cluster, cifar
 def test_a_worker_killed_for_memory_restarts_then_is_lost_with_the_reason(cifar_dir, tmp_path):
     """Ray's memory monitor (its threshold set below what any node uses) kills the training's worker: that is
     infrastructure, so the training restarts, and once out of restarts it is lost, saying why and what to change."""
+    port = free_port()
     done = search(*smoke_args(cifar_dir, tmp_path, "oom", "--trials", "1", "--no-baselines", "--max-restarts", "1",
-                              "--train-size", "128", "--objectives", "val_acc,macs", "--no-dashboard"),
+                              "--train-size", "128", "--objectives", "val_acc,macs", "--dashboard-port", str(port)),
                   env={"RAY_memory_usage_threshold": "0.01", "RAY_memory_monitor_refresh_ms": "100"})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    # The one e2e search with Ray's dashboard: it starts on the port asked for, and says where.
+    assert f"Ray dashboard: http://127.0.0.1:{port}" in done.stdout
     rows = read_rows(tmp_path / "oom")
     assert [r["status"] for r in rows] == ["lost"], rows
     assert rows[0]["error"].startswith("lost after 1 restart(s): Ray's memory monitor killed the training's worker")

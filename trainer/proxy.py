@@ -84,7 +84,7 @@ def train_proxy(arch: ArchConfig | nn.Module, data: Cifar10, budget: Budget, dev
         zero_init_residuals(model)
     model = model.to(device, memory_format=torch.channels_last if budget.channels_last else torch.preserve_format)
 
-    train, val, bn = _loaders(data, budget, seed, device, evaluate_on)
+    train, val, bn = training_loaders(data, budget, seed, device, evaluate_on)
 
     def evaluate(m: nn.Module) -> float:
         if budget.bn_images:
@@ -108,8 +108,10 @@ def train_proxy(arch: ArchConfig | nn.Module, data: Cifar10, budget: Budget, dev
                        result.error)
 
 
-def _loaders(data: Cifar10, budget: Budget, seed: int, device: torch.device, evaluate_on: str):
-    """(training, evaluation, BN-recalibration) loaders: evaluation on the seed's validation split, or the test batch."""
+def training_loaders(data: Cifar10, budget: Budget, seed: int, device: torch.device, evaluate_on: str,
+                     bn_images: int | None = None):
+    """(training, evaluation, BN-recalibration) loaders: evaluation on the seed's validation split, or the test batch;
+    BN statistics from the first `bn_images` (default the budget's) of the seed's training images."""
     train_idx, val_idx = proxy_split(data, budget, seed)
 
     def loader(idx: torch.Tensor, train: bool, batch_size: int = EVAL_BATCH) -> DeviceLoader:
@@ -120,7 +122,8 @@ def _loaders(data: Cifar10, budget: Budget, seed: int, device: torch.device, eva
     val = (loader(val_idx, False) if evaluate_on == "val" else
            DeviceLoader(data.test_images, data.test_labels, EVAL_BATCH, device, train=False,
                         channels_last=budget.channels_last))
-    return loader(train_idx, True, budget.batch_size), val, loader(train_idx[: budget.bn_images], False)
+    bn = budget.bn_images if bn_images is None else bn_images
+    return loader(train_idx, True, budget.batch_size), val, loader(train_idx[:bn], False)
 
 
 @dataclass

@@ -1,0 +1,156 @@
+"""Do weight-sharing supernets agree with each other?  Repeatability of one-shot scores, measured.
+
+    python benchmarks/oneshot_fidelity.py --data ../shared/cifar10-subset --epochs 30 --archs 200
+
+Trains `--supernets` GhostNet supernets (`trainer.supernet`, FairNAS-style
+balanced paths unless --strategy says otherwise) that differ only in their
+seed, each on the budget's images for `--epochs` epochs, one process per
+supernet (the cores are used side by side).  Every supernet then scores the
+same architectures — the menu's presets and `--archs` drawn at random from
+the menu — with inherited weights, BatchNorm re-estimated on `--bn-images`
+training images, on the validation split of its seed.
+
+It prints, for each pair of supernets:
+- Kendall tau between their scores of the same architectures, with a
+  bootstrap 95 % interval (`analysis.rank`);
+- the correlation r of their 16 bottleneck effects (least squares of the
+  score on the 16 MCA bits, kernel set and ratio: the effects model's main
+  terms), with its Fisher-z interval;
+and the CPU-seconds of each phase.  The literature's bar: supernets under
+different seeds rank a 64-architecture CIFAR-10 space at a mean tau of 0.54
+(Zhang et al. 2020).  Writes benchmarks/data/oneshot_fidelity.txt and the
+scores (oneshot_fidelity.csv).
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import multiprocessing as mp
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analysis.rank import bootstrap_interval, kendall_tau  # noqa: E402
+from space import ArchConfig, SearchSpace, presets_for  # noqa: E402
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def menu_sample(space: SearchSpace, n: int, seed: int) -> list[ArchConfig]:
+    """The presets the menu holds, then `n` distinct architectures drawn uniformly from the menu."""
+    archs = [a for a in presets_for(space.backbone).values() if a.ratio in space.ratios]
+    keys = {a.key for a in archs}
+    rng = random.Random(seed)
+    while len(archs) < n + 3:
+        arch = space.from_params({**{f"mca_{i}": rng.random() < 0.5 for i in range(space.n_blocks)},
+                                  "kernels": rng.choice(space.kernel_choices), "ratio": rng.choice(space.ratios)})
+        if arch.key not in keys:
+            keys.add(arch.key)
+            archs.append(arch)
+    return archs
+
+
+def one_supernet(job: dict) -> dict:
+    """Train one supernet and score every architecture with it (runs in its own process, one thread)."""
+    import torch
+
+    from trainer.budget import get_budget
+    from trainer.data import load_cifar10
+    from trainer.supernet import score_subnets, train_supernet
+
+    torch.set_num_threads(1)
+    data = load_cifar10(job["data"])
+    budget = get_budget("cpu", epochs=job["epochs"], train_size=job["train_size"], val_size=job["val_size"])
+    start = time.process_time()
+    trained = train_supernet(SearchSpace(), data, budget, seed=job["seed"], strategy=job["strategy"],
+                             bn_images=job["bn_images"])
+    train_s = time.process_time() - start
+    start = time.process_time()
+    scores = score_subnets(trained.supernet, job["archs"], data, budget, job["seed"], bn_images=job["bn_images"])
+    return {"seed": job["seed"], "scores": scores, "train_s": train_s, "score_s": time.process_time() - start,
+            "curve": trained.val_accs, "status": trained.status}
+
+
+def design(archs: list[ArchConfig], space: SearchSpace) -> np.ndarray:
+    """Intercept, the 16 MCA bits, kernel-set and ratio dummies (first level the reference)."""
+    rows = []
+    for a in archs:
+        k = [float(any(a.mca) and a.kernels == ks) for ks in space.kernel_sets[1:]]
+        s = [float(a.ratio == r) for r in space.ratios[1:]]
+        rows.append([1.0, *map(float, a.mca), *k, *s])
+    return np.array(rows)
+
+
+def bit_effects(scores: list[float], x: np.ndarray, n_bits: int) -> np.ndarray:
+    coef, *_ = np.linalg.lstsq(x, np.asarray(scores), rcond=None)
+    return coef[1:1 + n_bits]
+
+
+def fisher_ci(r: float, n: int) -> tuple[float, float]:
+    z, half = np.arctanh(np.clip(r, -0.999999, 0.999999)), 1.96 / np.sqrt(n - 3)
+    return float(np.tanh(z - half)), float(np.tanh(z + half))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default="../shared/cifar10-subset")
+    p.add_argument("--supernets", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--archs", type=int, default=200)
+    p.add_argument("--train-size", type=int, default=None)
+    p.add_argument("--val-size", type=int, default=None)
+    p.add_argument("--bn-images", type=int, default=512)
+    p.add_argument("--strategy", default="fair")
+    p.add_argument("--out", default=str(DATA / "oneshot_fidelity.txt"))
+    args = p.parse_args()
+
+    space = SearchSpace()
+    archs = menu_sample(space, args.archs, seed=0)
+    jobs = [{"data": args.data, "seed": seed, "epochs": args.epochs, "train_size": args.train_size,
+             "val_size": args.val_size, "bn_images": args.bn_images, "strategy": args.strategy, "archs": archs}
+            for seed in range(args.supernets)]
+    started = time.time()
+    with mp.get_context("spawn").Pool(min(len(jobs), mp.cpu_count())) as pool:
+        results = pool.map(one_supernet, jobs)
+    wall = time.time() - started
+
+    x = design(archs, space)
+    lines = [f"one-shot repeatability: {args.supernets} GhostNet supernets (seeds 0..{args.supernets - 1}), "
+             f"strategy {args.strategy}, {args.epochs} epochs of the cpu budget on {args.data} "
+             f"(train size {args.train_size or 'all'}), BN on {args.bn_images} images; "
+             f"{len(archs)} architectures (3 presets + {len(archs) - 3} uniform from the menu)"]
+    for r in results:
+        lines.append(f"  supernet seed {r['seed']}: {r['status']}, reference path val_acc by epoch "
+                     f"{' '.join(f'{a:.3f}' for a in r['curve'])}; train {r['train_s'] / 3600:.2f} CPU-h, "
+                     f"scoring {r['score_s']:.0f} CPU-s ({r['score_s'] / len(archs):.2f} s per architecture); "
+                     f"scores {np.mean(r['scores']):.3f} mean, {np.std(r['scores']):.3f} SD")
+    for a, b in itertools.combinations(results, 2):
+        tau = kendall_tau(a["scores"], b["scores"])
+        lo, hi = bootstrap_interval(kendall_tau, a["scores"], b["scores"])
+        ea, eb = bit_effects(a["scores"], x, space.n_blocks), bit_effects(b["scores"], x, space.n_blocks)
+        r = float(np.corrcoef(ea, eb)[0, 1])
+        rlo, rhi = fisher_ci(r, len(ea))
+        lines.append(f"  seeds {a['seed']} vs {b['seed']}: Kendall tau {tau:+.2f} [{lo:+.2f}, {hi:+.2f}] over "
+                     f"{len(archs)} architectures; bottleneck effects r {r:+.2f} [{rlo:+.2f}, {rhi:+.2f}] (n=16)")
+    lines.append(f"  wall {wall / 60:.1f} min on {min(len(jobs), mp.cpu_count())} processes")
+    text = "\n".join(lines)
+    print(text)
+    out = Path(args.out)
+    out.write_text(text + "\n")
+    import csv
+
+    with open(out.with_suffix(".csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["key", *(f"supernet_{r['seed']}" for r in results)])
+        for i, arch in enumerate(archs):
+            w.writerow([arch.key, *(f"{r['scores'][i]:.4f}" for r in results)])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Scores inherited from supernets: effects with the supernet as the unit of replication, checked on planted data."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.effects.model import EffectsError
+from analysis.effects.units import fit_by_unit, simulate_units
+
+
+def test_intervals_with_the_supernet_as_unit_cover_and_rows_as_trainings_do_not():
+    """Each supernet adds its own random effect vector: 95 % intervals over supernets hold the truth about
+    95 % of the time; treating its 200 scores as independent trainings is far too sure of itself."""
+    sims = simulate_units(100, supernets=3, archs=200, designs=5, seed=1)
+    coverage = sims.groupby("how")["covered"].mean()
+    n = len(sims[sims["how"] == "by_unit"])
+    half = 1.96 * np.sqrt(0.95 * 0.05 / n)  # Monte-Carlo margin of the pooled coverage
+    assert 0.93 - half <= coverage["by_unit"] <= 0.97 + half, coverage
+    assert coverage["as_rows"] < 0.85, coverage
+    per_effect = sims[sims["how"] == "by_unit"].groupby("name")["covered"].agg(["mean", "count"])
+    common = per_effect[per_effect["count"] >= 80]["mean"]
+    assert common.min() >= 0.95 - 3 * np.sqrt(0.95 * 0.05 / 100), common.sort_values().head()
+
+
+def test_one_supernet_is_refused_and_the_combination_is_the_mean_of_the_per_unit_fits():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"const": 1.0, "mca=0": rng.integers(0, 2, 40).astype(float)})
+    y = 0.5 + 0.02 * X["mca=0"].to_numpy() + rng.normal(0, 0.01, 40)
+    groups = np.arange(40) % 20
+    with pytest.raises(EffectsError, match="from 1 supernet"):
+        fit_by_unit(X, y, groups, np.zeros(40))
+    units = np.arange(40) // 20
+    result = fit_by_unit(X, y, groups, units)
+    assert result.df_resid == 1 and result.per_unit.shape == (2, 2)
+    assert result.params["mca=0"] == pytest.approx(result.per_unit["mca=0"].mean())
+    low, high = result.conf_int()[1]
+    assert low < result.params["mca=0"] < high

@@ -3,7 +3,7 @@
     python benchmarks/oneshot_fidelity.py --data ../shared/cifar10-subset --epochs 30 --archs 200
 
 Trains `--supernets` GhostNet supernets (`trainer.supernet`, FairNAS-style
-balanced paths unless --strategy says otherwise) that differ only in their
+balanced paths unless --path-sampling says otherwise) that differ only in their
 seed, each on the budget's images for `--epochs` epochs, one process per
 supernet (the cores are used side by side).  Every supernet then scores the
 same architectures — the menu's presets and `--archs` drawn at random from
@@ -67,7 +67,7 @@ def one_supernet(job: dict) -> dict:
     data = load_cifar10(job["data"])
     budget = get_budget("cpu", epochs=job["epochs"], train_size=job["train_size"], val_size=job["val_size"])
     start = time.process_time()
-    trained = train_supernet(SearchSpace(), data, budget, seed=job["seed"], strategy=job["strategy"],
+    trained = train_supernet(SearchSpace(), data, budget, seed=job["seed"], sampling=job["sampling"],
                              bn_images=job["bn_images"])
     train_s = time.process_time() - start
     start = time.process_time()
@@ -105,14 +105,14 @@ def main() -> int:
     p.add_argument("--train-size", type=int, default=None)
     p.add_argument("--val-size", type=int, default=None)
     p.add_argument("--bn-images", type=int, default=512)
-    p.add_argument("--strategy", default="fair")
+    p.add_argument("--path-sampling", default="fair", choices=("fair", "uniform", "sandwich"))
     p.add_argument("--out", default=str(DATA / "oneshot_fidelity.txt"))
     args = p.parse_args()
 
     space = SearchSpace()
     archs = menu_sample(space, args.archs, seed=0)
     jobs = [{"data": args.data, "seed": seed, "epochs": args.epochs, "train_size": args.train_size,
-             "val_size": args.val_size, "bn_images": args.bn_images, "strategy": args.strategy, "archs": archs}
+             "val_size": args.val_size, "bn_images": args.bn_images, "sampling": args.path_sampling, "archs": archs}
             for seed in range(args.supernets)]
     started = time.time()
     with mp.get_context("spawn").Pool(min(len(jobs), mp.cpu_count())) as pool:
@@ -121,7 +121,7 @@ def main() -> int:
 
     x = design(archs, space)
     lines = [f"one-shot repeatability: {args.supernets} GhostNet supernets (seeds 0..{args.supernets - 1}), "
-             f"strategy {args.strategy}, {args.epochs} epochs of the cpu budget on {args.data} "
+             f"path sampling {args.path_sampling}, {args.epochs} epochs of the cpu budget on {args.data} "
              f"(train size {args.train_size or 'all'}), BN on {args.bn_images} images; "
              f"{len(archs)} architectures (3 presets + {len(archs) - 3} uniform from the menu)"]
     for r in results:

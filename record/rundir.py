@@ -69,6 +69,9 @@ SEED_COLUMN = "seed"
 MEASURES: dict[str, type] = {
     "latency_p10_ms": float, "latency_p90_ms": float, "epochs": int,
     "train_seconds": float, "images_per_s": float, "wall_seconds": float,
+    # 1: val_acc was scored with weights inherited from the supernet of this row's seed (search.oneshot),
+    # not trained for this architecture alone; empty in runs from before weight sharing.
+    "inherited": int,
 }
 TAIL_COLUMNS = ["error", "finished_at"]
 RESULT_COLUMNS = [*OBJECTIVES, *MEASURES]  # what a trainable reports and the table keeps

@@ -27,6 +27,8 @@ LATENCY_BACKENDS = ("onnxruntime", "torch")
 
 SAMPLERS = ("nsga2", "tpe", "random", "qmc")  # qmc: scrambled Sobol, spreads the menu evenly for analysis.effects
 SCHEDULERS = ("fifo", "moasha")
+STRATEGIES = ("standalone", "oneshot")  # oneshot: weight-sharing supernets score every architecture (search.oneshot)
+PATH_SAMPLINGS = ("fair", "uniform", "sandwich")  # trainer.supernet.STRATEGIES, spelled here to import no torch
 BUDGET_NAMES = ("smoke", "cpu", "gpu")
 LAYOUT_CHOICES = ("auto", "channels_last", "nchw")
 # Backbones trained on CIFAR-10 (ResNet-50 is the paper's ImageNet network: 224² input, 1000 classes).
@@ -152,6 +154,17 @@ FLAGS: tuple[Flag, ...] = (
          stored=SEARCH),
     Flag("reduction_factor", "search", "moasha: eta, the top 1/eta of a rung goes on (default {default:g})", 3.0,
          float, check=_reduction_factor, stored=SEARCH),
+    Flag("strategy", "search", "standalone: every architecture is proxy-trained on its own; oneshot: "
+         "--supernets weight-sharing supernets are trained once and every architecture is scored with the weights "
+         "it inherits, in seconds (search.oneshot) (default {default})", "standalone", check=one_of(STRATEGIES),
+         stored=SEARCH),
+    Flag("supernets", "search", "oneshot: supernets trained under different seeds; each architecture is scored on "
+         "every one, and the spread between them is its noise (default {default})", 3, int, check=at_least(2),
+         stored=SEARCH),
+    Flag("supernet_epochs", "search", "oneshot: epochs each supernet trains, on the budget's images, batches "
+         "and learning rate (default {default})", 10, int, check=at_least(1), stored=SEARCH),
+    Flag("path_sampling", "search", f"oneshot: the path each supernet step trains: {', '.join(PATH_SAMPLINGS)} "
+         "(trainer.supernet.PathSampler; default {default})", "fair", check=one_of(PATH_SAMPLINGS), stored=SEARCH),
     Flag("kernel_sets", "search", "MCA kernel-scale menu (default {default})", DEFAULT_KERNEL_SETS,
          convert=parse_kernel_sets, stored=SEARCH),
     Flag("ratios", "search", "ghost ratio menu (default {default})", DEFAULT_RATIOS,
@@ -264,6 +277,10 @@ class Options:
     baseline_seeds: int
     repeats: int
     scheduler: str
+    strategy: str
+    supernets: int
+    supernet_epochs: int
+    path_sampling: str
     rungs: tuple[int, ...] | None  # None: search.moasha.default_rungs of the budget
     reduction_factor: float
     kernel_sets: tuple[tuple[int, ...], ...]
@@ -337,6 +354,17 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         values[f.name] = value
     if values["scheduler"] == "fifo" and ({"rungs", "reduction_factor"} & set(given)):
         raise UserError("--rungs and --reduction-factor apply to --scheduler moasha only")
+    oneshot_only = {"supernets", "supernet_epochs", "path_sampling"} & set(given)
+    if values["strategy"] == "standalone" and oneshot_only:
+        raise UserError(f"{', '.join('--' + n.replace('_', '-') for n in sorted(oneshot_only))} "
+                        "apply to --strategy oneshot only")
+    if values["strategy"] == "oneshot":
+        clash = {"repeats", "baseline_seeds"} & set(given)
+        if clash or values["scheduler"] != "fifo":
+            what = ", ".join(sorted("--" + n.replace("_", "-") for n in clash)) or "--scheduler moasha"
+            raise UserError(f"{what} does not apply to --strategy oneshot: every architecture is scored once on "
+                            "each of --supernets supernets, in seconds (no seeds to repeat, no epochs to stop)")
+        values["baseline_seeds"] = values["supernets"]  # a preset, like every architecture, once per supernet
     if values["resume"] and "name" not in given:
         raise UserError("--resume needs --name of the run to continue")
     overrides = {k: v for k, v in ((k, values.pop(k)) for k in OVERRIDE_FLAGS) if v is not None}

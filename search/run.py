@@ -297,6 +297,10 @@ def search(plan: Plan, rundir: RunDir) -> int:
     execution = replace(opts.execution, max_concurrent=concurrent_trainings(opts.execution),
                         latency_backend=plan.latency.backend)
     ctx = trial_context(execution, opts.data_dir, budget, opts.seed, plan.latency.table)
+    if opts.strategy == "oneshot":
+        from search.oneshot import train_supernets
+
+        ctx = replace(ctx, oneshot={"files": train_supernets(plan, rundir, execution, attempt)})
     tuner = make_tuner(execution, ctx, name=f"attempt-{attempt}", storage_path=rundir.ray_dir,
                        callbacks=[writer], searcher=searcher, trials=remaining, scheduler=scheduler,
                        events=rundir.events_path)
@@ -324,12 +328,21 @@ def _print_start(plan: Plan, scheduler, remaining: int, concurrent: int) -> None
     print(f"searching: {remaining} trials to go of {opts.trials}, sampler {opts.sampler}, "
           f"objectives {','.join(opts.objectives)}, backbone {opts.backbone}, budget {opts.budget}, "
           f"up to {concurrent} at once;", flush=True)
-    print(f"  {sizes['train']} training / {sizes['val']} validation images, "
-          f"baselines x{opts.baseline_seeds if opts.baselines else 0} seeds, repeats {opts.repeats}", flush=True)
+    if opts.strategy == "oneshot":
+        print(f"  {sizes['train']} training / {sizes['val']} validation images, {opts.supernets} scores per "
+              f"architecture (one per supernet)", flush=True)
+    else:
+        print(f"  {sizes['train']} training / {sizes['val']} validation images, "
+              f"baselines x{opts.baseline_seeds if opts.baselines else 0} seeds, repeats {opts.repeats}", flush=True)
     print(wrap(f"latency_ms: {plan.latency.source}{plan.latency.note}"), flush=True)
     if plan.layout is not None:
         print(wrap(plan.layout.line()), flush=True)
-    if opts.execution.device == "cpu":
+    if opts.strategy == "oneshot":
+        from search.oneshot import oneshot_notes
+
+        for line in oneshot_notes(plan):
+            print(wrap(line), flush=True)
+    elif opts.execution.device == "cpu":
         from trainer.budget import CPU_FIDELITY
 
         for line in CPU_FIDELITY.start_lines(budget, remaining, concurrent, sizes["train"], str(opts.run_path)):
@@ -354,6 +367,8 @@ def make_searcher(plan: Plan, rundir: RunDir, ledger, writer, attempt: int, stop
     # start-up samples would only produce duplicates.
     sampler = make_sampler(opts.sampler, opts.seed + attempt - 1, opts.population_size)
     presets = list(presets_for(opts.backbone).values()) if opts.baselines else []
+    if opts.strategy == "oneshot":  # a preset outside the menu (s=1) is in no supernet: nothing to score it with
+        presets = [cfg for cfg in presets if point_of(space, cfg) is not None]
     baselines = [cfg for cfg in presets if cfg.key not in ledger]
     points = [p for p in (point_of(space, cfg) for cfg in baselines) if p is not None]
     inner = make_optuna_search(space, objectives, directions, sampler, rundir.study_url, points,
@@ -365,7 +380,8 @@ def make_searcher(plan: Plan, rundir: RunDir, ledger, writer, attempt: int, stop
 
     exhausted: list[bool] = []
     rules = Handout(objectives, directions, _macs, opts.max_macs, seed=opts.seed, repeats=opts.repeats,
-                    baseline_keys=[cfg.key for cfg in presets], baseline_seeds=opts.baseline_seeds)
+                    baseline_keys=[cfg.key for cfg in presets], baseline_seeds=opts.baseline_seeds,
+                    every=opts.supernets if opts.strategy == "oneshot" else 1)
     hooks = Hooks(on_infeasible, on_exhausted=lambda: exhausted.append(True), stopped=stopped)
     searcher = ArchSearcher(inner, space, ledger, rules, hooks, storage_url=rundir.study_url,
                             references=[cfg for cfg in baselines if point_of(space, cfg) is None])

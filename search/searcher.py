@@ -203,6 +203,7 @@ class Handout:
     repeats: int = 1
     baseline_keys: Collection[str] = ()
     baseline_seeds: int = 1
+    every: int = 1  # seeds every architecture gets (search.oneshot: one per supernet)
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,7 @@ class ArchSearcher(Searcher):
         self.macs_of, self.max_macs = rules.macs_of, rules.max_macs
         self.seed, self.repeats = rules.seed, rules.repeats
         self.baseline_keys, self.baseline_seeds = set(rules.baseline_keys), rules.baseline_seeds
+        self.every = rules.every
         self.on_infeasible, self.on_exhausted, self.stopped = hooks.on_infeasible, hooks.on_exhausted, hooks.stopped
         # Baselines outside the sampler's menu (e.g. the s=1 CNN when 1 is not among
         # --ratios): trained first for comparison, but Optuna cannot be told about
@@ -288,7 +290,7 @@ class ArchSearcher(Searcher):
         return {**(params or {}), "arch": arch.to_dict(), "seed": seed, "stoppable": stoppable}
 
     def _base_target(self, key: str) -> int:
-        return self.baseline_seeds if key in self.baseline_keys else 1
+        return max(self.every, self.baseline_seeds if key in self.baseline_keys else 1)
 
     def target(self, key: str) -> int:
         """Trainings `key` should have: its baseline seeds, or --repeats while it is near the front."""

@@ -42,6 +42,9 @@ class TrialContext:
     latency_table: LatencyTable | None = None  # predict latency_ms from it instead of measuring
     latency_backend: str = "torch"  # the runtime a measured latency_ms is timed in (runtime.backends)
     evaluate_on: str = "val"  # "test": score on the test batch (search.confirm); "val_acc" then holds it
+    # search.oneshot: {"files": {seed: supernet file}} scores architectures with inherited weights instead of
+    # training them; {"space", "path_sampling", "meta"} describes the supernets its first phase trains.
+    oneshot: dict[str, Any] | None = None
     # Test hook: trials whose canonical key contains one of these raise, so the
     # failure path is exercised end to end through real Ray (GHOSTNAS_FAIL_KEYS).
     fail_keys: tuple[str, ...] = field(default_factory=tuple)
@@ -106,6 +109,9 @@ def _train(arch: ArchConfig, ctx: TrialContext, report: Report, seed: int, resum
                 **cost_metrics(arch, build_model(arch), device, ctx.latency_threads, ctx.latency_table, slot,
                              ctx.latency_backend)}
 
+        if ctx.oneshot is not None and "files" in ctx.oneshot:
+            return {**base, **inherited_score(arch, ctx, seed, device)}
+
         attempt = Attempt()
 
         def on_checkpoint(stats: EpochStats, state: dict[str, Any]) -> None:
@@ -127,6 +133,61 @@ def _train(arch: ArchConfig, ctx: TrialContext, report: Report, seed: int, resum
         "error": result.error or "",
         **attempt.metrics(result.epochs),
     }
+
+
+@functools.lru_cache(maxsize=2)
+def worker_supernet(path: str, device: str):
+    """A supernet file, loaded once per worker process (a worker scores many architectures on it)."""
+    from space import SearchSpace
+    from space.supernet import Supernet
+
+    saved = torch.load(path, map_location=resolve_device(device), weights_only=False)
+    net = Supernet(SearchSpace.from_dict(saved["meta"]["space"]))
+    net.load_state_dict(saved["state_dict"])
+    return net.to(resolve_device(device)).eval()
+
+
+def inherited_score(arch: ArchConfig, ctx: TrialContext, seed: int, device: torch.device) -> dict[str, Any]:
+    """`arch` scored on the supernet of `seed` with the weights it inherits (trainer.supernet.score_subnets)."""
+    from trainer.supernet import score_subnets
+
+    started = time.perf_counter()
+    files = ctx.oneshot["files"]
+    if str(seed) not in files:
+        raise ValueError(f"no supernet of seed {seed} (the run's: {', '.join(files)})")
+    net = worker_supernet(files[str(seed)], ctx.device)
+    acc = score_subnets(net, [arch], worker_dataset(ctx.data_dir), ctx.budget, seed, device)[0]
+    return {"status": "ok", "val_acc": acc, "epochs": 0, "train_seconds": time.perf_counter() - started,
+            "images_per_s": None, "error": "", "inherited": 1}
+
+
+def train_supernet_trial(config: dict[str, Any], ctx: TrialContext) -> None:
+    """One supernet (search.oneshot's first phase): each epoch a Tune checkpoint, the end a file."""
+    from host.files import write_atomic
+    from space import SearchSpace
+    from trainer.supernet import train_supernet
+
+    torch.set_num_threads(ctx.threads)
+    seed = int(config["supernet_seed"])
+    resume = restored_state(ctx.device)
+    if resume is None and config.get("resume_from"):
+        resume = torch.load(config["resume_from"], map_location=resolve_device(ctx.device), weights_only=False)
+    label = {"key": f"supernet-{seed}", "seed": seed, **dict.fromkeys(OBJECTIVES)}
+
+    def on_checkpoint(stats: EpochStats, state: dict[str, Any]) -> None:
+        tune_report({**label, "status": "running", "epoch": stats.epoch, "val_acc": stats.accuracy,
+                     "train_loss": stats.train_loss, "images_per_s": stats.images_per_s,
+                     "train_seconds": stats.seconds}, state)
+
+    result = train_supernet(SearchSpace.from_dict(ctx.oneshot["space"]), worker_dataset(ctx.data_dir), ctx.budget,
+                            resolve_device(ctx.device), seed, sampling=ctx.oneshot["path_sampling"], resume=resume,
+                            on_checkpoint=on_checkpoint)
+    if result.status == "ok":
+        saved = {"meta": ctx.oneshot["meta"], "state_dict": result.supernet.state_dict(), "seed": seed,
+                 "val_accs": result.val_accs}
+        write_atomic(Path(config["file"]), lambda f: torch.save(saved, f))
+    tune_report({**label, "status": result.status, "epochs": result.epochs, "error": result.error,
+                 "val_acc": result.val_accs[-1] if result.val_accs else None})
 
 
 @dataclass
@@ -189,5 +250,8 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     """Ray Tune entry point: the config carries the architecture as a dict and the training's seed
     (under "job" when the Tuner was given a fixed list of trainings)."""
     config = config.get("job", config)
+    if "supernet_seed" in config:
+        train_supernet_trial(config, ctx)
+        return
     evaluate(ArchConfig.from_dict(config["arch"]), ctx, tune_report, seed=config.get("seed"),
              resume=restored_state(ctx.device))

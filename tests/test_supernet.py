@@ -93,11 +93,11 @@ def test_fair_paths_balance_every_choice_in_every_group():
 
 
 def test_sandwich_paths_hold_the_largest_and_the_smallest():
-    sampler = PathSampler(SearchSpace(), seed=0, strategy="sandwich")
+    sampler = PathSampler(SearchSpace(), seed=0, sampling="sandwich")
     for group in range(3):
         assert all(sampler(4 * group).mca) and not any(sampler(4 * group + 1).mca)
     with pytest.raises(ValueError, match="unknown path sampling 'greedy'"):
-        PathSampler(SearchSpace(), seed=0, strategy="greedy")
+        PathSampler(SearchSpace(), seed=0, sampling="greedy")
 
 
 def test_a_step_updates_only_the_path_it_ran():

@@ -30,7 +30,7 @@ from .loader import DeviceLoader
 from .loop import EpochStats, evaluate_accuracy, fit, make_training, recalibrate_bn, zero_init_residuals
 from .proxy import Done, proxy_arch, training_loaders
 
-STRATEGIES = ("fair", "uniform", "sandwich")
+PATH_SAMPLINGS = ("fair", "uniform", "sandwich")  # search.options spells the same names for --path-sampling
 
 
 @dataclass(frozen=True)
@@ -49,18 +49,18 @@ class PathSampler:
 
     space: SearchSpace
     seed: int
-    strategy: str = "fair"
+    sampling: str = "fair"
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown path sampling {self.strategy!r}; choose from {', '.join(STRATEGIES)}")
+        if self.sampling not in PATH_SAMPLINGS:
+            raise ValueError(f"unknown path sampling {self.sampling!r}; choose from {', '.join(PATH_SAMPLINGS)}")
 
     @property
     def group(self) -> int:
         """Steps per group (the period over which `fair` balances every choice)."""
-        if self.strategy == "sandwich":
+        if self.sampling == "sandwich":
             return 4
-        if self.strategy == "uniform":
+        if self.sampling == "uniform":
             return 1
         return math.lcm(2, len(self.space.kernel_sets), len(self.space.ratios))
 
@@ -69,13 +69,13 @@ class PathSampler:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + group)
         space = self.space
         n = space.n_blocks
-        if self.strategy == "fair":
+        if self.sampling == "fair":
             bits = [bool(_balanced(gen, self.group, 2)[position]) for _ in range(n)]
             kernels = space.kernel_sets[_balanced(gen, self.group, len(space.kernel_sets))[position]]
             ratio = space.ratios[_balanced(gen, self.group, len(space.ratios))[position]]
         else:
             bits = (torch.rand(n, generator=gen) < 0.5).tolist()
-            if self.strategy == "sandwich" and position < 2:
+            if self.sampling == "sandwich" and position < 2:
                 bits = [position == 0] * n
             kernels = space.kernel_sets[int(torch.randint(len(space.kernel_sets), (1,), generator=gen))]
             ratio = space.ratios[int(torch.randint(len(space.ratios), (1,), generator=gen))]
@@ -100,18 +100,18 @@ class SupernetResult:
     error: str = ""
 
 
-def build_supernet(space: SearchSpace, budget: Budget, seed: int, strategy: str = "fair") -> Supernet:
+def build_supernet(space: SearchSpace, budget: Budget, seed: int, sampling: str = "fair") -> Supernet:
     """The supernet a budget trains for `space` (at the budget's proxy width), with its path sampler."""
     torch.manual_seed(seed)
     net = Supernet(supernet_space(space, budget.proxy_width))
     if budget.zero_init:
         zero_init_residuals(net)
-    net.path_fn = PathSampler(net.space, seed, strategy)
+    net.path_fn = PathSampler(net.space, seed, sampling)
     return net
 
 
 def train_supernet(space: SearchSpace, data: Cifar10, budget: Budget, device: torch.device | str = "cpu",
-                   seed: int = 0, *, strategy: str = "fair", reference: ArchConfig | None = None,
+                   seed: int = 0, *, sampling: str = "fair", reference: ArchConfig | None = None,
                    bn_images: int | None = None, resume: dict[str, Any] | None = None,
                    on_checkpoint: Callable[[EpochStats, dict[str, Any]], None] | None = None) -> SupernetResult:
     """Train the supernet of `space` for `budget.epochs` (the budget's images, batches and schedule).
@@ -121,7 +121,7 @@ def train_supernet(space: SearchSpace, data: Cifar10, budget: Budget, device: to
     learning; `on_checkpoint` gets the state `resume` takes, as a proxy training's.
     """
     device = torch.device(device)
-    net = build_supernet(space, budget, seed, strategy)
+    net = build_supernet(space, budget, seed, sampling)
     net = net.to(device, memory_format=torch.channels_last if budget.channels_last else torch.preserve_format)
     reference = reference or ArchConfig(mca=(False,) * space.n_blocks, kernels=space.kernel_sets[0],
                                         ratio=space.ratios[0], width=space.width, dw_size=space.dw_size,
@@ -164,5 +164,5 @@ def score_subnets(net: Supernet, archs: Iterable[ArchConfig], data: Cifar10, bud
         net.train(was_training)
 
 
-__all__ = ["PathSampler", "STRATEGIES", "SupernetResult", "build_supernet", "score", "score_subnets",
+__all__ = ["PathSampler", "PATH_SAMPLINGS", "SupernetResult", "build_supernet", "score", "score_subnets",
            "train_supernet"]

@@ -1,0 +1,81 @@
+"""`search.run --strategy oneshot` end to end: supernets on Ray Tune, a kill -9 mid-training, scores in the table."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+import torch
+
+from cluster_faults import checkpointed
+from commands import in_process
+from test_search import _start, read_rows, search, smoke_args
+
+@pytest.mark.e2e  # trains supernets on Ray
+def test_a_oneshot_search_trains_supernets_resumes_them_and_scores_every_architecture_on_each(
+        ray_cluster, cifar_dir, tmp_path):
+    flags = ["--strategy", "oneshot", "--supernets", "2", "--supernet-epochs", "3", "--trials", "8",
+             "--train-size", "512", "--objectives", "val_acc,macs", "--max-concurrent", "2", "--address", ray_cluster]
+    args = smoke_args(cifar_dir, tmp_path, "oneshot", *flags)
+    run = tmp_path / "oneshot"
+    proc = _start(args)
+    # kill -9 once a supernet's epoch checkpoint is persisted (never on a reported epoch: see tests/cluster_faults.py)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if any(e >= 1 for e in checkpointed(run.glob("ray/supernets-1/experiment_state-*.json")).values()):
+            break
+        assert proc.poll() is None, "search ended before a supernet checkpoint: " + proc.stderr.read()[-2000:]
+        time.sleep(0.2)
+    else:
+        raise AssertionError("no supernet checkpoint after 300 s")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert not list((run / "supernets").glob("*.pt")) or len(list((run / "supernets").glob("*.pt"))) < 2
+
+    done = search(*args, "--resume")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "from an earlier attempt's checkpoint" in done.stdout and "(0 from an earlier" not in done.stdout
+    assert "Traceback" not in done.stderr
+    files = sorted(p.name for p in (run / "supernets").glob("*.pt"))
+    assert files == ["seed-0.pt", "seed-1.pt"]
+    for name in files:
+        saved = torch.load(run / "supernets" / name, map_location="cpu", weights_only=False)
+        assert len(saved["val_accs"]) == 3 and saved["meta"]["space"]["width"] == 0.5, "3 epochs at proxy width"
+
+    rows = read_rows(run)
+    assert len(rows) == 8 and all(r["status"] == "ok" and r["inherited"] == "1" and r["epochs"] == "0" for r in rows)
+    seeds: dict[str, set[str]] = {}
+    for r in rows:
+        seeds.setdefault(r["key"], set()).add(r["seed"])
+        assert 0.0 <= float(r["val_acc"]) <= 1.0 and int(r["macs"]) > 0
+    assert all(s == {"0", "1"} for s in seeds.values()), "every architecture scored on each supernet"
+    assert "cnn" not in {r["preset"] for r in rows}, "s=1 is in no supernet of the default menu"
+    assert {"ghostnet", "all_mca", "selective_mca"} <= {r["preset"] for r in rows}
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["strategy"] == "oneshot" and meta["supernets"] == 2 and meta["attempts"] == 2
+    assert "one-shot: every architecture is scored" in done.stdout and " ± " in done.stdout
+
+    # A supernet file of another menu is refused in one line, and nothing is scored with it.
+    other = {"meta": {**saved["meta"], "space": {**saved["meta"]["space"], "ratios": [2, 3]}}, "state_dict": {}}
+    torch.save(other, run / "supernets" / "seed-1.pt")
+    refused = search(*args, "--resume", "--trials", "10")
+    assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
+    lines = [ln for ln in refused.stderr.strip().splitlines() if "network_util.cc" not in ln]
+    assert len(lines) == 1 and "seed-1.pt was trained for another run: its space is" in lines[0], refused.stderr
+    assert len(read_rows(run)) == 8
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--supernets", "3"], "--supernets apply to --strategy oneshot only"),
+    (["--strategy", "oneshot", "--repeats", "2"], "--repeats does not apply to --strategy oneshot"),
+    (["--strategy", "oneshot", "--scheduler", "moasha"], "--scheduler moasha does not apply to --strategy oneshot"),
+    (["--strategy", "oneshot", "--supernets", "1"], "--supernets must be at least 2"),
+    (["--strategy", "fewshot"], "unknown --strategy 'fewshot'; choose from standalone, oneshot"),
+    (["--strategy", "oneshot", "--path-sampling", "greedy"], "unknown --path-sampling 'greedy'"),
+])
+def test_oneshot_flags_that_cannot_work_are_one_line(cifar_dir, tmp_path, args, message):
+    done = in_process("search.run", "--data-dir", str(cifar_dir), "--storage-path", str(tmp_path / "runs"), *args)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and message in done.stderr, done.stderr
+    assert not (tmp_path / "runs").exists()

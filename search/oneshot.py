@@ -120,9 +120,10 @@ def train_supernets(plan, rundir: RunDir, execution, attempt: int) -> dict[str, 
         ctx = replace(trial_context(execution, opts.data_dir, epochs_budget, opts.seed),
                       oneshot={"space": plan.space.to_dict(), "path_sampling": opts.path_sampling, "meta": want})
         resumed = sum(1 for job in todo if job["resume_from"])
+        eta = _eta(execution, epochs_budget, len(todo), plan.sizes["train"])
         print(wrap(f"supernets: {len(todo)} of {len(files)} to train ({resumed} from an earlier attempt's checkpoint), "
                    f"{opts.supernet_epochs} epochs each of {plan.sizes['train']:,} images, path sampling "
-                   f"{opts.path_sampling}, up to {execution.max_concurrent} at once"), flush=True)
+                   f"{opts.path_sampling}, up to {execution.max_concurrent} at once{eta}"), flush=True)
         writer = SupernetWriter()
         fit(make_tuner(execution, ctx, name=f"supernets-{attempt}", storage_path=rundir.ray_dir,
                        callbacks=[writer], configs=todo, events=rundir.events_path))
@@ -131,6 +132,17 @@ def train_supernets(plan, rundir: RunDir, execution, attempt: int) -> dict[str, 
             why = "; ".join(f"seed {s}: {writer.failed.get(s, 'not finished')}" for s in missing)
             raise UserError(f"supernet(s) not trained ({why}); fix the cause and continue with --resume")
     return {str(seed): str(path) for seed, path in files.items()}
+
+
+def _eta(execution, budget, supernets: int, images: int) -> str:
+    """On the CPU, the phase's duration from the stand-alone calibration's CPU-seconds per image (a supernet
+    step runs one path of the menu, as a proxy training's step runs its one network)."""
+    if execution.device != "cpu":
+        return ""
+    from trainer.budget import CPU_FIDELITY
+
+    hours = CPU_FIDELITY.hours(supernets, execution.max_concurrent, budget, images)
+    return "" if hours is None else f"; about {hours:.1f} h (the cpu calibration's CPU-s per image)"
 
 
 def oneshot_notes(plan) -> list[str]:

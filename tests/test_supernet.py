@@ -51,7 +51,8 @@ def test_every_subnet_is_the_stand_alone_network_with_the_paths_logits(ghost_sup
             assert (sub(x) - ghost_supernet(x)).abs().max().item() <= 1e-5, arch.key
             # Its parameters are the path's own, not a copy of someone else's.
             trunk = ghost_supernet.trunks[str(arch.ratio)]
-            assert all(torch.equal(a, b) for a, b in zip(sub.stem.state_dict().values(), trunk.stem.state_dict().values()))
+            stems = zip(sub.stem.state_dict().values(), trunk.stem.state_dict().values())
+            assert all(torch.equal(a, b) for a, b in stems)
 
 
 @pytest.mark.parametrize("backbone", ["vgg16", "resnet56"])
@@ -132,7 +133,8 @@ def test_a_resumed_supernet_training_ends_with_the_same_weights(tiny):
     space = SearchSpace()
     whole = train_supernet(space, data, budget, seed=1, bn_images=64)
     states = []
-    train_supernet(space, data, budget, seed=1, bn_images=64, on_checkpoint=lambda s, state: states.append(copy.deepcopy(state)))  # as saved to disk
+    train_supernet(space, data, budget, seed=1, bn_images=64,  # each state copied, as saved to disk
+                   on_checkpoint=lambda s, state: states.append(copy.deepcopy(state)))
     resumed = train_supernet(space, data, budget, seed=1, bn_images=64, resume=states[0])
     assert whole.status == resumed.status == "ok" and resumed.epochs == 2 and int(resumed.supernet.steps) > 0
     for (name, a), b in zip(whole.supernet.state_dict().items(), resumed.supernet.state_dict().values()):

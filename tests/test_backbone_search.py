@@ -89,7 +89,8 @@ def test_a_run_from_before_backbones_loads_and_resumes(ray_cluster, cifar_dir, t
     after = rows_of(run)
     assert len(after) == 3
     for old, new in zip(before, after):  # the old rows are kept as they were (plus the new columns)
-        assert {k: v for k, v in new.items() if k not in ("backbone", "seed")} == old
+        assert {k: v for k, v in new.items() if k not in ("backbone", "seed", "inherited")} == old
+        assert new["inherited"] == "", "an old row's accuracy was trained, not inherited: the column is empty"
         assert new["seed"] == "3", "an old row's seed is the run's (3): the only one it trained with"
     assert after[2]["backbone"] == "ghostnet" and after[2]["epochs"] == "1", "stored budget overrides apply"
     assert len({r["key"] for r in after}) == 3

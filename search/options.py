@@ -28,7 +28,7 @@ LATENCY_BACKENDS = ("onnxruntime", "torch")
 SAMPLERS = ("nsga2", "tpe", "random", "qmc")  # qmc: scrambled Sobol, spreads the menu evenly for analysis.effects
 SCHEDULERS = ("fifo", "moasha")
 STRATEGIES = ("standalone", "oneshot")  # oneshot: weight-sharing supernets score every architecture (search.oneshot)
-PATH_SAMPLINGS = ("fair", "uniform", "sandwich")  # trainer.supernet.STRATEGIES, spelled here to import no torch
+PATH_SAMPLINGS = ("fair", "uniform", "sandwich")  # trainer.supernet.PATH_SAMPLINGS, spelled here to import no torch
 BUDGET_NAMES = ("smoke", "cpu", "gpu")
 LAYOUT_CHOICES = ("auto", "channels_last", "nchw")
 # Backbones trained on CIFAR-10 (ResNet-50 is the paper's ImageNet network: 224² input, 1000 classes).

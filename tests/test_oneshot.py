@@ -79,3 +79,10 @@ def test_oneshot_flags_that_cannot_work_are_one_line(cifar_dir, tmp_path, args, 
     done = in_process("search.run", "--data-dir", str(cifar_dir), "--storage-path", str(tmp_path / "runs"), *args)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and message in done.stderr, done.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_flag_names_the_path_samplings_the_trainer_knows():
+    from search.options import PATH_SAMPLINGS
+    from trainer.supernet import PATH_SAMPLINGS as TRAINER_PATH_SAMPLINGS
+
+    assert PATH_SAMPLINGS == TRAINER_PATH_SAMPLINGS

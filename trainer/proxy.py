@@ -109,9 +109,10 @@ def train_proxy(arch: ArchConfig | nn.Module, data: Cifar10, budget: Budget, dev
 
 
 def training_loaders(data: Cifar10, budget: Budget, seed: int, device: torch.device, evaluate_on: str,
-                     bn_images: int | None = None):
+                     bn_images: int | None = None, with_training: bool = True):
     """(training, evaluation, BN-recalibration) loaders: evaluation on the seed's validation split, or the test batch;
-    BN statistics from the first `bn_images` (default the budget's) of the seed's training images."""
+    BN statistics from the first `bn_images` (default the budget's) of the seed's training images.  Scoring needs
+    no training loader (`with_training=False`: None), which would copy the whole training split."""
     train_idx, val_idx = proxy_split(data, budget, seed)
 
     def loader(idx: torch.Tensor, train: bool, batch_size: int = EVAL_BATCH) -> DeviceLoader:
@@ -123,7 +124,8 @@ def training_loaders(data: Cifar10, budget: Budget, seed: int, device: torch.dev
            DeviceLoader(data.test_images, data.test_labels, EVAL_BATCH, device, train=False,
                         channels_last=budget.channels_last))
     bn = budget.bn_images if bn_images is None else bn_images
-    return loader(train_idx, True, budget.batch_size), val, loader(train_idx[:bn], False)
+    train = loader(train_idx, True, budget.batch_size) if with_training else None
+    return train, val, loader(train_idx[:bn], False)
 
 
 @dataclass

@@ -156,7 +156,7 @@ def score_subnets(net: Supernet, archs: Iterable[ArchConfig], data: Cifar10, bud
                   device: torch.device | str = "cpu", bn_images: int | None = None) -> list[float]:
     """`score` for each architecture, on the validation split of `seed` (the supernet's)."""
     device = torch.device(device)
-    _, val, bn = training_loaders(data, budget, seed, device, "val", bn_images=bn_images)
+    _, val, bn = training_loaders(data, budget, seed, device, "val", bn_images=bn_images, with_training=False)
     was_training = net.training
     try:
         return [score(net, arch, budget, bn, val) for arch in archs]

@@ -354,21 +354,28 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         values[f.name] = value
     if values["scheduler"] == "fifo" and ({"rungs", "reduction_factor"} & set(given)):
         raise UserError("--rungs and --reduction-factor apply to --scheduler moasha only")
-    oneshot_only = {"supernets", "supernet_epochs", "path_sampling"} & set(given)
-    if values["strategy"] == "standalone" and oneshot_only:
-        raise UserError(f"{', '.join('--' + n.replace('_', '-') for n in sorted(oneshot_only))} "
-                        "apply to --strategy oneshot only")
-    if values["strategy"] == "oneshot":
-        clash = {"repeats", "baseline_seeds"} & set(given)
-        if clash or values["scheduler"] != "fifo":
-            what = ", ".join(sorted("--" + n.replace("_", "-") for n in clash)) or "--scheduler moasha"
-            raise UserError(f"{what} does not apply to --strategy oneshot: every architecture is scored once on "
-                            "each of --supernets supernets, in seconds (no seeds to repeat, no epochs to stop)")
-        values["baseline_seeds"] = values["supernets"]  # a preset, like every architecture, once per supernet
+    if not values["resume"]:  # a resumed run's strategy is its stored one: checked in merge_stored
+        values.update(_strategy_settings(values, set(given)))
     if values["resume"] and "name" not in given:
         raise UserError("--resume needs --name of the run to continue")
     overrides = {k: v for k, v in ((k, values.pop(k)) for k in OVERRIDE_FLAGS) if v is not None}
     return Options(**values, budget_overrides=overrides, explicit=frozenset(given))
+
+
+def _strategy_settings(values: dict[str, Any], given: set[str]) -> dict[str, Any]:
+    """Flags that cannot go with the strategy are one line; one-shot scores every preset once per supernet."""
+    oneshot_only = {"supernets", "supernet_epochs", "path_sampling"} & given
+    if values["strategy"] == "standalone" and oneshot_only:
+        raise UserError(f"{', '.join('--' + n.replace('_', '-') for n in sorted(oneshot_only))} "
+                        "apply to --strategy oneshot only")
+    if values["strategy"] != "oneshot":
+        return {}
+    clash = {"repeats", "baseline_seeds"} & given
+    if clash or values["scheduler"] != "fifo":
+        what = ", ".join(sorted("--" + n.replace("_", "-") for n in clash)) or "--scheduler moasha"
+        raise UserError(f"{what} does not apply to --strategy oneshot: every architecture is scored once on "
+                        "each of --supernets supernets, in seconds (no seeds to repeat, no epochs to stop)")
+    return {"baseline_seeds": values["supernets"]}  # a preset, like every architecture, once per supernet
 
 
 def _stored_value(key: str, value: Any) -> Any:
@@ -410,7 +417,8 @@ def merge_stored(opts: Options, stored: dict[str, Any]) -> Options:
     for key in MEASURE_SETTINGS:
         if key not in opts.explicit:
             changes[key] = int(stored.get(key, LEGACY_MEASURE[key]))
-    return replace(opts, **changes)
+    merged = replace(opts, **changes)
+    return replace(merged, **_strategy_settings(vars(merged), set(opts.explicit)))
 
 
 def _created_with(opts: Options, key: str, value: Any) -> UserError:

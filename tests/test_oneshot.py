@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from cluster_faults import checkpointed
+from cli_kit import UserError
 from commands import in_process
 from test_search import _start, read_rows, search, smoke_args
 
@@ -86,3 +87,17 @@ def test_the_flag_names_the_path_samplings_the_trainer_knows():
     from trainer.supernet import PATH_SAMPLINGS as TRAINER_PATH_SAMPLINGS
 
     assert PATH_SAMPLINGS == TRAINER_PATH_SAMPLINGS
+
+
+def test_a_resumed_run_checks_the_oneshot_flags_against_its_stored_strategy(tmp_path):
+    """`--name N --resume --supernets 3` on a one-shot run is the run's own setting, not a standalone clash."""
+    from search.options import merge_stored, parse_args
+
+    stored = {"strategy": "oneshot", "supernets": 3, "supernet_epochs": 10, "path_sampling": "fair",
+              "scheduler": "fifo", "baseline_seeds": 3, "repeats": 1}
+    opts = merge_stored(parse_args(["--name", "r", "--resume", "--supernets", "3"]), stored)
+    assert opts.strategy == "oneshot" and opts.baseline_seeds == 3
+    with pytest.raises(UserError, match="--repeats does not apply to --strategy oneshot"):
+        merge_stored(parse_args(["--name", "r", "--resume", "--repeats", "2"]), stored)
+    with pytest.raises(UserError, match="--supernets apply to --strategy oneshot only"):
+        merge_stored(parse_args(["--name", "r", "--resume", "--supernets", "3"]), {"strategy": "standalone"})

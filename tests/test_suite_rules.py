@@ -127,3 +127,43 @@ def test_the_rule_catches_what_it_forbids_and_allows_what_a_test_should_check():
     ]
     for source in allowed:
         assert violations(source) == [], source
+
+
+# A second rule: no test writes into the checkout.  Both layers run two workers at once, and other tests read the
+# tree (the layering check, the docs' floors table, the duplicate scan): a file planted in the checkout, even for a
+# moment, is seen by them (the docs build once found an import circle record -> search -> analysis -> record
+# through the layering test's probe).  Tests write under tmp_path, a copy of the tree where they need one.
+WRITERS = {"write_text", "write_bytes", "touch", "mkdir", "unlink", "rename", "replace", "symlink_to", "rmdir"}
+CHECKOUT = {"REPO", "ROOT"}
+
+
+def writes_into_checkout(source: str, filename: str = "<test>") -> list[str]:
+    """`file:line: what` for each write (pathlib's writers) to a path built from REPO/ROOT."""
+    found = []
+    for func in ast.walk(ast.parse(source)):
+        if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        inside = set(CHECKOUT)
+        for _ in range(3):
+            for node in ast.walk(func):
+                if isinstance(node, ast.Assign) and any(isinstance(n, ast.Name) and n.id in inside
+                                                        for n in ast.walk(node.value)):
+                    inside |= {n for t in node.targets for n in _targets(t)}
+        for node in ast.walk(func):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in WRITERS
+                    and any(isinstance(n, ast.Name) and n.id in inside for n in ast.walk(node.func.value))):
+                found.append(f"{filename}:{node.lineno}: {node.func.attr} into the checkout")
+    return found
+
+
+def test_no_test_writes_into_the_checkout():
+    found = [v for path in sorted(TESTS.glob("*.py")) for v in writes_into_checkout(path.read_text(), path.name)]
+    assert found == [], "\n".join(found)
+
+
+def test_the_checkout_rule_catches_a_probe_and_allows_a_copy():
+    assert writes_into_checkout("def test_x():\n    probe = REPO / 'record' / 'p.py'\n    probe.write_text('x')\n")
+    assert writes_into_checkout("def test_x():\n    (REPO / 'a').unlink()\n")
+    assert writes_into_checkout("def test_x(tmp_path):\n    (tmp_path / 'a').write_text(REPO.name)\n") == []
+    assert writes_into_checkout("def test_x(tmp_path):\n    text = (REPO / 'a').read_text()\n"
+                                "    (tmp_path / 'a').write_text(text)\n") == []

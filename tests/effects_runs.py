@@ -57,3 +57,35 @@ def write_qmc_run(path: Path, n_sampled: int = 60, sd: float = 0.0213, seed: int
     finally:
         run.close()
     return Path(path)
+
+
+def write_oneshot_run(path: Path, n_sampled: int = 60, supernets: int = 3, unit_sd: float = 0.005,
+                      score_sd: float = 0.004, seed: int = 0, partial: int = 1) -> Path:
+    """A one-shot run directory: every architecture of a seeded qmc design scored on each of `supernets`
+    supernets (seed j), score = planted truth + supernet j's own MCA effect per bottleneck (SD `unit_sd`) +
+    noise (SD `score_sd`); the last `partial` architectures are scored on all but the last supernet, as a
+    search stopped mid-handout leaves them."""
+    rows = qmc_design(n_sampled, seed, baseline_seeds=1)
+    rows = rows[rows["ratio"] != 1].reset_index(drop=True)  # the CNN is outside a supernet's menu
+    rng = np.random.default_rng(seed)
+    bits = rows[[c for c in rows.columns if c.startswith("mca_")]].to_numpy(dtype=float)
+    meta = {"name": path.name, "objectives": ["val_acc", "macs"], "strategy": "oneshot", "supernets": supernets,
+            "directions": [OBJECTIVES[o].direction for o in ("val_acc", "macs")], "sampler": "qmc", "seed": seed,
+            "budget": "synthetic", "trials": len(rows), "baseline_seeds": supernets, "repeats": 1, "data_dir": "",
+            "search_space": {"kernel_sets": [[3, 5, 7], [5, 7, 11], [7, 11, 21]], "ratios": [2, 3, 4], "width": 1.0}}
+    run = RunDir.create(Path(path), meta)
+    try:
+        for j in range(supernets):
+            luck = rng.normal(0.0, unit_sd, bits.shape[1])
+            acc = truth(rows) + bits @ luck + rng.normal(0.0, score_sd, len(rows))
+            for i, (row, a) in enumerate(zip(rows.to_dict("records"), acc)):
+                if j == supernets - 1 and i >= len(rows) - partial:
+                    continue
+                arch = from_flat(row)
+                run.table.append({"trial_id": f"oneshot_{i:05d}_{j}", "status": "ok", "key": arch.key,
+                                  "preset": row["label"] if not row["label"].startswith("#") else "",
+                                  "seed": seed + j, **to_flat(arch), **_cost(arch), "epochs": 0, "inherited": 1,
+                                  "val_acc": round(float(a), 5), "train_seconds": 0.0, "wall_seconds": 1.0})
+    finally:
+        run.close()
+    return Path(path)

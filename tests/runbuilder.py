@@ -63,6 +63,7 @@ def build_run(
     seed_sd: float = 0.02,
     val_size: int | None = 1034,
     accuracy: Callable[[ArchConfig, int, int], float] | None = None,
+    meta: dict | None = None,
 ) -> Path:
     """Write a run directory at `path` with the baselines then `n_sampled` random archs.
 
@@ -72,11 +73,12 @@ def build_run(
     architecture is trained `seeds` times (seeds `seed`, `seed` + 1, ...),
     one row each; `accuracy(config, macs, seed)` replaces the made-up
     accuracy.  `val_size` is recorded as the run's validation size
-    (run.json `data_sizes`; None: not recorded, as in older runs).
+    (run.json `data_sizes`; None: not recorded, as in older runs).  `meta` adds
+    run.json entries (a one-shot run: {"strategy": "oneshot"}, every seed a supernet).
     """
     archs = (list(PRESETS.values()) if baselines else []) + sample_archs(n_sampled, seed)
     rng = random.Random(seed + 1)
-    meta = {
+    meta_ = {
         "name": name or path.name,
         "objectives": list(objectives),
         "directions": [OBJECTIVES[o].direction for o in objectives],
@@ -91,8 +93,9 @@ def build_run(
         "repeats": 1,
     }
     if val_size is not None:
-        meta["val_size"] = val_size
-        meta["data_sizes"] = {"pool": 5170, "train": 5170 - val_size, "val": val_size}
+        meta_["val_size"] = val_size
+        meta_["data_sizes"] = {"pool": 5170, "train": 5170 - val_size, "val": val_size}
+    meta = {**meta_, **(meta or {})}
     run = RunDir.create(Path(path), meta)
     try:
         for i, cfg in enumerate(archs):

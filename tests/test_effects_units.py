@@ -36,3 +36,27 @@ def test_one_supernet_is_refused_and_the_combination_is_the_mean_of_the_per_unit
     assert result.params["mca=0"] == pytest.approx(result.per_unit["mca=0"].mean())
     low, high = result.conf_int()[1]
     assert low < result.params["mca=0"] < high
+
+
+def test_supernets_needed_are_solved_with_the_df_of_each_candidate_count():
+    """With K supernets the test has K − 1 df: the count for a target is the smallest K whose own t quantiles
+    bring the smallest detectable effect under it (scaling the run's K = 3 quantiles would ask for far more)."""
+    from scipy import stats
+
+    from analysis.effects.checks import Resolution
+    from analysis.effects.model import ALPHA, POWER
+
+    unit_sd, n, m = 0.005, 3, 16
+    se = pd.Series(unit_sd / np.sqrt(n), index=[f"mca={i}" for i in range(m)])
+    crit, df = float(stats.t.ppf(1 - ALPHA / (2 * m), n - 1)), n - 1
+    res = Resolution(se=se, mde=(crit + stats.t.ppf(POWER, df)) * se, df=df, crit=crit, n=n, unit="supernets")
+
+    def mde(k: int) -> float:
+        return (stats.t.ppf(1 - ALPHA / (2 * m), k - 1) + stats.t.ppf(POWER, k - 1)) * unit_sd / np.sqrt(k)
+
+    k = res.trainings_for(0.005)
+    assert mde(k) <= 0.005 < mde(k - 1)
+    scaled = int(np.ceil(n * (float(res.mde.median()) / 0.005) ** 2))
+    assert k < scaled / 5
+    archs = Resolution(se=se, mde=res.mde, df=df, crit=crit, n=60)  # architectures: scaled by 1/√n
+    assert archs.trainings_for(0.005) == int(np.ceil(60 * (float(res.mde.median()) / 0.005) ** 2))

@@ -15,7 +15,8 @@ from ..latency_label import latency_source
 from ..load import RunData, load_run
 from .checks import Additivity, Resolution, additivity, inflation, resolution
 from .costs import Placement, base_arch, best_placement, block_costs, choice_cost, latency_fit
-from .model import ALPHA, Design, EffectsError, build_design, effect_table, fit, holm
+from .model import ALPHA, Design, EffectsError, build_design, effect_table, holm
+from .units import fit_run, supernet_design
 
 PROG = "analysis.effects"
 PTS = 100.0  # val_acc is a fraction; people read effects in points
@@ -80,17 +81,26 @@ def analyse(data: RunData, by_stage: bool = False) -> Effects:
     """The whole analysis of a run; EffectsError (a user error) when the run cannot carry the model."""
     if "mca_0" not in data.trials.columns:
         raise EffectsError("the trials table has no mca_0 column: not a placement search")
-    if data.meta.get("strategy") == "oneshot":
-        # Scores of one supernet share its luck: the model on architecture means would be far too sure of
-        # itself (analysis.effects.units measures how much); the per-supernet fit is not wired in here yet.
-        raise EffectsError("this is a one-shot run: its scores share their supernet's luck, and this command does "
-                           "not yet fit effects with the supernet as the unit; it answers standalone runs")
-    design = build_design(data.trials)
-    result = fit(design.X, design.y, design.groups)
+    # Scores of one supernet share its luck: a one-shot run is fitted per supernet (analysis.effects.units).
+    design = supernet_design(data.trials) if one_shot(data) else build_design(data.trials)
+    result = fit_run(design)
     table = _with_costs(design, effect_table(design, result), latency_fit(design))
     stages = stage_table(design, result, table) if by_stage else None
     return Effects(data, design, result, table, resolution(design, result), inflation(design),
                    additivity(design, result), stages)
+
+
+def one_shot(data: RunData) -> bool:
+    return data.meta.get("strategy") == "oneshot"
+
+
+def interval_words(e: Effects) -> str:
+    """How the intervals were computed, for the header and the JSON."""
+    if e.design.units is None:
+        return "95 % t intervals from OLS on the architectures' means (seeds averaged: one architecture counts once)"
+    k = len(set(e.design.units))
+    return (f"95 % t intervals with the supernet as the unit: the model fitted on each of the {k} supernets' "
+            f"scores, then mean ± t({k - 1})·SD/√{k} (a supernet's scores share its luck)")
 
 
 def _pt(v: float, sign: bool = True) -> str:
@@ -140,9 +150,14 @@ def resolving_sentence(e: Effects, target: float = DEFAULT_TARGET) -> str:
     lo, med, hi = r.mde.min(), r.mde.median(), r.mde.max()
     return (f"Resolving power: this run detects a bottleneck effect of {med * PTS:.2f} points with {80} % power "
             f"(median over {len(r.mde)} bottlenecks, {lo * PTS:.2f}–{hi * PTS:.2f}; residual SD "
-            f"{e.additivity.residual_sd * PTS:.2f} points, {r.n} architectures, Holm's first step at α = {ALPHA:g}); "
-            f"a {target:g}-point effect would need about {r.trainings_for(target / PTS):,} architectures (one "
-            "training each) of this design.")
+            f"{e.additivity.residual_sd * PTS:.2f} points, {r.n} {r.unit}, Holm's first step at α = {ALPHA:g}); "
+            f"a {target:g}-point effect would need about {r.trainings_for(target / PTS):,} {_units_needed(r)}.")
+
+
+def _units_needed(r) -> str:
+    if r.unit == "supernets":
+        return "supernets, each scoring these architectures"
+    return "architectures (one training each) of this design"
 
 
 def design_sentence(e: Effects) -> str:
@@ -184,10 +199,12 @@ def note_lines(e: Effects) -> list[str]:
 
 def report_text(e: Effects, target: float = DEFAULT_TARGET, placement: Placement | None = None) -> str:
     d, data = e.design, e.data
-    lines = [f"Which bottlenecks deserve MCA: run {data.name}, {len(d.y)} ok trainings of "
-             f"{len(set(d.groups))} architectures (every seed a row).",
-             f"Effect on val_acc in points against MCA off / the reference level; 95 % intervals from OLS on the "
-             f"architectures' means (seeds averaged: one architecture counts once); * = significant after Holm over the family (the {len(e.resolution.mde)} "
+    rows = ("ok trainings", "every seed a row") if d.units is None else \
+        ("scores inherited from supernets", f"each on {len(set(d.units))} supernets")
+    lines = [f"Which bottlenecks deserve MCA: run {data.name}, {len(d.y)} {rows[0]} of "
+             f"{len(set(d.groups))} architectures ({rows[1]}).",
+             f"Effect on val_acc in points against MCA off / the reference level; {interval_words(e)}; "
+             f"* = significant after Holm over the family (the {len(e.resolution.mde)} "
              f"bottlenecks; each other factor's levels), FWER {ALPHA:g}. Costs: exact MACs and params of the choice; "
              f"latency_ms fitted to the run's latencies ({latency_source(data.meta)}).", "", *effect_lines(e), ""]
     if e.stages is not None:
@@ -222,11 +239,11 @@ def to_json(e: Effects, target: float = DEFAULT_TARGET, placement: Placement | N
     a = e.additivity
     out = {"run": str(e.data.path), "unit": "val_acc (fraction; x100 = points)", "alpha": ALPHA,
            "multiple_comparisons": "Holm (family-wise) over the bottlenecks; within each other factor",
-           "interval": "95 % t, OLS on architecture means (seeds averaged)", "trainings": len(e.design.y),
+           "interval": interval_words(e), "trainings": len(e.design.y),
            "architectures": len(set(e.design.groups)), "references": e.design.references, "effects": records,
            "resolving_power": {"mde_median": float(e.resolution.mde.median()) if len(e.resolution.mde) else None,
                                "mde": {k: float(v) for k, v in e.resolution.mde.items()}, "power": 0.8,
-                               "target": target / PTS, "trainings_for_target":
+                               "target": target / PTS, "unit": e.resolution.unit, "trainings_for_target":
                                    e.resolution.trainings_for(target / PTS) if len(e.resolution.mde) else None,
                                "sentence": resolving_sentence(e, target)},
            "design": {"inflation": {k: float(v) for k, v in e.inflation.items()}, "sentence": design_sentence(e)},

@@ -6,7 +6,9 @@ run's residual noise σ̂ and its design X, and t_crit is the first step of the
 Holm control (α / m for m bottlenecks, two-sided) — so the statement is the
 worst case of the step-down, and a run with several real effects detects
 somewhat more.  SE shrinks as 1/√n for a design of the same shape, which
-gives the trainings needed for a target effect.
+gives the trainings needed for a target effect.  In a one-shot run the
+unit is the supernet: SE is the spread of the K supernets' effects over √K,
+the test has K − 1 df, and the count needed is of supernets.
 
 Variance inflation.  Against a balanced orthogonal design with the same
 number of trainings (every bit on in half of them, independent of the
@@ -29,7 +31,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .model import ALPHA, POWER, Design, arch_design, fit, holm, split_name
+from .model import ALPHA, POWER, Design, arch_design, holm, split_name
+from .units import fit_run
 
 FOLDS = 5
 
@@ -42,7 +45,8 @@ class Resolution:
     mde: pd.Series
     df: int
     crit: float
-    n: int
+    n: int  # units of replication: architectures (one training each), or supernets for a one-shot run
+    unit: str = "architectures"
 
     def power(self, delta: float, se: float) -> float:
         """Probability the Holm first step calls an effect of size `delta` with standard error `se`."""
@@ -50,9 +54,18 @@ class Resolution:
         return float(stats.t.sf(self.crit - shift, self.df) + stats.t.cdf(-self.crit - shift, self.df))
 
     def trainings_for(self, target: float) -> int:
-        """Architectures (same design shape, one training each) that bring the median smallest detectable
-        effect down to `target`."""
-        return int(np.ceil(self.n * (float(self.mde.median()) / target) ** 2))
+        """Units (architectures of the same design shape, one training each; or supernets each scoring
+        the run's architectures) that bring the median smallest detectable effect down to `target`.
+
+        With supernets the test's df is K − 1, so few units pay twice (SE and the t quantiles): the count
+        is solved with the df of each candidate K, not scaled from the run's own critical value."""
+        if self.unit != "supernets":
+            return int(np.ceil(self.n * (float(self.mde.median()) / target) ** 2))
+        unit_sd = float(self.se.median()) * np.sqrt(self.n)  # one supernet's effect SD
+        k = np.arange(2, 1_000_001)
+        m = max(len(self.se), 1)
+        mde = (stats.t.ppf(1 - ALPHA / (2 * m), k - 1) + stats.t.ppf(POWER, k - 1)) * unit_sd / np.sqrt(k)
+        return int(k[np.argmax(mde <= target)]) if (mde <= target).any() else int(k[-1])
 
 
 def mca_names(X: pd.DataFrame) -> list[str]:
@@ -67,14 +80,14 @@ def xtx_inverse_diagonal(X: pd.DataFrame) -> pd.Series:
 def resolution(design: Design, result) -> Resolution:
     """The run's resolving power for the bottleneck family (see the module docstring)."""
     names = mca_names(design.X)
-    X = arch_design(design.X, design.groups)
-    diag = xtx_inverse_diagonal(X)[names]
-    se = np.sqrt(float(result.scale) * diag)
+    se = result.bse[names]  # σ̂·√[(XᵀX)⁻¹]ᵢᵢ on architecture means; sd/√K over supernets for a one-shot run
     df = int(result.df_resid)
     m = max(len(names), 1)
     crit = float(stats.t.ppf(1 - ALPHA / (2 * m), df))
     mde = (crit + float(stats.t.ppf(POWER, df))) * se
-    return Resolution(se=se, mde=mde, df=df, crit=crit, n=len(X))
+    if design.units is not None:
+        return Resolution(se=se, mde=mde, df=df, crit=crit, n=len(set(design.units)), unit="supernets")
+    return Resolution(se=se, mde=mde, df=df, crit=crit, n=len(set(design.groups)))
 
 
 def inflation(design: Design) -> pd.Series:
@@ -105,7 +118,7 @@ def _interaction(design: Design, a: str, b: str) -> dict | None:
     X = design.X.assign(_ab=product)
     if np.linalg.matrix_rank(X.to_numpy(dtype=float)) < X.shape[1]:
         return None
-    res = fit(X, design.y, design.groups)
+    res = fit_run(design, X)
     low, high = np.asarray(res.conf_int(alpha=ALPHA))[-1]
     return {"pair": f"{a.split('=')[1]}x{b.split('=')[1]}", "interaction": float(res.params.iloc[-1]),
             "low": float(low), "high": float(high), "p": float(res.pvalues.iloc[-1]),

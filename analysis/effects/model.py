@@ -61,6 +61,7 @@ class Design:
     references: dict[str, str]
     dropped: dict[str, str] = field(default_factory=dict)
     excluded: dict[str, int] = field(default_factory=dict)  # reason -> trainings left out of the fit
+    units: np.ndarray | None = None  # one-shot runs: the supernet (seed) of every row, the unit of replication
 
 
 def column_name(factor: str, level: str) -> str:

@@ -23,7 +23,29 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .model import ALPHA, Design, EffectsError, fit
+from .model import ALPHA, Design, EffectsError, build_design, fit, ok_rows
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """One linear combination of the effects over K units: the attributes statsmodels' `t_test` result offers."""
+
+    value: float
+    se: float
+    df: int
+
+    @property
+    def effect(self) -> np.ndarray:
+        return np.array([self.value])
+
+    @property
+    def pvalue(self) -> np.ndarray:
+        t = abs(self.value) / self.se if self.se > 0 else np.inf
+        return np.array([2 * stats.t.sf(t, self.df)])
+
+    def conf_int(self, alpha: float = ALPHA) -> np.ndarray:
+        half = stats.t.ppf(1 - alpha / 2, self.df) * self.se
+        return np.array([[self.value - half, self.value + half]])
 
 
 @dataclass(frozen=True)
@@ -34,6 +56,7 @@ class UnitFit:
     bse: pd.Series
     df_resid: int  # K - 1
     per_unit: pd.DataFrame  # one row of effects per unit
+    scale: float  # residual variance of one unit's scores around its own fit (mean over the units)
 
     @property
     def tvalues(self) -> pd.Series:
@@ -47,6 +70,11 @@ class UnitFit:
         half = stats.t.ppf(1 - alpha / 2, self.df_resid) * self.bse.to_numpy()
         return np.column_stack([self.params.to_numpy() - half, self.params.to_numpy() + half])
 
+    def t_test(self, c: np.ndarray) -> Contrast:
+        """The contrast `c` (one row) on every unit's fit, combined like the effects: mean, sd/√K, K−1 df."""
+        values = self.per_unit.to_numpy() @ np.asarray(c, dtype=float).ravel()
+        return Contrast(float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values))), self.df_resid)
+
 
 def fit_by_unit(X: pd.DataFrame, y: np.ndarray, groups: np.ndarray, units: np.ndarray) -> UnitFit:
     """The model fitted on each unit's rows (`units`: e.g. the supernet seed of every row), then combined.
@@ -58,14 +86,41 @@ def fit_by_unit(X: pd.DataFrame, y: np.ndarray, groups: np.ndarray, units: np.nd
     if len(labels) < 2:
         raise EffectsError(f"the scores come from {len(labels)} supernet(s): effects with intervals need at least "
                            "2 (a supernet is one unit of replication; its subnets share its luck)")
-    per_unit = []
+    per_unit, scales = [], []
     for label in labels:
         rows = units == label
         result = fit(X[rows].reset_index(drop=True), y[rows], groups[rows])
         per_unit.append(result.params.rename(label))
+        scales.append(float(result.scale))
     table = pd.DataFrame(per_unit)
     k = len(table)
-    return UnitFit(table.mean(), table.std(ddof=1) / np.sqrt(k), k - 1, table)
+    return UnitFit(table.mean(), table.std(ddof=1) / np.sqrt(k), k - 1, table, float(np.mean(scales)))
+
+
+def supernet_design(trials: pd.DataFrame) -> Design:
+    """The design of a one-shot run, its supernet seed the unit of every row.
+
+    Only architectures scored on every supernet enter: a unit's fit must see the
+    same architectures as the others', or the units would answer different
+    questions (a search stopped mid-handout leaves some scored on fewer).
+    """
+    rows = ok_rows(trials)
+    k = rows["seed"].nunique()
+    partial = rows["key"].map(rows.groupby("key")["seed"].nunique()) < k
+    design = build_design(rows[~partial])
+    if partial.any():
+        design.excluded[f"scored on fewer than all {k} supernets (the search stopped before the rest)"] = \
+            int(partial.sum())
+    design.units = design.rows["seed"].to_numpy()
+    return design
+
+
+def fit_run(design: Design, X: pd.DataFrame | None = None):
+    """The run's fit of `X` (default the design's): OLS on architecture means, or per supernet for a one-shot run."""
+    X = design.X if X is None else X
+    if design.units is None:
+        return fit(X, design.y, design.groups)
+    return fit_by_unit(X, design.y, design.groups, design.units)
 
 
 def simulate_units(runs: int, *, supernets: int = 3, archs: int = 200, unit_sd: float = 0.005,
@@ -112,4 +167,4 @@ def simulate_units(runs: int, *, supernets: int = 3, archs: int = 200, unit_sd: 
     return pd.concat(out, ignore_index=True)
 
 
-__all__ = ["UnitFit", "fit_by_unit", "simulate_units"]
+__all__ = ["Contrast", "UnitFit", "fit_by_unit", "fit_run", "simulate_units", "supernet_design"]

@@ -72,8 +72,30 @@ def one_supernet(job: dict) -> dict:
     train_s = time.process_time() - start
     start = time.process_time()
     scores = score_subnets(trained.supernet, job["archs"], data, budget, job["seed"], bn_images=job["bn_images"])
-    return {"seed": job["seed"], "scores": scores, "train_s": train_s, "score_s": time.process_time() - start,
-            "curve": trained.val_accs, "status": trained.status}
+    score_s = time.process_time() - start
+    again = rescore(trained.supernet, job["archs"][:job["rescore"]], data, budget, job["seed"], job["bn_images"])
+    return {"seed": job["seed"], "scores": scores, "train_s": train_s, "score_s": score_s,
+            "curve": trained.val_accs, "status": trained.status, "again": again}
+
+
+def rescore(net, archs: list[ArchConfig], data, budget, seed: int, bn_images: int) -> list[float]:
+    """The same architectures scored on the same supernet and validation split, with BatchNorm re-estimated
+    on the next `bn_images` training images (disjoint from the first scoring's): the scoring's own noise."""
+    import torch
+
+    from trainer.loader import DeviceLoader
+    from trainer.loop import EVAL_BATCH
+    from trainer.proxy import proxy_split, training_loaders
+    from trainer.supernet import score
+
+    if not archs:
+        return []
+    _, val, _ = training_loaders(data, budget, seed, torch.device("cpu"), "val", bn_images=bn_images,
+                                 with_training=False)
+    idx = proxy_split(data, budget, seed)[0][bn_images:2 * bn_images]
+    bn = DeviceLoader(data.train_images[idx], data.train_labels[idx], EVAL_BATCH, torch.device("cpu"), train=False,
+                      seed=seed, channels_last=budget.channels_last)
+    return [score(net, arch, budget, bn, val) for arch in archs]
 
 
 def design(archs: list[ArchConfig], space: SearchSpace) -> np.ndarray:
@@ -106,13 +128,16 @@ def main() -> int:
     p.add_argument("--val-size", type=int, default=None)
     p.add_argument("--bn-images", type=int, default=512)
     p.add_argument("--path-sampling", default="fair", choices=("fair", "uniform", "sandwich"))
+    p.add_argument("--rescore", type=int, default=0,
+                   help="score the first N architectures again with BN on a disjoint image set (scoring noise)")
     p.add_argument("--out", default=str(DATA / "oneshot_fidelity.txt"))
     args = p.parse_args()
 
     space = SearchSpace()
     archs = menu_sample(space, args.archs, seed=0)
     jobs = [{"data": args.data, "seed": seed, "epochs": args.epochs, "train_size": args.train_size,
-             "val_size": args.val_size, "bn_images": args.bn_images, "sampling": args.path_sampling, "archs": archs}
+             "val_size": args.val_size, "bn_images": args.bn_images, "sampling": args.path_sampling, "archs": archs,
+             "rescore": args.rescore}
             for seed in range(args.supernets)]
     started = time.time()
     with mp.get_context("spawn").Pool(min(len(jobs), mp.cpu_count())) as pool:
@@ -129,6 +154,15 @@ def main() -> int:
                      f"{' '.join(f'{a:.3f}' for a in r['curve'])}; train {r['train_s'] / 3600:.2f} CPU-h, "
                      f"scoring {r['score_s']:.0f} CPU-s ({r['score_s'] / len(archs):.2f} s per architecture); "
                      f"scores {np.mean(r['scores']):.3f} mean, {np.std(r['scores']):.3f} SD")
+    for r in results:
+        if r["again"]:
+            n = len(r["again"])
+            tau = kendall_tau(r["scores"][:n], r["again"])
+            lo, hi = bootstrap_interval(kendall_tau, r["scores"][:n], r["again"])
+            diff = np.asarray(r["scores"][:n]) - np.asarray(r["again"])
+            lines.append(f"  supernet seed {r['seed']} scored twice (BN on disjoint {args.bn_images}-image sets, same "
+                         f"validation split): Kendall tau {tau:+.2f} [{lo:+.2f}, {hi:+.2f}] over {n} architectures; "
+                         f"score difference SD {np.std(diff, ddof=1) * 100:.2f} points")
     for a, b in itertools.combinations(results, 2):
         tau = kendall_tau(a["scores"], b["scores"])
         lo, hi = bootstrap_interval(kendall_tau, a["scores"], b["scores"])

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from cli_kit import Parser, UserError, require_at_least, run_main
 from record.rundir import CONFIRM_FILE, CONFIRM_TABLE_FILE, AppendTable, open_confirm
-from search.ray_runner import job_of
+from search.watchdog import job_of
 from search.retrain import (RetrainWriter, add_execution_flags, again_command, checked_data, execution_of, locked_table,
                             run_recipe, train_jobs, with_run_backend)
 

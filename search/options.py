@@ -227,8 +227,10 @@ FLAGS: tuple[Flag, ...] = (
          "(default: derived from the run's measured epoch times, at least 600)", None, float, check=positive,
          metavar="S"),
     Flag("dashboard", "execution", "start the Ray dashboard with a local cluster (default on)", True, kind="bool"),
-    Flag("dashboard_port", "execution", "port of the local Ray dashboard (on 127.0.0.1; default {default})",
-         8265, int),
+    Flag("dashboard_port", "execution", "port of the local Ray dashboard on 127.0.0.1 (default: 8265, or the "
+         "next free port where another search holds it; a named port that is taken is refused)", None, int,
+         check=lambda v: None if v is None or 1 <= v <= 65535 else f"{FLAG} must be a TCP port (1-65535), got {v}",
+         metavar="PORT"),
 )
 BY_NAME = {f.name: f for f in FLAGS}
 SEARCH_SETTINGS = tuple(f.name for f in FLAGS if f.stored == SEARCH)
@@ -306,7 +308,7 @@ class Options:
     max_restarts: int
     trial_timeout: float | None  # None: derived from the run's epoch times (search.ray_runner.Watchdog)
     dashboard: bool
-    dashboard_port: int
+    dashboard_port: int | None  # None: the first free port from 8265 (search.ray_runner.dashboard_ports)
     budget_overrides: dict[str, Any] = field(default_factory=dict)
     explicit: frozenset[str] = frozenset()  # the flags the user gave
 

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import threading
 import warnings
 from dataclasses import dataclass
@@ -25,11 +26,13 @@ from ray.tune.stopper import Stopper
 
 from cli_kit import Interrupted, UserError, sigterm_interrupts
 from record.rundir import ACCURACY_STATUSES
-from search.watchdog import Watchdog, error_line, job_of
+from search.watchdog import Watchdog, error_line
 
 if TYPE_CHECKING:  # the trainable imports torch and the trainer: only where a training is set up
     from search.trainable import TrialContext
 
+DASHBOARD_PORT = 8265  # Ray's own default; where a second search on the machine holds it, the next free port
+DASHBOARD_TRIES = 50
 # Tune statuses a trainable reports at its end; anything else ended it early (see FinishedTrainings).
 FINAL_STATUSES = ("ok", "diverged")
 
@@ -47,7 +50,7 @@ class Execution:
     max_restarts: int = 3  # restarts after a lost node, worker or actor; then the training is "lost"
     trial_timeout: float | None = None  # None: derived from the run's epoch times (Watchdog)
     dashboard: bool = False  # the Ray dashboard of a local cluster, on 127.0.0.1
-    dashboard_port: int = 8265
+    dashboard_port: int | None = None  # None: DASHBOARD_PORT, or the next free one (another search holds it)
 
     @property
     def device(self) -> str:
@@ -109,11 +112,47 @@ def _start(execution: Execution) -> None:
             raise UserError(f"cannot join the Ray cluster at --address {execution.address}: {exc}{hint}") from None
         print(f"joined Ray cluster at {execution.address}", flush=True)
         return
-    ctx = ray.init(address="local",  # a new local cluster, even where `ray start` left one running
-                   include_dashboard=execution.dashboard, dashboard_host="127.0.0.1",
-                   dashboard_port=execution.dashboard_port, **quiet)
-    if execution.dashboard and ctx.dashboard_url:
-        print(f"Ray dashboard: http://{ctx.dashboard_url}", flush=True)
+    # Ray binds a dashboard port even without the dashboard (its job and agent API): a free one for every
+    # local cluster, or a second command beside a search prints Ray's raw "Failed to bind" ERROR line.
+    for port in dashboard_ports(execution.dashboard_port):
+        try:
+            ctx = ray.init(address="local",  # a new local cluster, even where `ray start` left one running
+                           include_dashboard=execution.dashboard, dashboard_host="127.0.0.1", dashboard_port=port,
+                           **quiet)
+        except ValueError as exc:  # "Failed to bind to 127.0.0.1:P": taken between our check and Ray's bind
+            ray.shutdown()
+            if "bind" not in str(exc) or execution.dashboard_port is not None:
+                raise UserError(f"cannot start the Ray dashboard on 127.0.0.1:{port}: {exc}") from None
+            continue
+        if execution.dashboard and ctx.dashboard_url:
+            print(f"Ray dashboard: http://{ctx.dashboard_url}", flush=True)
+        return
+    raise UserError(f"no free port for the Ray dashboard in {DASHBOARD_PORT}-{DASHBOARD_PORT + DASHBOARD_TRIES - 1} "
+                    "on 127.0.0.1: name one with --dashboard-port, or --no-dashboard")
+
+
+def port_free(port: int) -> bool:
+    """Whether a TCP port on 127.0.0.1 can be bound now."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def dashboard_ports(named: int | None) -> Iterator[int]:
+    """The dashboard's port: the one the user named (taken: a user error, before Ray starts), else the first
+    free one from DASHBOARD_PORT — so searches, confirmations and fidelity runs side by side each get their own."""
+    if named is not None:
+        if not port_free(named):
+            raise UserError(f"--dashboard-port {named} is taken on 127.0.0.1 (another search's dashboard?): name a "
+                            "free port, or leave the flag out to take the next free one")
+        yield named
+        return
+    for port in range(DASHBOARD_PORT, DASHBOARD_PORT + DASHBOARD_TRIES):
+        if port_free(port):
+            yield port
 
 
 def _quiet_cluster_errors() -> None:

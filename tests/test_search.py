@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -138,18 +139,50 @@ def test_a_worker_killed_for_memory_restarts_then_is_lost_with_the_reason(cifar_
 
 
 @pytest.mark.e2e
-def test_same_seed_same_architectures(ray_cluster, cifar_dir, tmp_path):
-    # Both searches at once on the cluster: what they propose depends on the seed, not on what runs beside.
+def test_two_searches_side_by_side_each_with_its_own_dashboard_propose_by_seed(cifar_dir, tmp_path):
+    """Two searches started together on one machine, each its own local Ray: both finish, each dashboard on
+    its own port (the first free from 8265), no raw Ray ERROR line; what they propose depends on the seed,
+    not on what runs beside."""
     procs = {name: _start(smoke_args(cifar_dir, tmp_path, name, "--trials", "3", "--no-baselines", "--seed", "7",
                                      "--max-concurrent", "1", "--objectives", "val_acc,macs", "--epochs", "1",
-                                     "--train-size", "256", "--address", ray_cluster)) for name in ("a", "b")}
-    keys = []
+                                     "--train-size", "256")) for name in ("a", "b")}
+    keys, dashboards = [], []
     for name, proc in procs.items():
         out, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, err[-3000:]
+        assert proc.returncode == 0, out[-3000:] + err[-3000:]
         keys.append([r["key"] for r in read_rows(tmp_path / name)])
+        dashboards += re.findall(r"^Ray dashboard: http://127\.0\.0\.1:(\d+)$", out, re.M)
+        assert not re.search(r"\bERROR\b", out + err) and "Traceback" not in out + err, out[-2000:] + err[-2000:]
+    assert len(dashboards) == 2 and dashboards[0] != dashboards[1] and min(map(int, dashboards)) >= 8265, dashboards
     assert keys[0] == keys[1]
     assert len(set(keys[0])) == 3
+
+
+def test_a_taken_dashboard_port_is_one_line_before_ray_starts(cifar_dir, tmp_path):
+    """A port the user named and another program holds: one line, exit 2, nothing written (no Ray started)."""
+    storage = tmp_path / "runs"
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        done = in_process("search.run", "--data-dir", str(cifar_dir), "--storage-path", str(storage),
+                          "--dashboard-port", str(port))
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"--dashboard-port {port} is taken on 127.0.0.1" in lines[0], done.stderr
+    assert list(storage.glob("*")) == []
+
+
+def test_the_dashboard_takes_the_next_free_port_where_the_default_is_held(monkeypatch):
+    from search import ray_runner
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        monkeypatch.setattr(ray_runner, "DASHBOARD_PORT", port)
+        chosen = next(ray_runner.dashboard_ports(None))
+        assert chosen > port and ray_runner.port_free(chosen) and not ray_runner.port_free(port)
 
 
 @pytest.mark.parametrize(

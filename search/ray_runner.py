@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the trainable imports torch and the trainer: only where a t
 
 DASHBOARD_PORT = 8265  # Ray's own default; where a second search on the machine holds it, the next free port
 DASHBOARD_TRIES = 50
+BIND_ERRORS = ("Failed to bind", "address already in use", "valid port")  # what Ray says of a taken port
 # Tune statuses a trainable reports at its end; anything else ended it early (see FinishedTrainings).
 FINAL_STATUSES = ("ok", "diverged")
 
@@ -113,22 +114,39 @@ def _start(execution: Execution) -> None:
         print(f"joined Ray cluster at {execution.address}", flush=True)
         return
     # Ray binds a dashboard port even without the dashboard (its job and agent API): a free one for every
-    # local cluster, or a second command beside a search prints Ray's raw "Failed to bind" ERROR line.
-    for port in dashboard_ports(execution.dashboard_port):
-        try:
-            ctx = ray.init(address="local",  # a new local cluster, even where `ray start` left one running
-                           include_dashboard=execution.dashboard, dashboard_host="127.0.0.1", dashboard_port=port,
-                           **quiet)
-        except ValueError as exc:  # "Failed to bind to 127.0.0.1:P": taken between our check and Ray's bind
-            ray.shutdown()
-            if "bind" not in str(exc) or execution.dashboard_port is not None:
-                raise UserError(f"cannot start the Ray dashboard on 127.0.0.1:{port}: {exc}") from None
-            continue
-        if execution.dashboard and ctx.dashboard_url:
-            print(f"Ray dashboard: http://{ctx.dashboard_url}", flush=True)
-        return
+    # local cluster, or a second command beside a search prints Ray's raw "Failed to bind" ERROR line.  Two
+    # commands started together would both see the same port free: the choice and Ray's start (which returns
+    # once the port is bound) happen under one machine-wide lock.
+    with _starting_lock():
+        for port in dashboard_ports(execution.dashboard_port):
+            try:
+                ctx = ray.init(address="local",  # a new local cluster, even where `ray start` left one running
+                               include_dashboard=execution.dashboard, dashboard_host="127.0.0.1",
+                               dashboard_port=port, **quiet)
+            except Exception as exc:  # another program took the port between our check and Ray's bind
+                ray.shutdown()
+                if not any(w in str(exc) for w in BIND_ERRORS):
+                    raise
+                if execution.dashboard_port is not None:
+                    raise UserError(f"--dashboard-port {port} was taken on 127.0.0.1 as Ray started: name a free "
+                                    "port, or leave the flag out to take the next free one") from None
+                continue
+            if execution.dashboard and ctx.dashboard_url:
+                print(f"Ray dashboard: http://{ctx.dashboard_url}", flush=True)
+            return
     raise UserError(f"no free port for the Ray dashboard in {DASHBOARD_PORT}-{DASHBOARD_PORT + DASHBOARD_TRIES - 1} "
                     "on 127.0.0.1: name one with --dashboard-port, or --no-dashboard")
+
+
+@contextlib.contextmanager
+def _starting_lock() -> Iterator[None]:
+    """One local Ray start at a time on this machine (a lock file in the temp dir; a crash releases it)."""
+    import fcntl
+    import tempfile
+
+    with open(Path(tempfile.gettempdir()) / "ghostnas-ray-start.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def port_free(port: int) -> bool:

@@ -219,6 +219,10 @@ def main(out: Path, cifar: str) -> int:
 
     out.mkdir(parents=True, exist_ok=True)
     temp_dir = Path(f"/tmp/rayf-{os.getpid()}")  # short: Ray's socket paths live under it
+    # Ray's Cluster writes the head's address to <RAY_TMPDIR or /tmp>/ray/ray_current_cluster without creating
+    # the folder: on a fresh machine, before any other Ray ran, that was FileNotFoundError.  The scenario's own.
+    os.environ["RAY_TMPDIR"] = str(temp_dir)
+    (temp_dir / "ray").mkdir(parents=True, exist_ok=True)
     cluster = Cluster(initialize_head=True, connect=False, head_node_args={
         "num_cpus": 0, "include_dashboard": False, "temp_dir": str(temp_dir)})
     workers: dict = {}

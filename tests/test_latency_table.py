@@ -12,10 +12,13 @@ import subprocess
 import sys
 import threading
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from commands import in_process
 from space import N_BLOCKS, PRESETS, ArchConfig, SearchSpace, build_model
@@ -143,6 +146,26 @@ def test_flipping_one_mca_bit_changes_exactly_that_blocks_entry(small_table):
         assert changed == [i + 1], (i, changed)  # position 0 of the breakdown is the stem
         assert ("mca=-" in a[i + 1][0]) != ("mca=-" in b[i + 1][0])
         assert predict_latency(after, table) - predict_latency(before, table) == pytest.approx(b[i + 1][1] - a[i + 1][1])
+
+
+@settings(max_examples=12, deadline=None, derandomize=True)  # each example builds 3 networks' block lists
+@given(st.lists(st.booleans(), min_size=N_BLOCKS, max_size=N_BLOCKS), st.integers(0, N_BLOCKS - 1))
+def test_the_sum_rule_holds_for_any_placement_and_a_block_costs_its_own_entry(small_table, bits, i):
+    """Hypothesis over placements: prediction = the blocks' medians + the constant, and MCA on one bottleneck
+    changes the prediction by exactly that bottleneck's entries (on minus off), whatever the rest holds."""
+    table = _loaded(small_table)
+    arch = ArchConfig(mca=tuple(bits))
+    expected = sum(table.entries[k]["median_ms"] for k in block_keys(arch)) + table.data["overhead"]["constant_ms"]
+    assert predict_latency(arch, table) == pytest.approx(expected, rel=1e-12)
+    on, off = (ArchConfig(mca=tuple(b if j != i else v for j, b in enumerate(bits))) for v in (True, False))
+    entry_on, entry_off = block_keys(on)[i + 1], block_keys(off)[i + 1]  # position 0 is the stem
+    assert predict_latency(on, table) - predict_latency(off, table) == pytest.approx(
+        table.entries[entry_on]["median_ms"] - table.entries[entry_off]["median_ms"], abs=1e-9)
+
+
+@lru_cache(maxsize=None)
+def _loaded(path: Path) -> LatencyTable:
+    return LatencyTable.load(path)
 
 
 def test_missing_entries_are_named(small_table):

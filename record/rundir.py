@@ -342,6 +342,11 @@ def read_meta(path: Path) -> dict[str, Any]:
                           f"{path} is not a run directory") from None
     if not isinstance(meta, dict):
         raise RunDirError(f"{run_file} does not hold a JSON object; {path} is not a run directory")
+    version = meta.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > RUN_VERSION:
+        # Its tables may hold columns or meanings this version would misread: refused, never half-read.
+        raise RunDirError(f"{path} was written by a newer version of this tool (run.json version {version}; this "
+                          f"one reads up to {RUN_VERSION}): upgrade ghostnas to read or resume it")
     return meta
 
 
@@ -383,7 +388,11 @@ class RunDir:
         if path.exists() and any(path.iterdir()):
             raise RunDirError(f"run directory {path} already exists; use --resume to continue it "
                               "or --name to start another")
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunDirError(f"cannot create run directory {path} ({exc.strerror or exc}); choose another "
+                              "--storage-path") from None
         lock = _acquire_lock(path)
         meta = {"version": RUN_VERSION, **meta, "created": utc_now(), "attempts": 0}
         _write_json_atomic(path / RUN_FILE, meta)
@@ -395,7 +404,8 @@ class RunDir:
             raise RunDirError(f"no search run to resume at {path} (no {RUN_FILE}); check --name and --storage-path")
         meta = read_meta(path)
         if meta.get("version") != RUN_VERSION:
-            raise RunDirError(f"{path} was written by another version of this tool")
+            raise RunDirError(f"{path} was written by another version of this tool (run.json version "
+                              f"{meta.get('version')!r}, this one writes {RUN_VERSION}): it cannot be resumed here")
         lock = _acquire_lock(path)
         try:
             table = TrialsTable.open(path / TRIALS_FILE, run_seed=int(meta.get("seed", 0)))
@@ -416,7 +426,11 @@ class RunDir:
 
 def _acquire_lock(path: Path):
     """One search process per run directory: a second one would corrupt the table."""
-    handle = open(path / LOCK_FILE, "w")
+    try:
+        handle = open(path / LOCK_FILE, "w")
+    except OSError as exc:  # a read-only file system, a directory of another user: nothing is written or lost
+        raise RunDirError(f"cannot write in run directory {path} ({exc.strerror or exc}): a search writes its "
+                          "tables there; copy the run to a writable place and use --storage-path") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

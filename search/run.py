@@ -70,10 +70,28 @@ def prepare(opts: Options) -> Plan:
 
 def _open_stored(opts: Options) -> RunDir | None:
     if opts.resume:
-        return RunDir.open(opts.run_path)
+        rundir = RunDir.open(opts.run_path)
+        try:
+            _repair_study(rundir)
+        except BaseException:
+            rundir.close()
+            raise
+        return rundir
     if opts.run_path.exists() and any(opts.run_path.iterdir()):
         raise UserError(f"run directory {opts.run_path} already exists; use --resume to continue it or another --name")
     return None
+
+
+def _repair_study(rundir: RunDir) -> None:
+    """A damaged study.db set aside (search.study.repair_study), said in the terminal and in events.log."""
+    from record.rundir import STUDY_FILE, utc_now
+    from search.study import repair_study
+
+    note = repair_study(rundir.path / STUDY_FILE)
+    if note is not None:
+        print(note, flush=True)
+        with open(rundir.events_path, "a") as f:
+            f.write(f"{utc_now()} {note}\n")
 
 
 def _search_space(opts: Options):

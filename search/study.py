@@ -7,8 +7,14 @@ has one row per training.
 """
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import warnings
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Sequence
+
+from cli_kit import UserError
 
 import optuna
 
@@ -38,3 +44,46 @@ def open_study(storage_url: str, objectives: Sequence[str], directions: Sequence
         study.set_user_attr("trial_values", TRIAL_VALUES)
         save_note(study, "## What a trial is\n\n" + TRIAL_VALUES)
     return study
+
+
+def repair_study(path: Path, wait_s: float = 10.0) -> str | None:
+    """Check a resumed run's study.db before anything uses it; a damaged one is set aside and rebuilt.
+
+    The rule: trials.csv is the record, the study only the sampler's memory of it.  A study.db that
+    SQLite cannot read (truncated by a full disk or a copy cut short, overwritten, not a database) is
+    renamed to `study.db.damaged-<UTC time>` (kept, never deleted) and the resumed search starts a fresh
+    study, which `search.searcher.reconcile_study` fills with every finished architecture of the table
+    before the sampler proposes anything.  Returns the sentence saying so (None: nothing to repair).  A
+    study another program holds locked is a one-line UserError: nothing is changed.
+    """
+    if not path.exists():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=wait_s)) as con:
+            check = con.execute("PRAGMA quick_check").fetchall()
+            con.execute("SELECT count(*) FROM studies").fetchall()
+        if check != [("ok",)]:
+            raise sqlite3.DatabaseError(f"integrity check: {check[0][0]}")
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc):
+            raise UserError(f"{path} is locked by another program (optuna-dashboard, another search?): close it "
+                            "and resume") from None
+        return _set_aside(path, exc)
+    except sqlite3.DatabaseError as exc:
+        return _set_aside(path, exc)
+    return None
+
+
+def _set_aside(path: Path, exc: Exception) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    aside = path.with_name(f"{path.name}.damaged-{stamp}")
+    n = 1
+    while aside.exists():  # set aside twice within a second: never overwrite the first
+        aside, n = path.with_name(f"{path.name}.damaged-{stamp}-{n}"), n + 1
+    path.replace(aside)
+    for suffix in ("-journal", "-wal", "-shm"):  # SQLite's side files belong to the damaged database
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            side.replace(aside.with_name(aside.name + suffix))
+    return (f"{path.name} could not be read ({exc}): kept as {aside.name}; the search rebuilds its study from "
+            "trials.csv (every finished training is kept)")

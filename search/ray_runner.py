@@ -113,10 +113,19 @@ def _start(execution: Execution) -> None:
             raise UserError(f"cannot join the Ray cluster at --address {execution.address}: {exc}{hint}") from None
         print(f"joined Ray cluster at {execution.address}", flush=True)
         return
-    # Ray binds a dashboard port even without the dashboard (its job and agent API): a free one for every
-    # local cluster, or a second command beside a search prints Ray's raw "Failed to bind" ERROR line.  Two
-    # commands started together would both see the same port free: the choice and Ray's start (which returns
-    # once the port is bound) happen under one machine-wide lock.
+    _start_local(execution, quiet)
+
+
+def _start_local(execution: Execution, quiet: dict[str, Any]) -> None:
+    """A new local Ray, its dashboard port free (the named one, or the first free from DASHBOARD_PORT).
+
+    Ray binds a dashboard port even without the dashboard (its job and agent API): a free one for every
+    local cluster, or a second command beside a search prints Ray's raw "Failed to bind" ERROR line.  Two
+    commands started together would both see the same port free: the choice and Ray's start (which returns
+    once the port is bound) happen under one machine-wide lock.
+    """
+    import ray
+
     with _starting_lock():
         for port in dashboard_ports(execution.dashboard_port):
             try:

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from analysis.effects.model import EffectsError
-from analysis.effects.units import fit_by_unit, simulate_units
+from analysis.effects.sim import simulate_units
+from analysis.effects.units import fit_by_unit
 
 
 def test_intervals_with_the_supernet_as_unit_cover_and_rows_as_trainings_do_not():

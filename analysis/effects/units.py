@@ -12,8 +12,8 @@ The unit of replication is therefore the supernet (DESIGN.md, weight-sharing
 contract): the additive model is fitted once per supernet (`model.fit` on that
 supernet's scores), and the K effect vectors are combined as K independent
 measurements — their mean, its standard error sd/√K and t intervals on K−1
-degrees of freedom.  `simulate_units` plants supernet-level random effects and
-counts how often each interval holds the truth (tests/test_effects_units.py).
+degrees of freedom.  `analysis.effects.sim.simulate_units` plants supernet-level random
+effects and counts how often each interval holds the truth (tests/test_effects_units.py).
 """
 from __future__ import annotations
 
@@ -123,48 +123,4 @@ def fit_run(design: Design, X: pd.DataFrame | None = None):
     return fit_by_unit(X, design.y, design.groups, design.units)
 
 
-def simulate_units(runs: int, *, supernets: int = 3, archs: int = 200, unit_sd: float = 0.005,
-                   score_sd: float = 0.01, designs: int = 10, seed: int = 0) -> pd.DataFrame:
-    """Coverage of the 95 % intervals on planted data where each supernet adds its own effect vector.
-
-    Each simulated run scores the same `archs` architectures (random MCA bits,
-    kernel sets and ratios) on `supernets` supernets: score = planted effects
-    + the supernet's random effect vector (SD `unit_sd` per effect) + noise
-    (SD `score_sd`).  Returns one row per run and effect with the truth and
-    whether each fit's interval covered it: `by_unit` (this module) and
-    `as_rows` (every score as an independent training, what not to do).
-    The architectures are `designs` QMC designs, reused with fresh luck.
-    """
-    from .model import build_design, effect_table
-    from .sim import qmc_design, true_effect, truth
-
-    rng = np.random.default_rng(seed)
-    layouts = []
-    for d in range(designs):
-        rows = qmc_design(archs, seed=seed + d, baseline_seeds=1)
-        rows = rows[rows["ratio"] != 1].reset_index(drop=True)  # the CNN is outside a supernet's menu
-        layouts.append(build_design(rows.assign(val_acc=truth(rows))))
-    out = []
-    for run in range(runs):
-        design0 = layouts[run % designs]
-        X = design0.X
-        unit_effects = rng.normal(0.0, unit_sd, (supernets, X.shape[1]))
-        ys, units, groups = [], [], []
-        for j in range(supernets):
-            ys.append(truth(design0.rows) + X.to_numpy() @ unit_effects[j] + rng.normal(0, score_sd, len(X)))
-            units.append(np.full(len(X), j))
-            groups.append(design0.groups)
-        Xs = pd.concat([X] * supernets, ignore_index=True)
-        y, unit, group = np.concatenate(ys), np.concatenate(units), np.concatenate(groups)
-        # As rows: every score an independent observation of its own "architecture".
-        naive_design = Design(design0.rows, Xs, y, np.arange(len(y)), design0.references)
-        for how, result in (("by_unit", fit_by_unit(Xs, y, group, unit)), ("as_rows", fit(Xs, y, np.arange(len(y))))):
-            table = effect_table(naive_design, result)
-            table = table[table["effect"].notna()]
-            tr = np.array([true_effect(f, lv) for f, lv in zip(table["factor"], table["level"])])
-            out.append(pd.DataFrame({"run": run, "how": how, "name": table["factor"] + "=" + table["level"],
-                                     "truth": tr, "covered": (table["low"] <= tr) & (tr <= table["high"])}))
-    return pd.concat(out, ignore_index=True)
-
-
-__all__ = ["Contrast", "UnitFit", "fit_by_unit", "fit_run", "simulate_units", "supernet_design"]
+__all__ = ["Contrast", "UnitFit", "fit_by_unit", "fit_run", "supernet_design"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import threading
@@ -287,6 +288,7 @@ def make_tuner(execution: Execution, ctx: TrialContext, *, name: str, storage_pa
 
     from search.trainable import run_trial
 
+    drop_stale_checkpoints(Path(storage_path))
     concurrent = concurrent_trainings(execution)
     if searcher is not None:
         tune_config = tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=concurrent),
@@ -303,6 +305,23 @@ def make_tuner(execution: Execution, ctx: TrialContext, *, name: str, storage_pa
                                   failure_config=tune.FailureConfig(max_failures=execution.max_restarts),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )
+
+
+def drop_stale_checkpoints(ray_dir: Path) -> int:
+    """Remove the checkpoints earlier attempts left behind (a training a Ctrl-C or a kill cut off); bytes freed.
+
+    Nothing resumes from them: a new attempt (a search, confirmation or fidelity run continued) trains
+    what its table lacks from its first epoch, and a finished training's checkpoints were dropped when it
+    finished (`watchdog.drop_checkpoints`).  A supernet's epochs are the exception — a resumed one-shot
+    search continues each supernet from its last one (`search.oneshot.last_checkpoint`) — and stay.
+    """
+    freed = 0
+    for folder in ray_dir.glob("*/*/checkpoint_*"):
+        if folder.parts[-3].startswith("supernets-") or not folder.is_dir():
+            continue
+        freed += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        shutil.rmtree(folder, ignore_errors=True)
+    return freed
 
 
 class StopOnSignal(Stopper):

@@ -138,3 +138,24 @@ def test_a_torn_last_line_of_confirm_csv_is_skipped_by_readers_and_healed_by_the
     resumed.append(row | {"seed": "1"})
     assert [(r["system"], r["seed"]) for r in read_confirm(path)] == [("ghostnet", "0"), ("ghostnet", "1")]
     assert path.read_text().count("\n") == 3 and "selective_mca" not in path.read_text()
+
+
+def test_checkpoints_no_attempt_can_resume_from_are_removed_and_a_supernets_epochs_stay(tmp_path):
+    """A Ctrl-C'd search, confirmation or fidelity run leaves its running trainings' checkpoints in its
+    experiment folder; the next attempt trains those from their first epoch, so `make_tuner` clears them
+    (a smoke confirmation left 37 MB each time).  A supernet's epochs are what a resumed one-shot search
+    continues from: kept."""
+    from search.ray_runner import drop_stale_checkpoints
+
+    ray = tmp_path / "ray"
+    stale = [ray / "attempt-1" / "run_trial_a" / "checkpoint_000001", ray / "confirm-0" / "run_trial_b" /
+             "checkpoint_000000", ray / "fidelity-2" / "run_trial_c" / "checkpoint_000003"]
+    kept = ray / "supernets-1" / "run_trial_d" / "checkpoint_000002"
+    for folder in (*stale, kept):
+        folder.mkdir(parents=True)
+        (folder / "training.pt").write_bytes(b"x" * 1000)
+    (ray / "attempt-1" / "experiment_state-x.json").write_text("{}")
+    assert drop_stale_checkpoints(ray) == 3000
+    assert not any(f.exists() for f in stale) and (kept / "training.pt").exists()
+    assert (ray / "attempt-1" / "experiment_state-x.json").exists() and (ray / "attempt-1" / "run_trial_a").is_dir()
+    assert drop_stale_checkpoints(ray) == 0

@@ -97,8 +97,13 @@ def violations(source: str, filename: str = "<test>") -> list[str]:
     return found
 
 
+def suite_findings(rule) -> list[str]:
+    """`rule(source, filename)` over every file of the suite."""
+    return [v for path in sorted(TESTS.glob("*.py")) for v in rule(path.read_text(), path.name)]
+
+
 def test_no_test_compares_two_timings():
-    found = [v for path in sorted(TESTS.glob("*.py")) for v in violations(path.read_text(), path.name)]
+    found = suite_findings(violations)
     assert found == [], "\n".join(found)
 
 
@@ -157,7 +162,7 @@ def writes_into_checkout(source: str, filename: str = "<test>") -> list[str]:
 
 
 def test_no_test_writes_into_the_checkout():
-    found = [v for path in sorted(TESTS.glob("*.py")) for v in writes_into_checkout(path.read_text(), path.name)]
+    found = suite_findings(writes_into_checkout)
     assert found == [], "\n".join(found)
 
 

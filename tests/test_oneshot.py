@@ -57,6 +57,11 @@ def test_a_oneshot_search_trains_supernets_resumes_them_and_scores_every_archite
     meta = json.loads((run / "run.json").read_text())
     assert meta["strategy"] == "oneshot" and meta["supernets"] == 2 and meta["attempts"] == 2
     assert "one-shot: every architecture is scored" in done.stdout and " ± " in done.stdout
+    # analysis.effects takes the run through its per-supernet fit (the supernet the unit): 4 architectures are
+    # too few for the additive model, said in one line (tests/test_effects_oneshot.py: a run large enough).
+    effects = in_process("analysis.effects", str(run))
+    err = effects.stderr.strip()
+    assert effects.returncode == 2 and len(err.splitlines()) == 1 and "architectures with an ok training" in err, err
 
     # A supernet file of another menu is refused in one line, and nothing is scored with it.
     other = {"meta": {**saved["meta"], "space": {**saved["meta"]["space"], "ratios": [2, 3]}}, "state_dict": {}}

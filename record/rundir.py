@@ -21,10 +21,12 @@ flat-architecture codec, so a new objective needs no edit here.
 from __future__ import annotations
 
 import csv
+import errno
 import fcntl
 import io
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -103,6 +105,34 @@ def column_types(columns: list[str]) -> dict[str, type]:
 
 class RunDirError(UserError):
     """A user-fixable problem with a run directory (missing, locked, damaged, foreign)."""
+
+
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFull(RunDirError):
+    """A write of the run directory met a full disk (or quota): one line naming the file and the space it needs.
+
+    What was written before stays whole (a table keeps complete lines only, run.json its last version), so
+    the run resumes once space is freed.
+    """
+
+    def __init__(self, path: Path, needed: int) -> None:
+        try:
+            free = shutil.disk_usage(path.parent).free
+        except OSError:
+            free = 0
+        super().__init__(f"no space left to write {path} ({_size(free)} free on its file system, this write needed "
+                         f"{_size(needed)}): free some space, then continue with --resume; everything written "
+                         "before is kept")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
 
 
 def utc_now() -> str:
@@ -188,10 +218,16 @@ def append_line(path: Path, cells: list[str]) -> int:
     buf = io.StringIO()
     csv.writer(buf).writerow(cells)
     cut = heal_tail(path)
-    with open(path, "a", newline="") as f:
-        f.write(buf.getvalue())
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(path, "a", newline="") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        if exc.errno not in FULL_DISK:
+            raise
+        heal_tail(path)  # the part of the line that made it to disk: the table keeps complete lines only
+        raise DiskFull(path, len(buf.getvalue().encode())) from None
     return cut
 
 
@@ -441,5 +477,12 @@ def _acquire_lock(path: Path):
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    text = json.dumps(data, indent=2) + "\n"
+    try:
+        tmp.write_text(text)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno in FULL_DISK:
+            raise DiskFull(path, len(text.encode())) from None  # the last complete run.json stays
+        raise
     os.replace(tmp, path)

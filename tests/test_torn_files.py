@@ -8,9 +8,11 @@ that code (record.rundir.append_line).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import optuna
 import pytest
@@ -23,6 +25,8 @@ from search.searcher import STUDY_NAME, reconcile_study
 from search.study import open_study, repair_study
 from tests.runbuilder import build_run, sample_archs
 from tests.test_searcher import DIRECTIONS, OBJECTIVES, SPACE, ok_row
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _study(tmp_path, n: int = 3):
@@ -159,3 +163,57 @@ def test_checkpoints_no_attempt_can_resume_from_are_removed_and_a_supernets_epoc
     assert not any(f.exists() for f in stale) and (kept / "training.pt").exists()
     assert (ray / "attempt-1" / "experiment_state-x.json").exists() and (ray / "attempt-1" / "run_trial_a").is_dir()
     assert drop_stale_checkpoints(ray) == 0
+
+
+FULL_DISK_SCRIPT = r"""
+import json, sys
+from pathlib import Path
+from record.rundir import DiskFull, _write_json_atomic, append_line, read_trials
+where = Path(sys.argv[1])
+run_json = where / "run.json"
+_write_json_atomic(run_json, {"version": 1, "note": "first"})
+table = where / "table.csv"
+table.touch()
+append_line(table, ["n", "text"])
+n, message = 0, None
+try:
+    while True:  # a search appending rows until the small file system is full
+        append_line(table, [str(n), "x" * 100])
+        n += 1
+except DiskFull as exc:
+    message = str(exc)
+try:
+    _write_json_atomic(run_json, {"version": 1, "note": "y" * 100000})
+    json_message = None
+except DiskFull as exc:
+    json_message = str(exc)
+print(json.dumps({"rows": n, "message": message, "json_message": json_message}))
+"""
+
+
+def test_a_full_disk_keeps_every_complete_line_and_the_last_run_json_and_says_so_in_one_line(tmp_path):
+    """A real small file system (tmpfs in the test's own mount namespace) fills while a table is appended
+    and run.json rewritten: each write that does not fit is one line naming the file and the space it
+    needed; the table holds exactly the rows that fit, no torn line; run.json keeps its last version."""
+    import shutil
+
+    unshare = shutil.which("unshare")
+    if not unshare or subprocess.run([unshare, "-m", "true"], capture_output=True).returncode:
+        pytest.skip("needs unshare -m (root or CAP_SYS_ADMIN) to mount a small file system")
+    where = tmp_path / "small"
+    where.mkdir()
+    done = subprocess.run([unshare, "-m", "sh", "-c", f'mount -t tmpfs -o size=32k tmpfs "{where}" && '
+                           f'"{sys.executable}" -c "$0" "{where}" && cp "{where}/table.csv" "{where}/run.json" '
+                           f'"{tmp_path}/"', FULL_DISK_SCRIPT],
+                          capture_output=True, text=True, timeout=120, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["rows"] > 10 and "\n" not in result["message"]
+    assert result["message"].startswith(f"no space left to write {where / 'table.csv'}")
+    assert "free on its file system, this write needed 1" in result["message"] and "--resume" in result["message"]
+    assert result["json_message"].startswith(f"no space left to write {where / 'run.json'}")
+    text = (tmp_path / "table.csv").read_text()
+    assert text.endswith("\n")
+    assert text.splitlines() == ["n,text"] + [f"{i},{'x' * 100}" for i in range(result["rows"])]
+    assert json.loads((tmp_path / "run.json").read_text()) == {"version": 1, "note": "first"}

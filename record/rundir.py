@@ -139,6 +139,13 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def append_event(path: Path, line: str, detail: str = "") -> None:
+    """One line of events.log (UTC stamp, the line; `detail` indented below it)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with open(path, "a") as f:
+        f.write(f"{stamp} {line}" + (f"\n    {detail}" if detail else "") + "\n")
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""

@@ -84,14 +84,13 @@ def _open_stored(opts: Options) -> RunDir | None:
 
 def _repair_study(rundir: RunDir) -> None:
     """A damaged study.db set aside (search.study.repair_study), said in the terminal and in events.log."""
-    from record.rundir import STUDY_FILE, utc_now
+    from record.rundir import STUDY_FILE, append_event
     from search.study import repair_study
 
     note = repair_study(rundir.path / STUDY_FILE)
     if note is not None:
         print(note, flush=True)
-        with open(rundir.events_path, "a") as f:
-            f.write(f"{utc_now()} {note}\n")
+        append_event(rundir.events_path, note)
 
 
 def _search_space(opts: Options):

@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import time
-from datetime import datetime, timezone
+from record.rundir import append_event
 from pathlib import Path
 from typing import Any
 
@@ -121,10 +121,7 @@ class Watchdog(Callback):
             pass
         if self.events is None:
             return
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        detail = f"\n    {error}" if error else ""
-        with open(self.events, "a") as f:
-            f.write(f"{stamp} {line}{detail}\n")
+        append_event(self.events, line, error)
 
 
 def _node(trial) -> str:

@@ -23,7 +23,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.rank import bootstrap_interval, kendall_tau  # noqa: E402
-from benchmarks.oneshot_fidelity import bit_effects, design, fisher_ci  # noqa: E402
+from benchmarks.oneshot_fidelity import bit_effects, design, fisher_ci, paired_tau_difference  # noqa: E402
 from record.arch import from_flat  # noqa: E402
 from space import ArchConfig, SearchSpace  # noqa: E402
 
@@ -38,16 +38,7 @@ def arch_of(key: str) -> ArchConfig:
 
 def pair_tau_difference(a: pd.DataFrame, b: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
     """95 % percentile interval of tau(b) - tau(a), resampling the shared architectures together."""
-    rng = np.random.default_rng(seed)
-    xa, ya = a["supernet_0"].to_numpy(), a["supernet_1"].to_numpy()
-    xb, yb = b["supernet_0"].to_numpy(), b["supernet_1"].to_numpy()
-    diffs = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(xa), len(xa))
-        d = kendall_tau(xb[idx], yb[idx]) - kendall_tau(xa[idx], ya[idx])
-        if np.isfinite(d):
-            diffs.append(d)
-    return float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975))
+    return paired_tau_difference(a["supernet_0"], a["supernet_1"], b["supernet_0"], b["supernet_1"], n_boot, seed)
 
 
 def main() -> int:

@@ -146,3 +146,16 @@ def test_a_resumed_supernet_training_ends_with_the_same_weights(tiny):
     first = score_subnets(whole.supernet, archs, data, budget, seed=1, bn_images=64)
     assert first == score_subnets(whole.supernet, archs, data, budget, seed=1, bn_images=64)
     assert all(0.0 <= a <= 1.0 for a in first)
+
+
+def test_supernets_of_two_seeds_can_share_one_split(tiny):
+    """`split_seed` picks the split alone: two seeds on one split validate and recalibrate on the same images."""
+    from trainer.proxy import training_loaders
+
+    data, budget = tiny
+    cpu = torch.device("cpu")
+    _, val_a, bn_a = training_loaders(data, budget, 0, cpu, "val", bn_images=32, with_training=False, split_seed=7)
+    _, val_b, bn_b = training_loaders(data, budget, 3, cpu, "val", bn_images=32, with_training=False, split_seed=7)
+    _, val_own, _ = training_loaders(data, budget, 3, cpu, "val", bn_images=32, with_training=False)
+    assert torch.equal(val_a.images, val_b.images) and torch.equal(bn_a.images, bn_b.images)
+    assert not torch.equal(val_own.images, val_b.images), "without split_seed each seed has its own split"

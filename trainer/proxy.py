@@ -109,11 +109,12 @@ def train_proxy(arch: ArchConfig | nn.Module, data: Cifar10, budget: Budget, dev
 
 
 def training_loaders(data: Cifar10, budget: Budget, seed: int, device: torch.device, evaluate_on: str,
-                     bn_images: int | None = None, with_training: bool = True):
+                     bn_images: int | None = None, with_training: bool = True, split_seed: int | None = None):
     """(training, evaluation, BN-recalibration) loaders: evaluation on the seed's validation split, or the test batch;
     BN statistics from the first `bn_images` (default the budget's) of the seed's training images.  Scoring needs
-    no training loader (`with_training=False`: None), which would copy the whole training split."""
-    train_idx, val_idx = proxy_split(data, budget, seed)
+    no training loader (`with_training=False`: None), which would copy the whole training split.  `split_seed`
+    (default `seed`) picks the split alone, so trainings of different seeds can share one split."""
+    train_idx, val_idx = proxy_split(data, budget, seed if split_seed is None else split_seed)
 
     def loader(idx: torch.Tensor, train: bool, batch_size: int = EVAL_BATCH) -> DeviceLoader:
         return DeviceLoader(data.train_images[idx], data.train_labels[idx], batch_size, device, train=train,

@@ -112,13 +112,15 @@ def build_supernet(space: SearchSpace, budget: Budget, seed: int, sampling: str 
 
 def train_supernet(space: SearchSpace, data: Cifar10, budget: Budget, device: torch.device | str = "cpu",
                    seed: int = 0, *, sampling: str = "fair", reference: ArchConfig | None = None,
-                   bn_images: int | None = None, resume: dict[str, Any] | None = None,
+                   bn_images: int | None = None, split_seed: int | None = None, resume: dict[str, Any] | None = None,
                    on_checkpoint: Callable[[EpochStats, dict[str, Any]], None] | None = None) -> SupernetResult:
     """Train the supernet of `space` for `budget.epochs` (the budget's images, batches and schedule).
 
     After each epoch `reference` (default: the menu's path without MCA at its
     first ratio) is scored as every subnet is, so the curve shows the supernet
-    learning; `on_checkpoint` gets the state `resume` takes, as a proxy training's.
+    learning; `on_checkpoint` gets the state `resume` takes, as a proxy training's.  `split_seed` (default
+    `seed`) picks the training/validation split alone: supernets of different seeds on one split differ only
+    in their initialisation, path order and batch order, and are scored on the same validation images.
     """
     device = torch.device(device)
     net = build_supernet(space, budget, seed, sampling)
@@ -126,7 +128,7 @@ def train_supernet(space: SearchSpace, data: Cifar10, budget: Budget, device: to
     reference = reference or ArchConfig(mca=(False,) * space.n_blocks, kernels=space.kernel_sets[0],
                                         ratio=space.ratios[0], width=space.width, dw_size=space.dw_size,
                                         backbone=space.backbone)
-    train, val, bn = training_loaders(data, budget, seed, device, "val", bn_images=bn_images)
+    train, val, bn = training_loaders(data, budget, seed, device, "val", bn_images=bn_images, split_seed=split_seed)
     training = make_training(net, train, budget)
     done = Done.of(resume, training)
 
@@ -153,10 +155,12 @@ def score(net: Supernet, arch: ArchConfig, budget: Budget, bn: DeviceLoader, val
 
 
 def score_subnets(net: Supernet, archs: Iterable[ArchConfig], data: Cifar10, budget: Budget, seed: int,
-                  device: torch.device | str = "cpu", bn_images: int | None = None) -> list[float]:
-    """`score` for each architecture, on the validation split of `seed` (the supernet's)."""
+                  device: torch.device | str = "cpu", bn_images: int | None = None,
+                  split_seed: int | None = None) -> list[float]:
+    """`score` for each architecture, on the validation split of `seed` (or `split_seed`: the supernet's)."""
     device = torch.device(device)
-    _, val, bn = training_loaders(data, budget, seed, device, "val", bn_images=bn_images, with_training=False)
+    _, val, bn = training_loaders(data, budget, seed, device, "val", bn_images=bn_images, with_training=False,
+                                  split_seed=split_seed)
     was_training = net.training
     try:
         return [score(net, arch, budget, bn, val) for arch in archs]

@@ -11,8 +11,9 @@ from typing import Any, Callable, TextIO
 
 from record.arch import to_flat
 from record.objectives import OBJECTIVES
-from record.rundir import ACCURACY_STATUSES, RESULT_COLUMNS, SEED_COLUMN, AppendTable, TrialsTable
+from record.rundir import ACCURACY_STATUSES, RESULT_COLUMNS, SEED_COLUMN, AppendTable, DiskFull, TrialsTable
 from record.stats import Estimate
+from search.diskguard import GUARD
 from search.ledger import Ledger
 from search.ray_runner import FinishedTrainings
 from space import BACKBONES, ArchConfig, presets_for
@@ -104,9 +105,12 @@ class TableWriter(FinishedTrainings):
         if result["epoch"] <= self._epochs.get(trial.trial_id, 0):  # restarted from an earlier epoch
             return
         self._epochs[trial.trial_id] = result["epoch"]
-        self.curves.append({"key": result["key"], "seed": result.get("seed"), "trial_id": trial.trial_id,
-                            "epoch": result["epoch"], "val_acc": result.get("val_acc"),
-                            "train_loss": result.get("train_loss"), "seconds": result.get("train_seconds")})
+        try:
+            self.curves.append({"key": result["key"], "seed": result.get("seed"), "trial_id": trial.trial_id,
+                                "epoch": result["epoch"], "val_acc": result.get("val_acc"),
+                                "train_loss": result.get("train_loss"), "seconds": result.get("train_seconds")})
+        except DiskFull as exc:
+            GUARD.full(exc)
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
         self._running = running_besides(trials, trial)

@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from ray.tune import Callback
-from ray.tune.stopper import Stopper
+from ray.tune.stopper import CombinedStopper, Stopper
 
 from cli_kit import Interrupted, UserError, sigterm_interrupts
-from record.rundir import ACCURACY_STATUSES
-from search.watchdog import Watchdog, error_line
+from record.rundir import ACCURACY_STATUSES, DiskFull
+from search.diskguard import GUARD, is_full_disk, quiet_tune_when_full
+from search.watchdog import Watchdog, _error_text, drop_checkpoints, error_line
 
 if TYPE_CHECKING:  # the trainable imports torch and the trainer: only where a training is set up
     from search.trainable import TrialContext
@@ -281,7 +282,8 @@ def make_tuner(execution: Execution, ctx: TrialContext, *, name: str, storage_pa
     A training whose node, worker or actor is lost restarts from its last epoch's checkpoint up to
     `execution.max_restarts` times (Tune's FailureConfig; the trainable turns errors of the
     architecture into results, so only infrastructure reaches it); a `Watchdog` prints and logs
-    those events to `events` and ends trainings that run past the timeout.
+    those events to `events` and ends trainings that run past the timeout.  The `DiskGuard` ends the
+    experiment before the storage's file system fills (`search.diskguard`).
     """
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
@@ -290,6 +292,8 @@ def make_tuner(execution: Execution, ctx: TrialContext, *, name: str, storage_pa
 
     drop_stale_checkpoints(Path(storage_path))
     concurrent = concurrent_trainings(execution)
+    GUARD.arm(Path(storage_path), concurrent)
+    quiet_tune_when_full()
     if searcher is not None:
         tune_config = tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=concurrent),
                                       num_samples=trials, scheduler=scheduler, reuse_actors=True)
@@ -299,8 +303,9 @@ def make_tuner(execution: Execution, ctx: TrialContext, *, name: str, storage_pa
         tune.with_resources(tune.with_parameters(run_trial, ctx=ctx), execution.resources),
         param_space={"job": tune.grid_search(list(configs))} if configs else None,
         tune_config=tune_config,
-        run_config=tune.RunConfig(name=name, storage_path=str(Path(storage_path).resolve()), stop=SIGNALLED,
-                                  callbacks=[Watchdog(ctx.budget.epochs, execution.trial_timeout, events),
+        run_config=tune.RunConfig(name=name, storage_path=str(Path(storage_path).resolve()),
+                                  stop=CombinedStopper(SIGNALLED, GUARD),
+                                  callbacks=[Watchdog(ctx.budget.epochs, execution.trial_timeout, events), GUARD,
                                              *callbacks], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=execution.max_restarts),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
@@ -369,15 +374,23 @@ def _stop_on_signals(stopper: StopOnSignal) -> Iterator[None]:
 
 
 def fit(tuner) -> None:
-    """Run the trainings; Ctrl-C or SIGTERM ends them (finished ones recorded) and raises `Interrupted`.
+    """Run the trainings; Ctrl-C or SIGTERM ends them (finished ones recorded) and raises `Interrupted`; a
+    disk that is (nearly) full ends them the same way and raises the `DiskGuard`'s one line.
     Ray's deprecation and resource warnings are not the user's business."""
     SIGNALLED.signum = None
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # see StopOnSignal
     with warnings.catch_warnings(), _stop_on_signals(SIGNALLED):
         warnings.simplefilter("ignore")
-        tuner.fit()
+        try:
+            tuner.fit()
+        except Exception as exc:  # a write of Tune's own (its logs, its state) met the full disk
+            if GUARD.error is None and not is_full_disk(exc):
+                raise
+            GUARD.full(exc)
     if SIGNALLED.signum is not None:
         raise Interrupted(SIGNALLED.signum)
+    if GUARD.error is not None:
+        raise GUARD.error
 
 
 def interrupted(exc: KeyboardInterrupt, done: int, total: int, again: str) -> Interrupted:
@@ -410,8 +423,20 @@ class FinishedTrainings(Callback):
             status, result = "stopped", {**result, "epochs": stopped_at}
         elif status not in FINAL_STATUSES:
             status = "failed"
-        self.finished(trial, status, result, result.get("error", "") if status not in ACCURACY_STATUSES else "")
+        self._finish(trial, status, result, result.get("error", "") if status not in ACCURACY_STATUSES else "")
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        self.finished(trial, "lost", trial.last_result or {},
-                      f"lost after {trial.max_failures} restart(s): {error_line(trial)}")
+        text = _error_text(trial)
+        if is_full_disk(text):  # its checkpoint met a full disk: not the architecture's fault; trains again
+            GUARD.full(text, f"training {trial.trial_id}'s checkpoint")
+            drop_checkpoints(trial)  # a partial copy; a resumed search trains it from its first epoch
+            return
+        self._finish(trial, "lost", trial.last_result or {},
+                     f"lost after {trial.max_failures} restart(s): {error_line(trial, text)}")
+
+    def _finish(self, trial, status: str, result: dict[str, Any], error: str) -> None:
+        """`finished`, and a row that meets a full disk ends the experiment (the training trains again)."""
+        try:
+            self.finished(trial, status, result, error)
+        except DiskFull as exc:
+            GUARD.full(exc)

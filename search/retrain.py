@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from cli_kit import UserError, require_at_least, wrap
-from record.rundir import AppendTable, RunDir
+from record.rundir import AppendTable, DiskFull, RunDir
+from search.diskguard import DiskLow, resumable
 from search.ray_runner import Execution, FinishedTrainings
 
 
@@ -106,6 +107,8 @@ def train_jobs(execution: Execution, rundir: RunDir, writer, jobs: Sequence[dict
                split_images=split_images, evaluate_on=evaluate_on)
     except KeyboardInterrupt as exc:
         raise interrupted(exc, len(writer.table.rows), writer.total, again) from None
+    except (DiskFull, DiskLow) as exc:  # the same command continues (it trains what its table lacks)
+        raise resumable(exc, len(writer.table.rows), writer.total, again) from None
 
 
 def again_command(prog: str, argv: Sequence[str] | None) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterator, Sequence
 
 from cli_kit import UserError, run_main
-from record.rundir import RunDir
+from record.rundir import RunDir, RunDirError
 from search.options import Options, merge_stored, parse_args
 
 PROG = "search.run"
@@ -232,6 +232,12 @@ def run(opts: Options) -> int:
         from search.ray_runner import interrupted
 
         raise interrupted(exc, len(rundir.table.trained()), plan.opts.trials, resume_command(plan.opts)) from None
+    except RunDirError as exc:  # a full disk: how far it got, and the command that continues
+        from search.diskguard import is_full_disk, resumable
+
+        if rundir is None or not is_full_disk(exc):
+            raise
+        raise resumable(exc, len(rundir.table.trained()), plan.opts.trials, resume_command(plan.opts)) from None
     finally:
         if rundir is not None:
             rundir.close()
@@ -289,7 +295,6 @@ def search(plan: Plan, rundir: RunDir) -> int:
     from search.ledger import Ledger
     from search.progress import TableWriter
     from search.ray_runner import concurrent_trainings, fit, make_tuner, trial_context
-    from search.searcher import reconcile_study
 
     opts, budget, sizes = plan.opts, plan.budget, plan.sizes
     attempt = int(rundir.meta.get("attempts", 0)) + 1
@@ -325,13 +330,25 @@ def search(plan: Plan, rundir: RunDir) -> int:
     try:
         fit(tuner)
     finally:
-        # Architectures whose repeats the budget cut short are told their mean so far; trainings a Ctrl-C
-        # dropped are closed (FAIL), so optuna-dashboard shows no trial running in a stopped search.
-        reconcile_study(rundir.study_url, ledger, plan.space, _macs, opts.max_macs)
+        close_study(plan, rundir, ledger)
     if exhausted:
         print("the sampler kept proposing architectures already evaluated or above --max-macs; "
               "the search space looks exhausted", file=sys.stderr)
     return finish(opts, rundir, ledger)
+
+
+def close_study(plan: Plan, rundir: RunDir, ledger) -> None:
+    """Architectures whose repeats the budget cut short are told their mean so far; trainings a Ctrl-C
+    dropped are closed (FAIL), so optuna-dashboard shows no trial running in a stopped search.  On a full
+    disk that waits for the resume, which reconciles the study with trials.csv first."""
+    from search.diskguard import is_full_disk
+    from search.searcher import reconcile_study
+
+    try:
+        reconcile_study(rundir.study_url, ledger, plan.space, _macs, plan.opts.max_macs)
+    except Exception as exc:
+        if not is_full_disk(exc):
+            raise
 
 
 def _print_start(plan: Plan, scheduler, remaining: int, concurrent: int) -> None:

@@ -55,6 +55,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from record.arch import from_flat
+from search.diskguard import GUARD, is_full_disk
 from record.objectives import Direction, ray_mode
 from search.ledger import Ledger
 from search.study import STUDY_NAME
@@ -357,12 +358,18 @@ class ArchSearcher(Searcher):
             self._teller.told[key] = values
 
     def _tell(self, inner_id: str, values: list[float] | None, pruned: bool = False) -> None:
-        if values is not None:
-            self.inner.on_trial_complete(inner_id, result=dict(zip(self.objectives, values)))
-        elif pruned:
-            self.inner.on_trial_complete(inner_id, result=None, error=False)  # PRUNED
-        else:
-            self.inner.on_trial_complete(inner_id, result=None, error=True)  # FAIL
+        """Tell the study; a study that meets a full disk ends the experiment (trials.csv rebuilds it on resume)."""
+        try:
+            if values is not None:
+                self.inner.on_trial_complete(inner_id, result=dict(zip(self.objectives, values)))
+            elif pruned:
+                self.inner.on_trial_complete(inner_id, result=None, error=False)  # PRUNED
+            else:
+                self.inner.on_trial_complete(inner_id, result=None, error=True)  # FAIL
+        except Exception as exc:
+            if not is_full_disk(exc):
+                raise
+            GUARD.full(exc, "the study (study.db)")
 
     # Durability lives in study.db and trials.csv, not in Tune's searcher
     # checkpoints: nothing to save, and pickling the study each step is waste.

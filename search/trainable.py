@@ -26,6 +26,7 @@ from runtime.latency_table import LatencyTable
 from trainer.proxy import EpochStats, train_proxy
 from runtime.slot import NodeSlot, SharedSlot
 
+from search.diskguard import is_full_disk
 from search.latency import latency_metrics
 
 
@@ -81,13 +82,17 @@ def evaluate(arch: ArchConfig, ctx: TrialContext, report: Report, seed: int | No
     memory) ends the training as `failed` with its reason, reported like any
     result: Ray retries only what kills the worker (a lost node, a killed
     process), so those restart from `resume` and never count against the
-    architecture.
+    architecture.  A full disk (a checkpoint that cannot be written) is not the
+    architecture's either: it reaches Tune as an error, and the driver's
+    `search.diskguard` ends the search there.
     """
     seed = ctx.seed if seed is None else seed
     started = time.perf_counter()
     try:
         final = _train(arch, ctx, report, seed, resume)
     except Exception as exc:  # noqa: BLE001 - whatever the architecture raised is its result
+        if is_full_disk(exc):
+            raise
         traceback.print_exc()  # into the worker's log, in Ray's session directory
         # Every objective present (empty): Tune checks that each result names the searcher's metrics.
         final = {"key": arch.key, "seed": seed, **dict.fromkeys(OBJECTIVES), "status": "failed",

@@ -17,11 +17,13 @@ import os
 import re
 import shutil
 import time
-from record.rundir import append_event
 from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
+
+from record.rundir import DiskFull, append_event
+from search.diskguard import GUARD, is_full_disk
 
 # The derived limit: a training may take this many times its budget's epochs (plus one for
 # start-up) at the slowest epoch measured so far, and never less than the floor.
@@ -71,6 +73,10 @@ class Watchdog(Callback):
     def on_trial_recover(self, iteration: int, trials: list, trial, **info: Any) -> None:
         ran = self.timed_out.pop(trial.trial_id, None)
         text = _error_text(trial)
+        if is_full_disk(text):  # a restart would meet the same full disk: end the experiment instead
+            GUARD.full(text, f"training {trial.trial_id}'s checkpoint")
+            drop_checkpoints(trial)  # a partial copy; a resumed search trains it from its first epoch
+            return
         why = (f"training {trial.trial_id} ran {ran:.0f} s, past its limit of {self.limit():.0f} s, "
                f"on node {_node(trial)}" if ran is not None else _lost(trial, text))
         checkpoint = trial.latest_checkpoint_result
@@ -121,7 +127,10 @@ class Watchdog(Callback):
             pass
         if self.events is None:
             return
-        append_event(self.events, line, error)
+        try:
+            append_event(self.events, line, error)
+        except DiskFull as exc:
+            GUARD.full(exc)
 
 
 def _node(trial) -> str:

@@ -8,7 +8,6 @@ that code (record.rundir.append_line).
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 import optuna
 import pytest
 from commands import in_process
+from smallfs import run_in_small_fs
 
 from record.arch import to_flat
 from record.rundir import RunDir, RunDirError, read_meta
@@ -187,7 +187,8 @@ try:
     json_message = None
 except DiskFull as exc:
     json_message = str(exc)
-print(json.dumps({"rows": n, "message": message, "json_message": json_message}))
+print(json.dumps({"rows": n, "message": message, "json_message": json_message, "table": table.read_text(),
+                  "run_json": run_json.read_text()}))
 """
 
 
@@ -195,25 +196,13 @@ def test_a_full_disk_keeps_every_complete_line_and_the_last_run_json_and_says_so
     """A real small file system (tmpfs in the test's own mount namespace) fills while a table is appended
     and run.json rewritten: each write that does not fit is one line naming the file and the space it
     needed; the table holds exactly the rows that fit, no torn line; run.json keeps its last version."""
-    import shutil
-
-    unshare = shutil.which("unshare")
-    if not unshare or subprocess.run([unshare, "-m", "true"], capture_output=True).returncode:
-        pytest.skip("needs unshare -m (root or CAP_SYS_ADMIN) to mount a small file system")
     where = tmp_path / "small"
-    where.mkdir()
-    done = subprocess.run([unshare, "-m", "sh", "-c", f'mount -t tmpfs -o size=32k tmpfs "{where}" && '
-                           f'"{sys.executable}" -c "$0" "{where}" && cp "{where}/table.csv" "{where}/run.json" '
-                           f'"{tmp_path}/"', FULL_DISK_SCRIPT],
-                          capture_output=True, text=True, timeout=120, cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_in_small_fs(where, "32k", FULL_DISK_SCRIPT)
     assert result["rows"] > 10 and "\n" not in result["message"]
     assert result["message"].startswith(f"no space left to write {where / 'table.csv'}")
     assert "free on its file system, this write needed 1" in result["message"] and "--resume" in result["message"]
     assert result["json_message"].startswith(f"no space left to write {where / 'run.json'}")
-    text = (tmp_path / "table.csv").read_text()
+    text = result["table"]
     assert text.endswith("\n")
     assert text.splitlines() == ["n,text"] + [f"{i},{'x' * 100}" for i in range(result["rows"])]
-    assert json.loads((tmp_path / "run.json").read_text()) == {"version": 1, "note": "first"}
+    assert json.loads(result["run_json"]) == {"version": 1, "note": "first"}

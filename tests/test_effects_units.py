@@ -37,6 +37,14 @@ def test_one_supernet_is_refused_and_the_combination_is_the_mean_of_the_per_unit
     assert result.params["mca=0"] == pytest.approx(result.per_unit["mca=0"].mean())
     low, high = result.conf_int()[1]
     assert low < result.params["mca=0"] < high
+    # The residual variance is each unit's own, averaged: the planted noise (SD 0.01), not the units' spread.
+    assert result.scale == pytest.approx(1e-4, rel=0.5)
+    shifted = fit_by_unit(X, y + 0.05 * units, groups, units)  # a unit-wide offset is absorbed by each fit
+    assert shifted.scale == pytest.approx(result.scale)
+    contrast = result.t_test(np.array([0.0, 1.0]))
+    assert contrast.value == pytest.approx(result.params["mca=0"]) and contrast.se == pytest.approx(result.bse["mca=0"])
+    assert contrast.conf_int() == pytest.approx(result.conf_int()[1:2])
+    assert contrast.pvalue == pytest.approx(result.pvalues["mca=0"])
 
 
 def test_supernets_needed_are_solved_with_the_df_of_each_candidate_count():

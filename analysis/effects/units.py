@@ -26,6 +26,20 @@ from scipy import stats
 from .model import ALPHA, Design, EffectsError, build_design, fit, ok_rows
 
 
+def t_pvalues(value, se, df: int) -> np.ndarray:
+    """Two-sided p-values of `value` / `se` on `df` degrees of freedom (a zero SE: p 0)."""
+    value, se = np.atleast_1d(np.asarray(value, float)), np.atleast_1d(np.asarray(se, float))
+    t = np.divide(np.abs(value), se, out=np.full_like(value, np.inf), where=se > 0)
+    return 2 * stats.t.sf(t, df)
+
+
+def t_intervals(value, se, df: int, alpha: float = ALPHA) -> np.ndarray:
+    """(n, 2) array of `value` ± the t quantile on `df` degrees of freedom times `se`."""
+    value, se = np.atleast_1d(np.asarray(value, float)), np.atleast_1d(np.asarray(se, float))
+    half = stats.t.ppf(1 - alpha / 2, df) * se
+    return np.column_stack([value - half, value + half])
+
+
 @dataclass(frozen=True)
 class Contrast:
     """One linear combination of the effects over K units: the attributes statsmodels' `t_test` result offers."""
@@ -40,12 +54,10 @@ class Contrast:
 
     @property
     def pvalue(self) -> np.ndarray:
-        t = abs(self.value) / self.se if self.se > 0 else np.inf
-        return np.array([2 * stats.t.sf(t, self.df)])
+        return t_pvalues(self.value, self.se, self.df)
 
     def conf_int(self, alpha: float = ALPHA) -> np.ndarray:
-        half = stats.t.ppf(1 - alpha / 2, self.df) * self.se
-        return np.array([[self.value - half, self.value + half]])
+        return t_intervals(self.value, self.se, self.df, alpha)
 
 
 @dataclass(frozen=True)
@@ -64,11 +76,10 @@ class UnitFit:
 
     @property
     def pvalues(self) -> pd.Series:
-        return pd.Series(2 * stats.t.sf(np.abs(self.tvalues), self.df_resid), index=self.params.index)
+        return pd.Series(t_pvalues(self.params, self.bse, self.df_resid), index=self.params.index)
 
     def conf_int(self, alpha: float = ALPHA) -> np.ndarray:
-        half = stats.t.ppf(1 - alpha / 2, self.df_resid) * self.bse.to_numpy()
-        return np.column_stack([self.params.to_numpy() - half, self.params.to_numpy() + half])
+        return t_intervals(self.params, self.bse, self.df_resid, alpha)
 
     def t_test(self, c: np.ndarray) -> Contrast:
         """The contrast `c` (one row) on every unit's fit, combined like the effects: mean, sd/√K, K−1 df."""

@@ -31,7 +31,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from record.objectives import OBJECTIVES
-from record.rundir import ACCURACY_STATUSES, CONFIRM_FILE, STATUSES, TRAINED_STATUSES
+from record.rundir import ACCURACY_STATUSES, CONFIRM_FILE, STATUSES, TRAINED_STATUSES, write_text_atomic
 from record.stats import Z, describe_noise
 from space import presets_for
 
@@ -309,9 +309,7 @@ def write_report(run_dirs: Sequence[Path], out_path: Path, objectives: Sequence[
             f'<script type="text/javascript" id="plotlyjs">{get_plotlyjs()}</script></head>'
             f"<body>{''.join(body)}</body></html>\n")
     out_path = Path(out_path)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out_path)  # a reader never sees half a report
+    write_text_atomic(out_path, page)  # a reader never sees half a report; a full disk keeps the last one
     return out_path
 
 

@@ -483,13 +483,18 @@ def _acquire_lock(path: Path):
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    text = json.dumps(data, indent=2) + "\n"
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n", path.with_suffix(".tmp"))
+
+
+def write_text_atomic(path: Path, text: str, tmp: Path | None = None) -> None:
+    """`text` to `path` through a temporary file renamed over it: a reader sees the old file or the new one,
+    never half; a full disk removes the temporary file, keeps the old one and raises `DiskFull`."""
+    tmp = tmp or path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         if exc.errno in FULL_DISK:
-            raise DiskFull(path, len(text.encode())) from None  # the last complete run.json stays
+            raise DiskFull(path, len(text.encode())) from None
         raise
     os.replace(tmp, path)

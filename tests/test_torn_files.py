@@ -188,7 +188,7 @@ try:
 except DiskFull as exc:
     json_message = str(exc)
 print(json.dumps({"rows": n, "message": message, "json_message": json_message, "table": table.read_text(),
-                  "run_json": run_json.read_text()}))
+                  "run_json": run_json.read_text(), "left": sorted(p.name for p in where.iterdir())}))
 """
 
 
@@ -206,3 +206,4 @@ def test_a_full_disk_keeps_every_complete_line_and_the_last_run_json_and_says_so
     assert text.endswith("\n")
     assert text.splitlines() == ["n,text"] + [f"{i},{'x' * 100}" for i in range(result["rows"])]
     assert json.loads(result["run_json"]) == {"version": 1, "note": "first"}
+    assert result["left"] == ["run.json", "table.csv"], "the temporary file of the write that failed is gone"

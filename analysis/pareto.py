@@ -26,7 +26,7 @@ Conventions
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -162,40 +162,22 @@ def normalise(values: np.ndarray, objectives: Sequence[str], directions: Sequenc
 
 
 def hypervolume(
-    points: pd.DataFrame | np.ndarray | Iterable[Sequence[float]],
-    objectives: Sequence[str] | None = None,
+    points: pd.DataFrame,
+    objectives: Sequence[str],
     directions: Sequence[str] | None = None,
     reference: Sequence[float] | None = None,
     bounds: Bounds | None = None,
 ) -> float:
-    """Exact hypervolume of a set of trials (a DataFrame) or raw points (rows = points).
+    """Exact hypervolume of a set of trials, `objectives` naming their columns (raw points: `hypervolume_min`).
 
-    With a DataFrame, `objectives` names its columns; with an array its columns
-    are the objectives in order (`objectives` may then be None: all minimised
-    unless `directions` says otherwise).  Without `reference`, values are
-    normalised over `bounds` (default: these rows' own range) and the
-    reference is 1.1 on every axis — see the module docstring.  With
-    `reference` (objective units, e.g. ``[0.1, 50e6]`` for val_acc, macs) no
-    normalisation happens.
+    Without `reference`, values are normalised over `bounds` (default: these
+    rows' own range) and the reference is 1.1 on every axis — see the module
+    docstring.  With `reference` (objective units, e.g. ``[0.1, 50e6]`` for
+    val_acc, macs) no normalisation happens.
     """
-    if isinstance(points, pd.DataFrame):
-        if objectives is None:
-            raise ValueError("hypervolume of a DataFrame needs the objectives (column names)")
-        objectives = check_objectives(objectives)
-        values = objective_values(points, objectives)
-    else:
-        values = np.asarray(points if isinstance(points, np.ndarray) else list(points), dtype=float)
-        width = len(objectives) if objectives is not None else len(directions) if directions is not None else None
-        if values.ndim != 2:
-            values = values.reshape(-1, width or 1)
-        if objectives is not None and directions is None:
-            objectives = check_objectives(objectives)
-        if objectives is None:
-            objectives = [f"f{j}" for j in range(values.shape[1])]
-            directions = list(directions) if directions is not None else ["minimize"] * values.shape[1]
+    objectives = check_objectives(objectives)
+    values = objective_values(points, objectives)
     directions = resolve_directions(objectives, directions)
-    if values.shape[1] != len(objectives):
-        raise ValueError(f"points have {values.shape[1]} columns but {len(objectives)} objectives")
     values = values[np.isfinite(values).all(axis=1)] if len(values) else values
     if reference is not None:
         if len(reference) != len(objectives):
@@ -299,9 +281,8 @@ def fixed_box(archs: pd.DataFrame, objectives: Sequence[str]) -> tuple[dict[str,
     box: dict[str, tuple[float, float]] = {}
     origin: dict[str, str] = {}
     for o, d in zip(objectives, resolve_directions(list(objectives))):
-        if d == "maximize":
-            box[o] = (1.0, CHANCE) if o == "val_acc" else _own_range(archs, o, d)
-            origin[o] = "chance accuracy" if o == "val_acc" else "this run's range"
+        if d == "maximize":  # only val_acc is maximised (record.objectives)
+            box[o], origin[o] = (1.0, CHANCE), "chance accuracy"
             continue
         ok = archs[archs["status"] == "ok"] if "status" in archs.columns else archs
         base = pd.to_numeric(ok.loc[ok["preset"] != "", o], errors="coerce").astype(float).dropna() \
@@ -314,13 +295,6 @@ def fixed_box(archs: pd.DataFrame, objectives: Sequence[str]) -> tuple[dict[str,
             box[o] = (0.0, BOX_COST_FACTOR * float(own.max()) if len(own) else 1.0)
             origin[o] = f"{BOX_COST_FACTOR:g} x this run's costliest trial (no baseline measured it; moves with the trials)"
     return box, origin
-
-
-def _own_range(archs: pd.DataFrame, o: str, direction: str) -> tuple[float, float]:
-    values = pd.to_numeric(archs[o], errors="coerce").astype(float).dropna()
-    if values.empty:
-        return (1.0, 0.0)
-    return (float(values.max()), float(values.min())) if direction == "maximize" else (float(values.min()), float(values.max()))
 
 
 __all__ = [

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analysis.pareto import REFERENCE, hypervolume, hypervolume_history, hypervolume_min, pareto_front
+from analysis.pareto import REFERENCE, fixed_box, hypervolume, hypervolume_history, hypervolume_min, pareto_front
 
 NAMES = ["val_acc", "macs", "latency_ms", "params"]
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -185,3 +185,63 @@ def test_default_directions_come_from_the_search_objectives():
     df.loc[2, "val_acc"] = 0.5
     df.loc[2, "macs"] = 12  # now dominated by trial 0
     assert list(pareto_front(df, ["val_acc", "macs"])["number"]) == [0, 1]
+
+
+def test_the_fixed_box_history_by_hand_with_a_failure_a_point_past_the_box_and_a_second_seed():
+    """Box val_acc 1 → 0.1 and macs 0 → 100: each point's share of the box worked out by hand."""
+    trials = pd.DataFrame({
+        "number": [4, 0, 1, 2, 3],  # out of order: the curve follows `number`
+        "key": ["a", "a", "b", "c", "d"],
+        "status": ["ok", "ok", "failed", "ok", "ok"],
+        "val_acc": [0.73, 0.55, 0.9, 0.82, 0.05],
+        "macs": [50.0, 50.0, 1.0, 80.0, 10.0],
+    })
+    box = {"val_acc": (1.0, 0.1), "macs": (0.0, 100.0)}
+    hist = hypervolume_history(trials, ["val_acc", "macs"], box=box)
+    assert hist["number"].tolist() == [0, 1, 2, 3, 4]
+    assert hist["status"].tolist() == ["ok", "failed", "ok", "ok", "ok"]
+    assert hist["completed"].tolist() == [1, 1, 2, 3, 4]
+    # a at (0.5, 0.5) → 0.25; the failure adds nothing; c at (0.2, 0.8) adds 0.3 x 0.2; d is past chance
+    # accuracy (beyond the box) and adds nothing; a's second seed moves its mean to 0.64 → (0.4, 0.5).
+    assert hist["hypervolume"].tolist() == pytest.approx([0.25, 0.25, 0.31, 0.31, 0.34])
+    without_key = hypervolume_history(trials.drop(columns="key"), ["val_acc", "macs"], box=box)
+    assert without_key["hypervolume"].iloc[-1] == pytest.approx(0.37), "each row its own point: a's best seed counts"
+
+
+def test_a_dominated_point_leaves_the_running_front_as_it_was():
+    trials = pd.DataFrame({"number": [0, 1, 2], "status": "ok", "key": ["a", "b", "c"],
+                           "val_acc": [0.55, 0.46, 0.55], "macs": [50.0, 60.0, 50.0]})
+    hist = hypervolume_history(trials, ["val_acc", "macs"], box={"val_acc": (1.0, 0.1), "macs": (0.0, 100.0)})
+    assert hist["hypervolume"].tolist() == pytest.approx([0.25, 0.25, 0.25])
+
+
+def test_the_fixed_box_comes_from_chance_and_the_costliest_ok_baseline():
+    archs = pd.DataFrame({"status": ["ok", "ok", "failed", "ok"], "preset": ["ghostnet", "all_mca", "cnn", ""],
+                          "val_acc": [0.5, 0.6, None, 0.7], "macs": [10.0, 30.0, 99.0, 70.0],
+                          "latency_ms": [None, None, None, 2.0]})
+    box, origin = fixed_box(archs, ["val_acc", "macs", "latency_ms"])
+    assert box["val_acc"] == (1.0, 0.1) and origin["val_acc"] == "chance accuracy"
+    assert box["macs"] == (0.0, 60.0) and origin["macs"] == "2 x the costliest baseline", \
+        "the failed preset (99) and the searched architecture (70) do not set the box"
+    assert box["latency_ms"] == (0.0, 4.0) and origin["latency_ms"].startswith("2 x this run's costliest trial")
+    empty, _ = fixed_box(archs[archs["status"] == "nothing"], ["macs"])
+    assert empty["macs"] == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda df: hypervolume(df, ["val_acc", "macs"], reference=[0.1]), "reference has 1 values for 2 objectives"),
+    (lambda df: hypervolume(df, ["val_acc", "speed"]), "speed"),
+])
+def test_hypervolume_refuses_what_it_cannot_compute(call, message):
+    df = pd.DataFrame({"val_acc": [0.5], "macs": [1.0]})
+    with pytest.raises(ValueError, match=message):
+        call(df)
+
+
+def test_hypervolume_of_no_finite_rows_is_zero_and_bounds_scale_it():
+    df = pd.DataFrame({"val_acc": [float("nan"), 0.5], "macs": [1.0, float("inf")]})
+    assert hypervolume(df, ["val_acc", "macs"]) == 0.0
+    one = pd.DataFrame({"val_acc": [0.5], "macs": [10.0]})
+    # Normalised over bounds val_acc 0..1, macs 0..20: the point sits at (0.5, 0.5) of the unit box.
+    assert hypervolume(one, ["val_acc", "macs"], bounds={"val_acc": (0.0, 1.0), "macs": (0.0, 20.0)}) == \
+        pytest.approx((REFERENCE - 0.5) ** 2)

@@ -96,8 +96,9 @@ class DiskGuard(Callback, Stopper):
             self.error = error
             return
         free = free_bytes(self.path) if self.path is not None else 0
-        self.error = DiskLow(f"no space left to write {what or self.path} ({_size(free)} free on its file system): "
-                             "free some space, then continue with --resume; finished trainings are kept")
+        self.error = DiskLow(f"no space left to write {what or self.path} ({_size(free)} free on its file system; "
+                             f"the next checkpoints and the tables need about {_size(self.need())}): free some "
+                             "space, then continue with --resume; finished trainings are kept")
 
     def check(self) -> bool:
         """Whether the experiment must end (checked against the disk at most once a second)."""

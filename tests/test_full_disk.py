@@ -67,6 +67,7 @@ def test_the_guard_stops_before_the_disk_fills_and_knows_a_full_disk_when_it_mee
     assert out["write"] is True
     assert out["study"] == ["StorageInternalError", True], "Optuna wraps SQLite's 'database or disk is full'"
     assert out["study_message"].startswith("no space left to write the study (study.db) (")
+    assert "free on its file system; the next checkpoints and the tables need about 12.0 MB" in out["study_message"]
     assert out["unrelated"] is False
 
 

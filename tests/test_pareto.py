@@ -245,3 +245,12 @@ def test_hypervolume_of_no_finite_rows_is_zero_and_bounds_scale_it():
     # Normalised over bounds val_acc 0..1, macs 0..20: the point sits at (0.5, 0.5) of the unit box.
     assert hypervolume(one, ["val_acc", "macs"], bounds={"val_acc": (0.0, 1.0), "macs": (0.0, 20.0)}) == \
         pytest.approx((REFERENCE - 0.5) ** 2)
+
+
+def test_a_history_of_bare_points_numbers_them_in_order_and_counts_each_as_ok():
+    """Points without number, status or key columns: one point per row, in row order, every one usable."""
+    points = pd.DataFrame({"val_acc": [0.55, 0.82, 0.46], "macs": [50.0, 80.0, 60.0]})
+    hist = hypervolume_history(points, ["val_acc", "macs"], box={"val_acc": (1.0, 0.1), "macs": (0.0, 100.0)})
+    assert hist["number"].tolist() == [0, 1, 2] and hist["status"].tolist() == ["ok"] * 3
+    assert hist["completed"].tolist() == [1, 2, 3]
+    assert hist["hypervolume"].tolist() == pytest.approx([0.25, 0.31, 0.31])

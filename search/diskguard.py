@@ -161,4 +161,4 @@ def quiet_tune_when_full() -> None:
             logger.addFilter(QuietWhenFull())
 
 
-__all__ = ["DiskGuard", "DiskLow", "GUARD", "is_full_disk", "free_bytes", "quiet_tune_when_full", "resumable"]
+__all__ = ["DiskGuard", "DiskLow", "GUARD", "is_full_disk", "folder_bytes", "free_bytes", "quiet_tune_when_full", "resumable"]

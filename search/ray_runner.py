@@ -27,8 +27,8 @@ from ray.tune.stopper import CombinedStopper, Stopper
 
 from cli_kit import Interrupted, UserError, sigterm_interrupts
 from record.rundir import ACCURACY_STATUSES, DiskFull
-from search.diskguard import GUARD, is_full_disk, quiet_tune_when_full
-from search.watchdog import Watchdog, _error_text, drop_checkpoints, error_line
+from search.diskguard import GUARD, folder_bytes, is_full_disk, quiet_tune_when_full
+from search.watchdog import Watchdog, _error_text, checkpoint_met_full_disk, error_line
 
 if TYPE_CHECKING:  # the trainable imports torch and the trainer: only where a training is set up
     from search.trainable import TrialContext
@@ -324,7 +324,7 @@ def drop_stale_checkpoints(ray_dir: Path) -> int:
     for folder in ray_dir.glob("*/*/checkpoint_*"):
         if folder.parts[-3].startswith("supernets-") or not folder.is_dir():
             continue
-        freed += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        freed += folder_bytes(folder)
         shutil.rmtree(folder, ignore_errors=True)
     return freed
 
@@ -427,9 +427,7 @@ class FinishedTrainings(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
         text = _error_text(trial)
-        if is_full_disk(text):  # its checkpoint met a full disk: not the architecture's fault; trains again
-            GUARD.full(text, f"training {trial.trial_id}'s checkpoint")
-            drop_checkpoints(trial)  # a partial copy; a resumed search trains it from its first epoch
+        if checkpoint_met_full_disk(trial, text):  # not the architecture's fault: not recorded, trains again
             return
         self._finish(trial, "lost", trial.last_result or {},
                      f"lost after {trial.max_failures} restart(s): {error_line(trial, text)}")

@@ -73,9 +73,7 @@ class Watchdog(Callback):
     def on_trial_recover(self, iteration: int, trials: list, trial, **info: Any) -> None:
         ran = self.timed_out.pop(trial.trial_id, None)
         text = _error_text(trial)
-        if is_full_disk(text):  # a restart would meet the same full disk: end the experiment instead
-            GUARD.full(text, f"training {trial.trial_id}'s checkpoint")
-            drop_checkpoints(trial)  # a partial copy; a resumed search trains it from its first epoch
+        if checkpoint_met_full_disk(trial, text):  # a restart would meet the same full disk
             return
         why = (f"training {trial.trial_id} ran {ran:.0f} s, past its limit of {self.limit():.0f} s, "
                f"on node {_node(trial)}" if ran is not None else _lost(trial, text))
@@ -149,6 +147,16 @@ def _who(trial) -> str:
 
     config = job_of(trial)
     return f"{ArchConfig.from_dict(config['arch']).key}, seed {config.get('seed', '-')}"
+
+
+def checkpoint_met_full_disk(trial, text: str) -> bool:
+    """Whether the trial's error is a full disk; if so the experiment ends (`search.diskguard`) and the
+    partial checkpoint goes (a resumed search trains the training again from its first epoch)."""
+    if not is_full_disk(text):
+        return False
+    GUARD.full(text, f"training {trial.trial_id}'s checkpoint")
+    drop_checkpoints(trial)
+    return True
 
 
 def drop_checkpoints(trial) -> None:

@@ -150,7 +150,8 @@ def oneshot_notes(plan) -> list[str]:
     opts = plan.opts
     return [f"one-shot: every architecture is scored with the weights it inherits from each of {opts.supernets} "
             f"supernets (seeds {opts.seed}..{opts.seed + opts.supernets - 1}: a row's seed names its supernet), "
-            "BatchNorm re-estimated per subnet; the spread between supernets is each score's noise"]
+            f"BatchNorm re-estimated per subnet on {plan.budget.bn_images:,} training images; the spread between "
+            "supernets is each score's noise"]
 
 
 __all__ = ["SUPERNETS_DIR", "SupernetWriter", "check_supernet_file", "last_checkpoint", "oneshot_notes",

@@ -28,6 +28,9 @@ LATENCY_BACKENDS = ("onnxruntime", "torch")
 SAMPLERS = ("nsga2", "tpe", "random", "qmc")  # qmc: scrambled Sobol, spreads the menu evenly for analysis.effects
 SCHEDULERS = ("fifo", "moasha")
 STRATEGIES = ("standalone", "oneshot")  # oneshot: weight-sharing supernets score every architecture (search.oneshot)
+# BatchNorm of a one-shot score: re-estimated on 2,048 training images, not the budget's 512 (docs/oneshot.md:
+# a supernet agrees with itself at tau 0.70-0.76 instead of 0.37-0.53, for 2-3 s more per score).
+ONESHOT_BN_IMAGES = 2048
 PATH_SAMPLINGS = ("fair", "uniform", "sandwich")  # trainer.supernet.PATH_SAMPLINGS, spelled here to import no torch
 BUDGET_NAMES = ("smoke", "cpu", "gpu")
 LAYOUT_CHOICES = ("auto", "channels_last", "nchw")
@@ -194,6 +197,9 @@ FLAGS: tuple[Flag, ...] = (
          check=_proxy_width, stored=BUDGET),
     Flag("epoch_images", "training", "images per epoch, drawn afresh each epoch from the whole training split",
          None, int, check=positive, stored=BUDGET),
+    Flag("bn_images", "training", "training images BatchNorm statistics are re-estimated on before each "
+         "validation or score (default: the budget's 512; --strategy oneshot 2048, which doubles a supernet's "
+         "agreement with itself: docs/oneshot.md); 0 = off", None, int, check=at_least(0), stored=BUDGET),
     Flag("layout", "training", "memory layout the proxies train in: auto times a few training steps of each "
          "layout at this budget on this machine and takes the faster (cached per machine and budget), or "
          "channels_last, nchw (default {default})", "auto", check=one_of(LAYOUT_CHOICES), stored=SEARCH),
@@ -358,6 +364,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         raise UserError("--rungs and --reduction-factor apply to --scheduler moasha only")
     if not values["resume"]:  # a resumed run's strategy is its stored one: checked in merge_stored
         values.update(_strategy_settings(values, set(given)))
+        if values["strategy"] == "oneshot" and "bn_images" not in given:
+            values["bn_images"] = ONESHOT_BN_IMAGES  # in run.json's budget_settings: a resume keeps what it began with
     if values["resume"] and "name" not in given:
         raise UserError("--resume needs --name of the run to continue")
     overrides = {k: v for k, v in ((k, values.pop(k)) for k in OVERRIDE_FLAGS) if v is not None}

@@ -232,8 +232,14 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="tiny budgets: the whole pipeline in minutes")
     p.add_argument("--workers", type=int, default=2, help="training processes, one torch thread each")
     p.add_argument("--out", default=None, help="results CSV (default benchmarks/data/proxy_fidelity[-quick].csv)")
+    p.add_argument("--budgets", default=None, help="train only these budgets, comma-separated (default all)")
     args = p.parse_args()
     budgets, passes = (QUICK, QUICK_PASSES) if args.quick else (BUDGETS, PASSES)
+    if args.budgets:
+        unknown = set(args.budgets.split(",")) - set(budgets)
+        if unknown:
+            p.error(f"unknown budget(s) {', '.join(sorted(unknown))}; choose from {', '.join(budgets)}")
+        passes = tuple(tuple(b for b in group if b in args.budgets.split(",")) for group in passes)
     out = Path(args.out or Path(__file__).parent / "data" / f"proxy_fidelity{'-quick' if args.quick else ''}.csv")
     archs = architectures(QUICK_RANDOM if args.quick and args.random is None else
                           N_RANDOM if args.random is None else args.random)

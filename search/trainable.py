@@ -143,13 +143,9 @@ def _train(arch: ArchConfig, ctx: TrialContext, report: Report, seed: int, resum
 @functools.lru_cache(maxsize=2)
 def worker_supernet(path: str, device: str):
     """A supernet file, loaded once per worker process (a worker scores many architectures on it)."""
-    from space import SearchSpace
-    from space.supernet import Supernet
+    from trainer.supernet import load_supernet
 
-    saved = torch.load(path, map_location=resolve_device(device), weights_only=False)
-    net = Supernet(SearchSpace.from_dict(saved["meta"]["space"]))
-    net.load_state_dict(saved["state_dict"])
-    return net.to(resolve_device(device)).eval()
+    return load_supernet(path, resolve_device(device))
 
 
 def inherited_score(arch: ArchConfig, ctx: TrialContext, seed: int, device: torch.device) -> dict[str, Any]:

@@ -133,3 +133,70 @@ def test_divergence_exits_1_with_a_message(cifar_dir, tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "diverged" in proc.stderr and "--lr" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+@pytest.fixture(scope="module")
+def supernet_file(tmp_path_factory) -> Path:
+    """A supernet file as a one-shot search writes it (its menu at proxy width 0.25, random weights)."""
+    from space import SearchSpace
+    from space.supernet import Supernet, supernet_space
+
+    space = supernet_space(SearchSpace(kernel_sets=((3, 5, 7),), ratios=(2, 3)), 0.25)
+    torch.manual_seed(3)
+    net = Supernet(space)
+    path = tmp_path_factory.mktemp("supernets") / "seed-0.pt"
+    torch.save({"meta": {"space": space.to_dict()}, "state_dict": net.state_dict(), "seed": 0}, path)
+    return path
+
+
+def test_inherit_fine_tunes_the_path_a_supernet_holds(supernet_file, best_json, cifar_dir, tmp_path):
+    """`--inherit`: the training starts from the path's weights (space.supernet.extract), not a fresh init."""
+    import trainer.train as train_mod
+    from trainer.supernet import load_supernet
+
+    args = train_mod.build_parser().parse_args(["--arch", str(best_json), "--inherit", str(supernet_file),
+                                                 "--epochs", "1", "--data-dir", str(cifar_dir),
+                                                 "--out", str(tmp_path / "ft"), *FAST])
+    setup = train_mod.prepare(args)
+    arch = ArchConfig.from_dict(json.loads(best_json.read_text()))
+    want = load_supernet(supernet_file).extract(arch).state_dict()
+    started = {}
+    real_make_training = train_mod.make_training
+
+    def spy(model, *rest, **kw):  # the weights the training starts from, before its first step
+        started.update({k: v.clone() for k, v in model.state_dict().items()})
+        return real_make_training(model, *rest, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train_mod, "make_training", spy)
+        assert train_mod.run(setup) == 0
+    assert started.keys() == want.keys() and all(torch.equal(started[k], want[k]) for k in want)
+    metrics = json.loads((tmp_path / "ft" / "metrics.json").read_text())
+    assert metrics["inherited_from"] == str(supernet_file.resolve()) == metrics["settings"]["inherit"]
+    again = train("--arch", str(best_json), "--inherit", str(supernet_file), "--resume", "--data-dir", str(cifar_dir),
+                  "--out", str(tmp_path / "ft"), *FAST)
+    assert_user_error(again, "a resumed training continues from its checkpoint (drop --inherit)")
+    # A fresh training of the same arch and seed starts elsewhere.
+    fresh = train_mod.prepare(train_mod.build_parser().parse_args(
+        ["--arch", str(best_json), "--data-dir", str(cifar_dir), "--out", str(tmp_path / "fresh"), *FAST]))
+    assert fresh.inherit is None and fresh.inherit_path is None
+
+
+@pytest.mark.parametrize("extra, says", [
+    (["--width", "1.0"], "holds width-0.25 copies (it trained at a proxy width); add --width 0.25"),
+    (["--arch", "cnn"], "outside the supernet's menu"),
+    (["--inherit", "README.md"], "README.md is not a supernet file of search.run --strategy oneshot"),
+    (["--inherit", "nowhere.pt"], "--inherit nowhere.pt: no such file"),
+])
+def test_inherit_refuses_what_the_supernet_cannot_give_in_one_line(supernet_file, best_json, cifar_dir, tmp_path,
+                                                                   extra, says):
+    args = ["--arch", str(best_json), "--inherit", str(supernet_file), "--data-dir", str(cifar_dir),
+            "--out", str(tmp_path / "x"), *FAST]
+    for flag in ("--arch", "--inherit"):
+        if flag in extra:
+            i = args.index(flag)
+            args[i:i + 2] = []
+    if "--arch" in extra and "--width" not in extra:
+        extra = [*extra, "--width", "0.25"]
+    assert_user_error(train(*args, *extra), says)
+    assert not (tmp_path / "x").exists()

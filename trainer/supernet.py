@@ -168,5 +168,18 @@ def score_subnets(net: Supernet, archs: Iterable[ArchConfig], data: Cifar10, bud
         net.train(was_training)
 
 
-__all__ = ["PathSampler", "PATH_SAMPLINGS", "SupernetResult", "build_supernet", "score", "score_subnets",
-           "train_supernet"]
+def load_supernet(path, device: torch.device | str = "cpu") -> Supernet:
+    """A supernet file as `search.run --strategy oneshot` writes it (`supernets/seed-S.pt`: its menu and
+    weights), in eval mode; ValueError in one line when the file is something else."""
+    try:
+        saved = torch.load(path, map_location=device, weights_only=False)
+        net = Supernet(SearchSpace.from_dict(saved["meta"]["space"]))
+        net.load_state_dict(saved["state_dict"])
+    except Exception as exc:  # noqa: BLE001 - a torn, foreign or older file: the caller says so in one line
+        raise ValueError(f"{path} is not a supernet file of search.run --strategy oneshot "
+                         f"({type(exc).__name__})") from None
+    return net.to(device).eval()
+
+
+__all__ = ["PathSampler", "PATH_SAMPLINGS", "SupernetResult", "build_supernet", "load_supernet", "score",
+           "score_subnets", "train_supernet"]

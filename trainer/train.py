@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--train-size", type=int, default=None,
                    help="dev/test only: train on a seeded subset of this many images instead of all")
+    p.add_argument("--inherit", default=None, metavar="SUPERNET",
+                   help="start from the weights --arch inherits from this supernet file (a one-shot run's "
+                        "supernets/seed-S.pt) instead of a fresh initialisation: a fine-tune")
     return p
 
 
@@ -83,6 +86,8 @@ class Setup:
     train_size: int | None
     data: Cifar10
     checkpoint: dict[str, Any] | None
+    inherit: Any = None  # the Supernet whose path of `arch` the training starts from (--inherit)
+    inherit_path: str | None = None  # its file, kept in the checkpoint so a resumed fine-tune still says so
 
 
 def arch_name(spec: str, width: float | None) -> str:
@@ -166,6 +171,7 @@ def prepare(args: argparse.Namespace) -> Setup:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
     ckpt = _checkpoint(args, out, arch, device)
+    supernet = _inherit(args, arch, ckpt)
     chosen = resolve_settings(args, device, ckpt)
     try:
         budget = get_budget(chosen["budget"], batch_size=chosen["batch_size"], lr=chosen["lr"])
@@ -182,7 +188,35 @@ def prepare(args: argparse.Namespace) -> Setup:
                                  epoch_images=None, ema=0.0, tta=False,
                                  weight_decay=Budget.__dataclass_fields__["weight_decay"].default)
     return Setup(arch, arch_name(args.arch, args.width), out, device, budget, epochs, chosen["seed"],
-                 chosen["train_size"], data, ckpt)
+                 chosen["train_size"], data, ckpt, supernet,
+                 str(Path(args.inherit).resolve()) if args.inherit else (ckpt or {}).get("settings", {}).get("inherit"))
+
+
+def _inherit(args: argparse.Namespace, arch: ArchConfig, ckpt: dict[str, Any] | None):
+    """The supernet `--inherit` names, checked to hold `arch`; None without the flag."""
+    if args.inherit is None:
+        return None
+    if ckpt is not None:
+        raise UserError("--inherit starts a training from a supernet's weights; a resumed training continues "
+                        "from its checkpoint (drop --inherit)")
+    from space.supernet import OutsideMenu
+
+    from .supernet import load_supernet
+
+    if not Path(args.inherit).is_file():
+        raise UserError(f"--inherit {args.inherit}: no such file")
+    try:
+        net = load_supernet(args.inherit)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if arch.width != net.space.width:
+        raise UserError(f"the supernet {args.inherit} holds width-{net.space.width:g} copies (it trained at a proxy "
+                        f"width); add --width {net.space.width:g} to fine-tune {arch.key}'s copy")
+    try:
+        net.check(arch)
+    except OutsideMenu as exc:
+        raise UserError(str(exc)) from None
+    return net
 
 
 # --------------------------------------------------------------- training
@@ -225,7 +259,8 @@ def run(setup: Setup) -> int:
     device, budget = setup.device, setup.budget
     ckpt = setup.checkpoint
     torch.manual_seed(setup.seed)
-    model = build_model(setup.arch)
+    # --inherit: the path's weights and BN statistics, as the one-shot search scored it (space.supernet.extract)
+    model = build_model(setup.arch) if setup.inherit is None else setup.inherit.extract(setup.arch).train()
     macs, params = count_macs(model), count_params(model)
     memory_format = torch.channels_last if budget.channels_last else torch.preserve_format
     model = model.to(device, memory_format=memory_format)
@@ -245,7 +280,7 @@ def run(setup: Setup) -> int:
         history = list(ckpt["history"])
     setup.out.mkdir(parents=True, exist_ok=True)
     chosen = {"budget": budget.name, "batch_size": budget.batch_size, "lr": budget.lr, "seed": setup.seed,
-              "train_size": setup.train_size}
+              "train_size": setup.train_size, "inherit": setup.inherit_path}
 
     def checkpoint(stats: EpochStats) -> None:
         """After each epoch: history, an atomic checkpoint, and a progress line."""
@@ -288,6 +323,7 @@ def write_outputs(setup: Setup, model: nn.Module, history: list[dict[str, float]
         "macs": macs, "params": params, "device": str(setup.device), "threads": torch.get_num_threads(),
         "train_images": len(train_subset(setup.data, setup.train_size, setup.seed)[1]),
         "seconds": sum(h["seconds"] for h in history),
+        "inherited_from": setup.inherit_path,
         "settings": {**chosen, "momentum": setup.budget.momentum, "weight_decay": setup.budget.weight_decay,
                      "label_smoothing": setup.budget.label_smoothing, "warmup": setup.budget.warmup},
     }

@@ -19,7 +19,7 @@ Two phases in one run directory, both on Ray Tune through `search.ray_runner`:
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -145,14 +145,49 @@ def _eta(execution, budget, supernets: int, images: int) -> str:
     return "" if hours is None else f"; about {hours:.1f} h (the cpu calibration's CPU-s per image)"
 
 
+@dataclass(frozen=True)
+class OneshotRepeatability:
+    """What `benchmarks/oneshot_fidelity.py --common-split` measured on this machine: two supernets (seeds 0
+    and 1) trained `epochs` epochs of the `cpu` budget on all 45,000 training images, ranking the same
+    architectures with BatchNorm on `bn_images` images (`benchmarks/data/oneshot_fidelity_common.{txt,csv}`;
+    tests/test_oneshot.py recomputes the figures from the CSV).  The CPU default strategy follows it: the one
+    that ranks more repeatably at this machine's cost."""
+
+    tau: float
+    lo: float
+    hi: float
+    archs: int
+    epochs: int = 6
+    supernet_hours: float = 0.64  # CPU-hours per supernet
+    bn_images: int = 2048
+
+    def figure(self) -> str:
+        return (f"two supernets of {self.epochs} epochs ({self.supernet_hours:.2f} CPU-h each) ranked {self.archs} "
+                f"architectures at Kendall tau={self.tau:+.2f} [{self.lo:+.2f}, {self.hi:+.2f}]")
+
+    def standalone_line(self, proxy) -> str:
+        """Why a stand-alone search is the CPU default (proxy: trainer.budget.CPU_FIDELITY)."""
+        return (f"strategy standalone, the CPU default: it ranks more repeatably at this machine's cost (the cpu "
+                f"proxy's two seeds: tau={proxy.tau:+.2f} [{proxy.lo:+.2f}, {proxy.hi:+.2f}]; one-shot: "
+                f"{self.figure()}; docs/oneshot.md)")
+
+    def oneshot_line(self) -> str:
+        """What a one-shot search on the CPU should expect of its ranking."""
+        return (f"one-shot on the CPU: {self.figure()} (docs/oneshot.md); treat this run's ranking as "
+                "unrepeatable unless its supernets train far longer (a GPU) and check its front with search.fidelity")
+
+
+ONESHOT_CPU = OneshotRepeatability(tau=-0.27, lo=-0.41, hi=-0.09, archs=60)
+
+
 def oneshot_notes(plan) -> list[str]:
     """What the start-up lines say of a one-shot search: the supernets and why the seeds are theirs."""
     opts = plan.opts
     return [f"one-shot: every architecture is scored with the weights it inherits from each of {opts.supernets} "
             f"supernets (seeds {opts.seed}..{opts.seed + opts.supernets - 1}: a row's seed names its supernet), "
             f"BatchNorm re-estimated per subnet on {plan.budget.bn_images:,} training images; the spread between "
-            "supernets is each score's noise"]
+            "supernets is each score's noise"] + ([ONESHOT_CPU.oneshot_line()] if opts.execution.device == "cpu" else [])
 
 
-__all__ = ["SUPERNETS_DIR", "SupernetWriter", "check_supernet_file", "last_checkpoint", "oneshot_notes",
+__all__ = ["ONESHOT_CPU", "OneshotRepeatability", "SUPERNETS_DIR", "SupernetWriter", "check_supernet_file", "last_checkpoint", "oneshot_notes",
            "supernet_file", "supernet_meta", "supernet_seeds", "train_supernets"]

@@ -377,10 +377,12 @@ def _print_start(plan: Plan, scheduler, remaining: int, concurrent: int) -> None
         for line in oneshot_notes(plan):
             print(wrap(line), flush=True)
     elif opts.execution.device == "cpu":
+        from search.oneshot import ONESHOT_CPU
         from trainer.budget import CPU_FIDELITY
 
         for line in CPU_FIDELITY.start_lines(budget, remaining, concurrent, sizes["train"], str(opts.run_path)):
             print(wrap(line), flush=True)
+        print(wrap(ONESHOT_CPU.standalone_line(CPU_FIDELITY)), flush=True)
 
 
 def make_searcher(plan: Plan, rundir: RunDir, ledger, writer, attempt: int, stopped=None):

@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -59,6 +60,7 @@ def test_a_oneshot_search_trains_supernets_resumes_them_and_scores_every_archite
     assert "one-shot: every architecture is scored" in done.stdout and " ± " in done.stdout
     # Scores re-estimate BatchNorm on 2,048 training images (512 is the budget's): recorded, so a resume keeps it.
     assert meta["budget_settings"]["bn_images"] == 2048 and "on 2,048 training images" in done.stdout
+    assert "one-shot on the CPU: two supernets of 6 epochs" in " ".join(done.stdout.split())
     # analysis.effects takes the run through its per-supernet fit (the supernet the unit): 4 architectures are
     # too few for the additive model, said in one line (tests/test_effects_oneshot.py: a run large enough).
     effects = in_process("analysis.effects", str(run))
@@ -87,6 +89,8 @@ def test_oneshot_flags_that_cannot_work_are_one_line(cifar_dir, tmp_path, args, 
     done = in_process("search.run", "--data-dir", str(cifar_dir), "--storage-path", str(tmp_path / "runs"), *args)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and message in done.stderr, done.stderr
     assert not (tmp_path / "runs").exists()
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_the_flag_names_the_path_samplings_the_trainer_knows():
@@ -121,3 +125,27 @@ def test_oneshot_scores_with_batchnorm_on_2048_images_unless_told():
     assert parse_args(["--bn-images", "0"]).budget_overrides["bn_images"] == 0
     with pytest.raises(UserError, match="--bn-images must be at least 0, got -1"):
         parse_args(["--bn-images", "-1"])
+
+
+def test_the_cpu_default_strategy_quotes_the_repeatability_measured_here():
+    """search.oneshot.ONESHOT_CPU recomputed from the committed benchmark CSV; the default follows the data."""
+    import pandas as pd
+
+    from analysis.rank import bootstrap_interval, kendall_tau
+    from search.oneshot import ONESHOT_CPU
+    from search.options import ONESHOT_BN_IMAGES, parse_args
+    from trainer.budget import CPU_FIDELITY
+
+    data = pd.read_csv(REPO / "benchmarks" / "data" / "oneshot_fidelity_common.csv")
+    col = f"bn{ONESHOT_CPU.bn_images}_a"
+    both = data.dropna(subset=[f"supernet_0_{col}", f"supernet_1_{col}"])
+    a, b = both[f"supernet_0_{col}"].to_numpy(), both[f"supernet_1_{col}"].to_numpy()
+    lo, hi = bootstrap_interval(kendall_tau, a, b)
+    assert ONESHOT_CPU.archs == len(both) and ONESHOT_CPU.bn_images == ONESHOT_BN_IMAGES
+    assert (ONESHOT_CPU.tau, ONESHOT_CPU.lo, ONESHOT_CPU.hi) == pytest.approx((kendall_tau(a, b), lo, hi), abs=0.005)
+    text = (REPO / "benchmarks" / "data" / "oneshot_fidelity_common.txt").read_text()
+    assert f"{ONESHOT_CPU.epochs} epochs of the cpu budget" in text and f"train {ONESHOT_CPU.supernet_hours} CPU-h" in text
+    # The default is the strategy that ranks more repeatably at this machine's cost, and the line says so.
+    assert parse_args([]).strategy == ("standalone" if CPU_FIDELITY.tau > ONESHOT_CPU.tau else "oneshot")
+    line = ONESHOT_CPU.standalone_line(CPU_FIDELITY)
+    assert f"tau={CPU_FIDELITY.tau:+.2f}" in line and f"tau={ONESHOT_CPU.tau:+.2f}" in line

@@ -66,6 +66,8 @@ def test_end_to_end_local_cluster(smoke_run):
     assert "Kendall tau=" not in proc.stdout and f"python -m search.fidelity {run}" in " ".join(proc.stdout.split())
     # ... and how long the whole search should take, before any training ends (half width here: not measured).
     assert "expected duration: " in proc.stdout
+    # ... and why this strategy is the CPU default, with both strategies' repeatability (search.oneshot.ONESHOT_CPU).
+    assert "strategy standalone, the CPU default: it ranks more repeatably" in " ".join(proc.stdout.split())
     # Learning curves: one row per epoch of every training (1 epoch each on the smoke budget).
     with open(run / "curves.csv", newline="") as f:
         curves = list(csv.DictReader(f))

@@ -5,7 +5,8 @@ The rule: `cli_kit` (the command-line kit and the user-error type) and
 nothing of ours; `space` stands on the CLI kit; `trainer` (data and
 training) and `runtime` (how a network runs where it is deployed) on `space`
 and `host`, never on each other; `record` on `space`; `search` on `trainer`,
-`runtime` and `record`; `analysis` on `record` and `space`.  A package may import only the ones below it, never
+`runtime` and `record`; `analysis` on `record`, `space` and `runtime` (a choice's latency is priced by the
+runtime).  A package may import only the ones below it, never
 one beside or above.  Three commands of `search` print what `analysis`
 computes (`search.run`'s final report, `search.fidelity`'s statistics): the
 only imports across that line.  No package below `search` imports Ray or
@@ -26,7 +27,7 @@ ALLOWED = {
     "runtime": {"cli_kit", "host", "space"},
     "record": {"cli_kit", "space"},
     "search": {"cli_kit", "host", "space", "trainer", "runtime", "record"},
-    "analysis": {"cli_kit", "space", "record"},
+    "analysis": {"cli_kit", "space", "record", "runtime"},  # runtime: latency prices (analysis.effects.prices)
 }
 # Commands that print what analysis computes: the final report, the fidelity check, the study's table.
 EXCEPTIONS = {("search.run", "analysis"), ("search.fidelity", "analysis"), ("search.confirm", "analysis")}

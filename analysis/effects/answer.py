@@ -3,6 +3,7 @@ text and JSON the command prints, and the data's own Selective-MCA placement wit
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,8 @@ from ..cli import UserError
 from ..latency_label import latency_source
 from ..load import RunData, load_run
 from .checks import Additivity, Resolution, additivity, inflation, resolution
-from .costs import Placement, base_arch, best_placement, block_costs, choice_cost, latency_fit
+from .costs import Placement, base_arch, best_placement, block_costs, choice_cost
+from .prices import LatencyPrices, run_prices
 from .model import ALPHA, Design, EffectsError, build_design, effect_table, holm
 from .units import fit_run, supernet_design
 
@@ -35,21 +37,21 @@ class Effects:
     inflation: pd.Series
     additivity: Additivity
     stages: pd.DataFrame | None = None
+    prices: LatencyPrices | None = None  # latency of each choice, from the run's latency source
 
 
-def _with_costs(design: Design, table: pd.DataFrame, lat) -> pd.DataFrame:
-    """Exact MACs and params of each choice, latency_ms (effect and interval) from the run's latency fit."""
+def _with_costs(design: Design, table: pd.DataFrame, prices: LatencyPrices | None) -> pd.DataFrame:
+    """Exact MACs and params of each choice, latency_ms (price and interval) from the run's latency source."""
     base = base_arch(design)
     costs = [choice_cost(base, f, lv) for f, lv in zip(table["factor"], table["level"])]
     table = table.assign(macs=[c[0] for c in costs], params=[c[1] for c in costs])
     lat_cols = {"latency_ms": np.nan, "latency_low": np.nan, "latency_high": np.nan}
     table = table.assign(**lat_cols)
-    if lat is not None:
-        ci = lat.conf_int(alpha=ALPHA)
+    if prices is not None:
         for i, (f, lv) in enumerate(zip(table["factor"], table["level"])):
-            name = f"{f}={lv}"
-            if name in lat.params.index:
-                table.loc[i, list(lat_cols)] = [lat.params[name], ci.loc[name, 0], ci.loc[name, 1]]
+            price = prices.price(f, str(lv))
+            if price is not None:
+                table.loc[i, list(lat_cols)] = [price.ms, price.low, price.high]
     res = block_costs(base)["resolution"]
     table["resolution"] = [int(res.iloc[int(lv)]) if f == "mca" else np.nan
                            for f, lv in zip(table["factor"], table["level"])]
@@ -77,17 +79,22 @@ def stage_table(design: Design, result, table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def analyse(data: RunData, by_stage: bool = False) -> Effects:
-    """The whole analysis of a run; EffectsError (a user error) when the run cannot carry the model."""
+def analyse(data: RunData, by_stage: bool = False, say=None) -> Effects:
+    """The whole analysis of a run; EffectsError (a user error) when the run cannot carry the model.  `say`
+    hears what takes time (latency prices timed here, the first time)."""
     if "mca_0" not in data.trials.columns:
         raise EffectsError("the trials table has no mca_0 column: not a placement search")
     # Scores of one supernet share its luck: a one-shot run is fitted per supernet (analysis.effects.units).
     design = supernet_design(data.trials) if one_shot(data) else build_design(data.trials)
     result = fit_run(design)
-    table = _with_costs(design, effect_table(design, result), latency_fit(design))
+    effects = effect_table(design, result)
+    levels = {f: [str(lv) for lv in effects.loc[effects["factor"] == f, "level"]] for f in ("kernels", "ratio")}
+    prices = run_prices(data.path, data.meta, base_arch(design), levels["kernels"], levels["ratio"],
+                        say or (lambda line: print(line, file=sys.stderr, flush=True)))
+    table = _with_costs(design, effects, prices)
     stages = stage_table(design, result, table) if by_stage else None
     return Effects(data, design, result, table, resolution(design, result), inflation(design),
-                   additivity(design, result), stages)
+                   additivity(design, result), stages, prices)
 
 
 def one_shot(data: RunData) -> bool:
@@ -120,7 +127,7 @@ def _cost(v: float, unit: str = "") -> str:
 def effect_lines(e: Effects) -> list[str]:
     """The effects table, one line per choice (effects and intervals in points)."""
     head = f"{'factor':<8} {'level':<14} {'effect [95% CI], pts':<26} {'p_holm':>7} {'sig':>3} " \
-           f"{'MACs':>9} {'params':>9} {'latency_ms':>10}"
+           f"{'MACs':>9} {'params':>9} {'latency_ms [95% CI]':>26}"
     lines = [head]
     for _, r in e.table.iterrows():
         level = r["level"] if r["factor"] != "mca" else f"{r['level']} ({int(r['resolution'])}px)"
@@ -131,8 +138,14 @@ def effect_lines(e: Effects) -> list[str]:
             continue
         lines.append(f"{r['factor']:<8} {level:<14} {_interval(r):<26} {r['p_holm']:>7.3f} "
                      f"{'*' if r['significant'] else '':>3} {_cost(r['macs'], 'M'):>9} "
-                     f"{_cost(r['params'], 'M'):>9} {_cost(r['latency_ms']):>10}")
+                     f"{_cost(r['params'], 'M'):>9} {_latency(r):>26}")
     return lines
+
+
+def _latency(r) -> str:
+    if not np.isfinite(r["latency_ms"]):
+        return "—"
+    return f"{r['latency_ms']:+.3f} [{r['latency_low']:+.3f}, {r['latency_high']:+.3f}]"
 
 
 def stage_lines(e: Effects) -> list[str]:
@@ -206,13 +219,21 @@ def report_text(e: Effects, target: float = DEFAULT_TARGET, placement: Placement
              f"Effect on val_acc in points against MCA off / the reference level; {interval_words(e)}; "
              f"* = significant after Holm over the family (the {len(e.resolution.mde)} "
              f"bottlenecks; each other factor's levels), FWER {ALPHA:g}. Costs: exact MACs and params of the choice; "
-             f"latency_ms fitted to the run's latencies ({latency_source(data.meta)}).", "", *effect_lines(e), ""]
+             f"{latency_words(e)}.", "", *effect_lines(e), ""]
     if e.stages is not None:
         lines += ["By stage (MCA on every estimable bottleneck of the stage):", *stage_lines(e), ""]
     lines += [resolving_sentence(e, target), design_sentence(e), additivity_sentence(e), *note_lines(e)]
     if placement is not None:
         lines.append(placement_sentence(placement))
     return "\n".join(lines)
+
+
+def latency_words(e: Effects) -> str:
+    """Where the latency column comes from (analysis.effects.prices)."""
+    if e.prices is None:
+        return f"latency_ms not priced: the run's latency source ({latency_source(e.data.meta)}) gives no runtime"
+    return (f"latency_ms [95 % interval] priced by {e.prices.source} (a block added never below 0), against "
+            f"the reference network's {e.prices.base_ms:.3f} ms")
 
 
 def placement_sentence(p: Placement) -> str:
@@ -239,7 +260,7 @@ def to_json(e: Effects, target: float = DEFAULT_TARGET, placement: Placement | N
     a = e.additivity
     out = {"run": str(e.data.path), "unit": "val_acc (fraction; x100 = points)", "alpha": ALPHA,
            "multiple_comparisons": "Holm (family-wise) over the bottlenecks; within each other factor",
-           "interval": interval_words(e), "trainings": len(e.design.y),
+           "interval": interval_words(e), "latency_prices": latency_words(e), "trainings": len(e.design.y),
            "architectures": len(set(e.design.groups)), "references": e.design.references, "effects": records,
            "resolving_power": {"mde_median": float(e.resolution.mde.median()) if len(e.resolution.mde) else None,
                                "mde": {k: float(v) for k, v in e.resolution.mde.items()}, "power": 0.8,
@@ -271,7 +292,7 @@ def load_effects(run: str | Path, by_stage: bool = False) -> Effects:
 
 def placement_of(e: Effects, max_macs: float | None, max_latency_ms: float | None) -> Placement:
     try:
-        return best_placement(e.design, e.result, max_macs, max_latency_ms)
+        return best_placement(e.design, e.result, max_macs, max_latency_ms, e.prices)
     except EffectsError as exc:
         raise UserError(f"run {e.data.path}: {exc}") from None
 

@@ -5,9 +5,9 @@ bottleneck with the same channels in and out, so its cost depends on the
 bottleneck's place and the kernel set, never on the other bits or on s.
 `space.describe` counts them per block (on the meta device, a blink), and a
 net's cost is its no-MCA cost at its ratio plus the blocks it carries.
-Latency is not additive by construction, so it is estimated the same way as
-accuracy: an additive fit to the run's own measured `latency_ms` (with its
-interval), from the run's latency source.
+Latency is priced from the run's latency source itself, never fitted to its
+whole-network latencies (`analysis.effects.prices`): a table run's blocks, or
+the networks that differ in one choice timed here back to back.
 
 The placement maximises the predicted accuracy over every placement of the
 estimable bottlenecks × kernel set × ratio (2¹⁶ × 9 on the default menu,
@@ -31,7 +31,7 @@ from record.arch import from_flat
 from space import ArchConfig
 from space.describe import describe
 
-from .model import ALPHA, Design, EffectsError, column_name, fit, split_name
+from .model import ALPHA, Design, EffectsError, column_name, split_name
 
 
 @lru_cache(maxsize=64)
@@ -90,17 +90,6 @@ def choice_cost(base: ArchConfig, factor: str, level: str) -> tuple[int, int]:
     return macs - ref_macs, params - ref_params
 
 
-def latency_fit(design: Design):
-    """The additive fit of the run's measured latency_ms on the same design, or None when not measured."""
-    if "latency_ms" not in design.rows.columns:
-        return None
-    lat = design.rows["latency_ms"].astype(float).to_numpy()
-    keep = np.isfinite(lat)
-    if keep.sum() < design.X.shape[1] + 2 or len(set(design.groups[keep])) < 3:
-        return None
-    return fit(design.X[keep].reset_index(drop=True), lat[keep], design.groups[keep])
-
-
 @dataclass(frozen=True)
 class Placement:
     """The chosen architecture, its predicted val_acc with interval, exact cost and predicted latency."""
@@ -136,7 +125,7 @@ def _contrast(design: Design, bits: list[str], on: np.ndarray, kernels: str, rat
     return c.to_numpy()
 
 
-def _level_values(design: Design, result, lat, grid, bits, kernels: str, ratio: str):
+def _level_values(design: Design, result, prices, grid, bits, kernels: str, ratio: str):
     """Predicted val_acc, exact MACs and predicted latency of every placement at (kernels, ratio)."""
     base = base_arch(design)
     blocks = block_costs(base, kernels)
@@ -145,7 +134,7 @@ def _level_values(design: Design, result, lat, grid, bits, kernels: str, ratio: 
     base_macs = total_cost(_variant(base, ratio=int(ratio)))[0]
     macs = base_macs + grid @ blocks["macs"].to_numpy(dtype=np.float64)[idx]
     acc = _linear(result.params, grid, bits, any_on, kernels, ratio)
-    latency = _linear(lat.params, grid, bits, any_on, kernels, ratio) if lat is not None else None
+    latency = prices.predict(grid, idx, kernels, int(ratio)) if prices is not None else None
     return acc, macs, latency
 
 
@@ -156,15 +145,16 @@ def _linear(params: pd.Series, grid, bits, any_on, kernels: str, ratio: str) -> 
 
 
 def best_placement(design: Design, result, max_macs: float | None = None,
-                   max_latency_ms: float | None = None) -> Placement:
-    """The placement with the highest predicted val_acc within the budgets (ties: fewer MACs)."""
-    lat = latency_fit(design)
-    if max_latency_ms is not None and lat is None:
-        raise EffectsError("--max-latency-ms needs latency_ms, which this run did not measure")
+                   max_latency_ms: float | None = None, prices=None) -> Placement:
+    """The placement with the highest predicted val_acc within the budgets (ties: fewer MACs); latency is
+    predicted from the run's latency `prices` (analysis.effects.prices)."""
+    if max_latency_ms is not None and prices is None:
+        raise EffectsError("--max-latency-ms needs latency prices, which this run's latency source cannot give "
+                           "(it recorded no runtime and no latency table)")
     grid, bits, levels = _candidates(design)
     best, cheapest = None, (np.inf, np.inf)
     for kernels, ratio in levels:
-        acc, macs, latency = _level_values(design, result, lat, grid, bits, kernels, ratio)
+        acc, macs, latency = _level_values(design, result, prices, grid, bits, kernels, ratio)
         fits = np.ones(len(acc), dtype=bool)
         if max_macs is not None:
             fits &= macs <= max_macs
@@ -203,4 +193,4 @@ def _placement(design: Design, result, bits, best) -> Placement:
                      None if latency is None else float(latency))
 
 
-__all__ = ["Placement", "best_placement", "block_costs", "choice_cost", "latency_fit", "base_arch", "total_cost"]
+__all__ = ["Placement", "best_placement", "block_costs", "choice_cost", "base_arch", "total_cost"]

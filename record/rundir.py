@@ -122,12 +122,13 @@ class DiskFull(RunDirError):
             free = shutil.disk_usage(path.parent).free
         except OSError:
             free = 0
-        super().__init__(f"no space left to write {path} ({_size(free)} free on its file system, this write needed "
-                         f"{_size(needed)}): free some space, then continue with --resume; everything written "
+        super().__init__(f"no space left to write {path} ({human_size(free)} free on its file system, this write "
+                         f"needed {human_size(needed)}): free some space, then continue with --resume; everything written "
                          "before is kept")
 
 
-def _size(n: int) -> str:
+def human_size(n: int) -> str:
+    """Bytes as people read them in a message: 512 B, 37.2 MB."""
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

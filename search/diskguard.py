@@ -28,7 +28,7 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.stopper import Stopper
 
-from record.rundir import DiskFull, RunDirError, _size
+from record.rundir import DiskFull, RunDirError, human_size
 
 CHECKPOINT_FLOOR = 8 << 20  # bytes a checkpoint is assumed to need before the first one is seen
 TABLES_MARGIN = 4 << 20  # table rows, curves, events, the study and Tune's logs between two checks
@@ -96,8 +96,8 @@ class DiskGuard(Callback, Stopper):
             self.error = error
             return
         free = free_bytes(self.path) if self.path is not None else 0
-        self.error = DiskLow(f"no space left to write {what or self.path} ({_size(free)} free on its file system; "
-                             f"the next checkpoints and the tables need about {_size(self.need())}): free some "
+        self.error = DiskLow(f"no space left to write {what or self.path} ({human_size(free)} free on its file system; "
+                             f"the next checkpoints and the tables need about {human_size(self.need())}): free some "
                              "space, then continue with --resume; finished trainings are kept")
 
     def check(self) -> bool:
@@ -107,9 +107,10 @@ class DiskGuard(Callback, Stopper):
             free = free_bytes(self.path)
             if free < self.need():
                 self.error = DiskLow(
-                    f"stopped before the disk filled: {_size(free)} free on the file system of {self.path}, "
-                    f"and the next checkpoints ({self.concurrent} at once, up to {_size(self.checkpoint)} each) and "
-                    f"the tables need about {_size(self.need())}: free some space, then continue with --resume; "
+                    f"stopped before the disk filled: {human_size(free)} free on the file system of {self.path}, "
+                    f"and the next checkpoints ({self.concurrent} at once, up to {human_size(self.checkpoint)} each) "
+                    "and "
+                    f"the tables need about {human_size(self.need())}: free some space, then continue with --resume; "
                     "finished trainings are kept, running ones train again")
         return self.error is not None
 

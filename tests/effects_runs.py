@@ -64,16 +64,27 @@ def write_planted_table(path: Path, space: SearchSpace = SearchSpace(), noise: f
     return path
 
 
+def _table_latency(prices, arch: ArchConfig) -> float:
+    """The table's prediction of `arch` (runtime.latency_table.predict_latency), from the two networks per
+    (kernels, ratio) whose blocks it is made of: a unit's key depends on its own settings only."""
+    if not any(arch.mca):  # (the s = 1 CNN has no MCA blocks in any table)
+        return prices.total(arch)
+    plain, blocks = prices.units(arch, arch.kernels, arch.ratio)
+    return prices.total(plain) + sum(p.ms for p, on in zip(blocks, arch.mca) if on)
+
+
 def write_qmc_run(path: Path, n_sampled: int = 60, sd: float = 0.0213, seed: int = 0, limit: int | None = None) -> Path:
     """A run directory of `limit` (default all) trainings of a seeded qmc design, its latency predicted
     from a planted per-block table (`write_planted_table`, beside the run) as a `--latency-table` run's is."""
-    from runtime.latency_table import LatencyTable, predict_latency
+    from runtime.latency_table import LatencyTable
+    from runtime.prices import TablePrices
 
     rows = qmc_design(n_sampled, seed)
     if limit is not None:
         rows = rows.iloc[:limit]
     acc = truth(rows) + np.random.default_rng(seed).normal(0.0, sd, len(rows))
     table = LatencyTable.load(write_planted_table(Path(path).parent / f"{Path(path).name}-table.json"))
+    prices = TablePrices(table)
     meta = {"name": path.name, "objectives": ["val_acc", "macs"],
             "directions": [OBJECTIVES[o].direction for o in ("val_acc", "macs")], "sampler": "qmc", "seed": seed,
             "budget": "synthetic", "trials": len(rows), "baseline_seeds": 2, "repeats": 1, "data_dir": "",
@@ -87,7 +98,7 @@ def write_qmc_run(path: Path, n_sampled: int = 60, sd: float = 0.0213, seed: int
         for i, (row, a) in enumerate(zip(rows.to_dict("records"), acc)):
             arch = from_flat(row)
             total = _cost(arch)
-            lat = predict_latency(arch, table)
+            lat = _table_latency(prices, arch)
             seen[arch.key] = seen.get(arch.key, -1) + 1
             run.table.append({"trial_id": f"sim_{i:05d}", "status": "ok", "key": arch.key,
                               "preset": row["label"] if not row["label"].startswith("#") else "",

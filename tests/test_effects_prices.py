@@ -42,6 +42,11 @@ def test_a_table_run_prices_each_choice_by_the_blocks_that_differ(planted):
     ratio = e.table[e.table["factor"] == "ratio"].iloc[0]
     other = ArchConfig(**{**base.to_dict(), "ratio": int(ratio["level"])})
     assert ratio["latency_ms"] == pytest.approx(predict_latency(other, table) - predict_latency(base, table))
+    # The planted run's own latencies are the table's predictions (tests/effects_runs.py sums them per block).
+    from record.arch import from_flat
+
+    for row in e.data.trials.head(8).to_dict("records"):
+        assert row["latency_ms"] == pytest.approx(predict_latency(from_flat(row), table), abs=1e-4)
     # The placement's latency is the table's prediction of the placed network, exactly.
     p = placement_of(e, None, 3.5)
     assert p.latency_ms == pytest.approx(predict_latency(p.arch, table)) and p.latency_ms <= 3.5

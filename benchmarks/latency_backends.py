@@ -64,7 +64,7 @@ def report(names: list[str], rounds: dict[str, list[list[float]]], args) -> None
     med = {b: [statistics.median(r) for r in rounds[b]] for b in BACKENDS}
     spread = {b: [cv(r) for r in rounds[b]] for b in BACKENDS}
     ratios = [t / o for t, o in zip(med["torch"], med["onnxruntime"])]
-    print(f"\n| architecture | PyTorch eager (ms) | CV over rounds | ONNX Runtime (ms) | CV over rounds | ratio |")
+    print("\n| architecture | PyTorch eager (ms) | CV over rounds | ONNX Runtime (ms) | CV over rounds | ratio |")
     print("|---|---|---|---|---|---|")
     for i, name in enumerate(names):
         print(f"| {name} | {med['torch'][i]:.2f} | {spread['torch'][i]:.1%} | {med['onnxruntime'][i]:.2f} | "

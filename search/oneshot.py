@@ -186,8 +186,8 @@ def oneshot_notes(plan) -> list[str]:
     return [f"one-shot: every architecture is scored with the weights it inherits from each of {opts.supernets} "
             f"supernets (seeds {opts.seed}..{opts.seed + opts.supernets - 1}: a row's seed names its supernet), "
             f"BatchNorm re-estimated per subnet on {plan.budget.bn_images:,} training images; the spread between "
-            "supernets is each score's noise"] + ([ONESHOT_CPU.oneshot_line()] if opts.execution.device == "cpu" else [])
+            "supernets is each score's noise", *([ONESHOT_CPU.oneshot_line()] if opts.execution.device == "cpu" else [])]
 
 
-__all__ = ["ONESHOT_CPU", "OneshotRepeatability", "SUPERNETS_DIR", "SupernetWriter", "check_supernet_file", "last_checkpoint", "oneshot_notes",
-           "supernet_file", "supernet_meta", "supernet_seeds", "train_supernets"]
+__all__ = ["ONESHOT_CPU", "OneshotRepeatability", "SUPERNETS_DIR", "SupernetWriter", "check_supernet_file",
+           "last_checkpoint", "oneshot_notes", "supernet_file", "supernet_meta", "supernet_seeds", "train_supernets"]

@@ -79,9 +79,9 @@ def stage_table(design: Design, result, table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def analyse(data: RunData, by_stage: bool = False, say=None) -> Effects:
-    """The whole analysis of a run; EffectsError (a user error) when the run cannot carry the model.  `say`
-    hears what takes time (latency prices timed here, the first time)."""
+def analyse(data: RunData, by_stage: bool = False) -> Effects:
+    """The whole analysis of a run; EffectsError (a user error) when the run cannot carry the model.  Latency
+    prices timed here (the first time, for a measured run) say so on stderr."""
     if "mca_0" not in data.trials.columns:
         raise EffectsError("the trials table has no mca_0 column: not a placement search")
     # Scores of one supernet share its luck: a one-shot run is fitted per supernet (analysis.effects.units).
@@ -90,7 +90,7 @@ def analyse(data: RunData, by_stage: bool = False, say=None) -> Effects:
     effects = effect_table(design, result)
     levels = {f: [str(lv) for lv in effects.loc[effects["factor"] == f, "level"]] for f in ("kernels", "ratio")}
     prices = run_prices(data.path, data.meta, base_arch(design), levels["kernels"], levels["ratio"],
-                        say or (lambda line: print(line, file=sys.stderr, flush=True)))
+                        lambda line: print(line, file=sys.stderr, flush=True))
     table = _with_costs(design, effects, prices)
     stages = stage_table(design, result, table) if by_stage else None
     return Effects(data, design, result, table, resolution(design, result), inflation(design),

@@ -180,15 +180,19 @@ def reconcile_study(storage_url: str, ledger: Ledger, space: SearchSpace,
     Trials left open by a kill (or by the end of the budget while an
     architecture waited for its repeats) are closed with the architecture's
     mean (`heal_study`); every architecture whose newest COMPLETE trial
-    holds another value than its current mean gets a new trial with it.
+    holds other values than the table's (its mean, or a stopped training's
+    rung values: `Ledger.sampler_values`) gets a new trial with them.  So a
+    training the study missed or was told FAIL for is healed whatever path
+    Tune took to end it.
     """
     heal_study(storage_url, ledger, space)
     teller = MeanTeller(optuna.load_study(study_name=STUDY_NAME, storage=storage_url), space, macs_of, max_macs)
     added = 0
     for key, entry in ledger.entries.items():
-        if entry.values is None or entry.row is None or _same(teller.told.get(key), entry.values):
+        values = ledger.sampler_values(key)
+        if values is None or entry.row is None or _same(teller.told.get(key), values):
             continue
-        added += teller.add(from_flat(entry.row), list(entry.values))
+        added += teller.add(from_flat(entry.row), values)
     return added
 
 
@@ -334,13 +338,13 @@ class ArchSearcher(Searcher):
         for key, entry in list(self.ledger.entries.items()):
             if not self._settled(key):
                 continue
+            values = self.ledger.sampler_values(key)
             if key in self._open:
-                values = self.ledger.sampler_values(key)
                 self._tell(self._open.pop(key), values)
                 if values is not None:
                     self._teller.told[key] = values
-            elif entry.values is not None and not _same(self._teller.told.get(key), entry.values):
-                self._teller.add(self._config(key), list(entry.values))
+            elif values is not None and not _same(self._teller.told.get(key), values):
+                self._teller.add(self._config(key), values)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         """Tune calls this before the table writer records the row, so only a one-seed
@@ -351,6 +355,8 @@ class ArchSearcher(Searcher):
         if key not in self._open or max(self.repeats, self._base_target(key)) > 1:
             return
         stopped = self.stopped is not None and self.stopped(trial_id) is not None
+        if stopped and (error or result is None or any(result.get(o) is None for o in self.objectives)):
+            return  # Tune ended it without the rung's result (it was not running): `_settle` tells the row's
         ok = not error and result is not None and (result.get("status") == "ok" or stopped)
         values = [float(result[o]) for o in self.objectives] if ok else None  # type: ignore[index]
         self._tell(self._open.pop(key), values)

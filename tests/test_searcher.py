@@ -219,3 +219,32 @@ def test_samplers_keep_proposing_after_stopped_trainings(tmp_path, sampler):
     assert all(told[k] == pytest.approx(v) for k, v in rung_values.items())
     assert known.stopped == 12 and known.trained == 24 and known.failed == 0
     assert not set(rung_values) & set(known.front), "a stopped training is never on the front"
+
+
+def test_a_stopped_training_tune_ends_without_its_result_is_told_its_row(tmp_path):
+    """Tune's stop of a trial that is not running (pending a restart, say) reaches the searcher with no
+    result: it is not told FAIL but, once the table writer has its row, its rung values."""
+    stopped: dict[str, int] = {}
+    searcher, known, _, study = make(tmp_path, stopped=stopped.get)
+    arch = ArchConfig.from_dict(searcher.suggest("t0")["arch"])
+    stopped["t0"] = 1
+    searcher.on_trial_complete("t0", None)
+    assert [t.state for t in study.get_trials()] == [TrialState.RUNNING]
+    known.record({**ok_row(arch, [0.3, macs_of(arch)]), "status": "stopped", "epochs": "1"})
+    searcher.suggest("t1")
+    assert study.get_trials()[0].state == TrialState.COMPLETE
+    assert study.get_trials()[0].values == pytest.approx([0.3, macs_of(arch)])
+
+
+def test_reconcile_tells_a_stopped_training_the_study_holds_as_failed(tmp_path):
+    """Whatever path left a stopped training FAIL in the study, the resume (and the end of every attempt)
+    adds a COMPLETE trial with the rung values of its row; a second pass adds nothing."""
+    searcher, known, _, study = make(tmp_path)
+    arch = ArchConfig.from_dict(searcher.suggest("t0")["arch"])
+    searcher.on_trial_complete("t0", None, error=True)
+    known.record({**ok_row(arch, [0.3, macs_of(arch)]), **to_flat(arch), "status": "stopped", "epochs": "1"})
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    assert reconcile_study(url, known, SPACE) == 1
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert study.get_trials()[1].values == pytest.approx([0.3, macs_of(arch)])
+    assert reconcile_study(url, known, SPACE) == 0

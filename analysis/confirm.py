@@ -42,10 +42,14 @@ def reference_of(backbone: str) -> str:
 
 
 def load_confirm(run_path: Path) -> pd.DataFrame | None:
-    """confirm.csv as a typed frame of its ok rows; None when search.confirm never ran."""
+    """confirm.csv as a typed frame of its ok rows, the newest of each (system, seed) (`--int8` trains a pair
+    confirmed without it again); None when search.confirm never ran."""
     df = typed_table(Path(run_path) / CONFIRM_FILE, read_confirm, ints=("seed",),
-                     floats=("test_acc", "macs", "params", "latency_ms"))
-    return df if df is None or df.empty else df[df["status"] == "ok"].copy()
+                     floats=("test_acc", "macs", "params", "latency_ms", "test_acc_int8", "int8_agreement",
+                             "latency_ms_int8"))
+    if df is None or df.empty:
+        return df
+    return df[df["status"] == "ok"].drop_duplicates(["system", "seed"], keep="last").copy()
 
 
 @dataclass(frozen=True)
@@ -83,14 +87,21 @@ def welch(a: list[float], b: list[float]) -> Difference | None:
 def summarise(df: pd.DataFrame, reference: str) -> pd.DataFrame:
     """One row per system: costs, mean and SD of test accuracy over its seeds, n, and the difference."""
     ref = df.loc[df["system"] == reference, "test_acc"].tolist()
+    ref8 = df.loc[df["system"] == reference, "test_acc_int8"].dropna().tolist()
     rows = []
     for system, g in df.groupby("system", sort=False):
         accs = g["test_acc"].tolist()
         diff = welch(accs, ref) if system != reference else None
+        int8 = g["test_acc_int8"].dropna().tolist()
         rows.append({"system": system, "key": g["key"].iloc[0], "params": g["params"].median(),
                      "macs": g["macs"].median(), "latency_ms": g["latency_ms"].median(),
                      "mean": sum(accs) / len(accs), "sd": pd.Series(accs).std() if len(accs) > 1 else math.nan,
-                     "n": len(accs), "diff": diff})
+                     "n": len(accs), "diff": diff,
+                     "latency_ms_int8": g["latency_ms_int8"].median(),
+                     "mean_int8": sum(int8) / len(int8) if int8 else math.nan,
+                     "sd_int8": pd.Series(int8).std() if len(int8) > 1 else math.nan, "n_int8": len(int8),
+                     "agreement": g["int8_agreement"].mean(),
+                     "diff_int8": welch(int8, ref8) if system != reference else None})
     return pd.DataFrame(rows).sort_values(["macs", "system"]).reset_index(drop=True)
 
 
@@ -122,7 +133,22 @@ def table_cells(summary: pd.DataFrame, reference: str, latency_source: str) -> t
         lat = f"{r['latency_ms']:.3f}" if math.isfinite(r["latency_ms"]) else "-"
         rows.append([str(r["system"]), _fmt_count(r["params"]), _fmt_count(r["macs"]), lat,
                      f"{100 * r['mean']:.2f}{sd} % ({int(r['n'])})", delta, sig])
+    if "n_int8" in summary and summary["n_int8"].sum() > 0:  # search.confirm --int8
+        head += ["int8 latency ms (onnxruntime-int8)", "int8 test accuracy mean ± SD (n)", "int8 agrees with fp32",
+                 f"int8 Δ vs {reference} [95 % CI, Welch]"]
+        for row, (_, r) in zip(rows, summary.iterrows()):
+            row += _int8_cells(r, reference)
     return head, rows
+
+
+def _int8_cells(r, reference: str) -> list[str]:
+    if not r["n_int8"]:
+        return ["-", "not quantized", "-", "-"]
+    sd = f" ± {100 * r['sd_int8']:.2f}" if math.isfinite(r["sd_int8"]) else ""
+    diff = r["diff_int8"]
+    delta = "reference" if r["system"] == reference else (diff.show() if diff else "needs 2 seeds each")
+    lat = f"{r['latency_ms_int8']:.3f}" if math.isfinite(r["latency_ms_int8"]) else "-"
+    return [lat, f"{100 * r['mean_int8']:.2f}{sd} % ({int(r['n_int8'])})", f"{100 * r['agreement']:.1f} %", delta]
 
 
 def table_markdown(summary: pd.DataFrame, reference: str, latency_source: str) -> str:
@@ -153,9 +179,17 @@ def answer(summary: pd.DataFrame, reference: str, backbone: str) -> str:
         if diff is None:
             parts.append(f"{system} vs {reference}: not enough seeds to tell")
         else:
-            verdict = ("beats" if diff.delta > 0 else "is below") if diff.significant else "is within noise of"
-            parts.append(f"{system} {verdict} {reference} ({diff.show()})")
+            parts.append(f"{system} {_verdict(diff)} {reference} ({diff.show()})")
+    if "n_int8" in summary and summary["n_int8"].sum() > 0:
+        for system in chosen_first(summary, backbone):
+            diff = by[system]["diff_int8"]
+            if system != reference and diff is not None:
+                parts.append(f"in int8, {system} {_verdict(diff)} {reference} ({diff.show()})")
     return "; ".join(parts) + "."
+
+
+def _verdict(diff: Difference) -> str:
+    return ("beats" if diff.delta > 0 else "is below") if diff.significant else "is within noise of"
 
 
 def study_answer(run_path: Path, backbone: str) -> tuple[pd.DataFrame, str, str] | None:

@@ -58,8 +58,11 @@ FIDELITY_COLUMNS = ["number", "key", "status", "epochs", "train_size", "seed", "
                     "error", "finished_at"]
 # The study's comparison (search.confirm): one row per (system, seed), trained on the whole
 # training split and scored on the CIFAR-10 test batch.
-CONFIRM_COLUMNS = ["system", "key", "seed", "status", "test_acc", "macs", "params", "latency_ms", "epochs",
-                   "train_images", "budget", "train_seconds", "error", "finished_at"]
+CONFIRM_COLUMNS_V1 = ["system", "key", "seed", "status", "test_acc", "macs", "params", "latency_ms", "epochs",
+                      "train_images", "budget", "train_seconds", "error", "finished_at"]
+# search.confirm --int8: the int8 model's test accuracy, agreement with fp32, plan and latency (empty without).
+INT8_COLUMNS = ["test_acc_int8", "int8_agreement", "int8_plan", "latency_ms_int8"]
+CONFIRM_COLUMNS = [*CONFIRM_COLUMNS_V1[:-2], *INT8_COLUMNS, *CONFIRM_COLUMNS_V1[-2:]]
 
 HEAD_COLUMNS = ["number", "trial_id", "status", "key", "preset"]
 # One row per training: an architecture trained with K seeds has K rows, told
@@ -355,12 +358,17 @@ def read_fidelity(path: Path) -> list[dict[str, str]]:
 
 
 def open_confirm(path: Path) -> AppendTable:
-    """confirm.csv: one row per confirmed (system, seed)."""
+    """confirm.csv: one row per confirmed (system, seed); a table from before int8 gains its empty columns."""
+    if path.exists() and next(_complete_lines(path), None) == CONFIRM_COLUMNS_V1:
+        _write_rows(path, CONFIRM_COLUMNS, [dict(zip(CONFIRM_COLUMNS_V1, c)) for c in list(_complete_lines(path))[1:]
+                                            if len(c) == len(CONFIRM_COLUMNS_V1)])
     return AppendTable.open(path, CONFIRM_COLUMNS, "confirmation")
 
 
 def read_confirm(path: Path) -> list[dict[str, str]]:
     """Rows of confirm.csv; none when search.confirm never ran."""
+    if path.exists() and next(_complete_lines(path), None) == CONFIRM_COLUMNS_V1:
+        return [{**dict.fromkeys(INT8_COLUMNS, ""), **r} for r in read_table(path, CONFIRM_COLUMNS_V1, "confirmation")]
     return read_table(path, CONFIRM_COLUMNS, "confirmation") if path.exists() else []
 
 

@@ -7,6 +7,10 @@
   deployed on an edge CPU.  At batch 1 PyTorch eager mostly times its own
   per-operator overhead: 6-9x slower than ONNX Runtime, in another order
   (docs/latency.md; `benchmarks/latency_backends.py`).
+* `onnxruntime-int8`: the same checked export quantized to int8 as a phone
+  or an edge CPU runs it (`runtime.quantize`: ONNX Runtime's static QDQ
+  quantization, per-channel weights, what stays fp32 chosen by measurement),
+  timed in the same session settings.
 * `torch`: PyTorch eager in `host.device.LAYOUT`, as before this module;
   the default on CUDA, because the onnxruntime wheel this project depends on
   has only the CPU execution provider (a GPU deployment would use TensorRT or
@@ -34,7 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ContextManager, Iterator
 
 import numpy as np
 import torch
@@ -47,7 +51,8 @@ from host.device import LAYOUT, in_layout
 
 from .timing import Protocol, Timing, clock_for, run_protocol
 
-BACKENDS = ("onnxruntime", "torch")
+BACKENDS = ("onnxruntime", "onnxruntime-int8", "torch")
+ONNX_BACKENDS = ("onnxruntime", "onnxruntime-int8")  # run by ONNX Runtime: exported, checked, timed cold in tables
 FLUSH_BYTES = 8 * 2**20  # written before each timed block run in an onnxruntime table (module docstring)
 LEGACY_BACKEND = "torch"  # runs and tables written before backends existed were timed in PyTorch eager
 
@@ -57,8 +62,13 @@ def default_backend(device: torch.device | str) -> str:
     return "torch" if torch.device(device).type == "cuda" else "onnxruntime"
 
 
+def runs_onnx(backend: str) -> bool:
+    """Whether `backend` runs an ONNX export in ONNX Runtime (fp32 or int8)."""
+    return backend in ONNX_BACKENDS
+
+
 def runtime_version(backend: str) -> str:
-    if backend == "onnxruntime":
+    if runs_onnx(backend):
         import onnxruntime
 
         return onnxruntime.__version__
@@ -69,8 +79,8 @@ def check_backend(backend: str, device: torch.device | str) -> str:
     """`backend` if it can time on `device`; a UserError (one line) otherwise."""
     if backend not in BACKENDS:
         raise UserError(f"--latency-backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if backend == "onnxruntime" and torch.device(device).type != "cpu":
-        raise UserError("--latency-backend onnxruntime times on the CPU (the installed onnxruntime has only the "
+    if runs_onnx(backend) and torch.device(device).type != "cpu":
+        raise UserError(f"--latency-backend {backend} times on the CPU (the installed onnxruntime has only the "
                         "CPU execution provider); use --latency-backend torch on CUDA, or a latency table")
     return backend
 
@@ -84,9 +94,14 @@ def backend_label(backend: str, version: str, threads: int | None) -> str:
 def describe_backend(backend: str, threads: int | None) -> dict[str, Any]:
     """What a table, run.json and a report record of the runtime."""
     info: dict[str, Any] = {"name": backend, "version": runtime_version(backend), "threads": threads}
-    if backend == "onnxruntime":
+    if runs_onnx(backend):
         info.update(opset=OPSET, graph_optimization="all", exporter=f"torch {torch.__version__} (TorchScript)",
                     block_cache_flush_bytes=FLUSH_BYTES)
+    if backend == "onnxruntime-int8":
+        from .quantize import LATENCY_CALIBRATION, PLANS, SETTINGS
+
+        info["quantization"] = {**SETTINGS, "plans": [p.describe() for p in PLANS], "chosen": "the fastest, timed",
+                                "calibration_inputs": f"{LATENCY_CALIBRATION} seeded normal (latency only)"}
     else:
         info.update(layout=LAYOUT)
     info["label"] = backend_label(backend, info["version"], threads)
@@ -95,16 +110,23 @@ def describe_backend(backend: str, threads: int | None) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def runner(module: nn.Module, input_shape: tuple[int, ...], *, backend: str, device: torch.device | str = "cpu",
-           threads: int | None = 1, layout: str = LAYOUT, name: str = "network") -> Iterator[Callable[[], Any]]:
+           threads: int | None = 1, layout: str = LAYOUT, name: str = "network",
+           alone: Callable[[], ContextManager] | None = None) -> Iterator[Callable[[], Any]]:
     """A callable running `module` once at batch 1 in `backend`; module mode and torch threads restored after.
 
-    onnxruntime exports and checks the module first (ExportError names `name`).
+    onnxruntime exports and checks the module first (ExportError names `name`); onnxruntime-int8 then
+    times its plans to pick one (`runtime.quantize.int8_session`), holding `alone()` while it does.
     """
     was_training = module.training
     old_threads = torch.get_num_threads()
     try:
-        if backend == "onnxruntime":
-            _, session, _ = export_checked(module, input_shape, name=name, threads=threads or 1)
+        if runs_onnx(backend):
+            data, session, _ = export_checked(module, input_shape, name=name, threads=threads or 1)
+            if backend == "onnxruntime-int8":
+                from .quantize import int8_session, latency_calibration
+
+                session, _, _ = int8_session(data, latency_calibration(input_shape), threads=threads or 1, name=name,
+                                             alone=alone)
             feed = {session.get_inputs()[0].name: torch.randn(1, *input_shape).numpy()}
             yield lambda: session.run(None, feed)
             return
@@ -137,5 +159,5 @@ def time_network(module: nn.Module, input_shape: tuple[int, ...], *, backend: st
         return run_protocol(call, protocol, clock_for(device, threads, protocol.clock), sync, before)
 
 
-__all__ = ["BACKENDS", "LEGACY_BACKEND", "backend_label", "check_backend", "default_backend", "describe_backend", "flush_cache",
+__all__ = ["BACKENDS", "LEGACY_BACKEND", "ONNX_BACKENDS", "runs_onnx", "backend_label", "check_backend", "default_backend", "describe_backend", "flush_cache",
            "runner", "runtime_version", "time_network"]

@@ -56,7 +56,7 @@ def measure_latency(model: torch.nn.Module, device: torch.device | str = "cpu", 
     fixed = Protocol(warmup=warmup, warmup_s=0.0, min_repeats=repeats, max_repeats=repeats, check_every=repeats,
                      max_s=math.inf)
     with runner(model, (3, input_size, input_size), backend=backend, device=device, threads=threads,
-                layout=layout, name=name) as call, (alone() if alone is not None else contextlib.nullcontext()):
+                layout=layout, name=name, alone=alone) as call, (alone() if alone is not None else contextlib.nullcontext()):
         timing = run_protocol(call, fixed, clock, sync)
     return Latency(timing.median_ms, timing.p10_ms, timing.p90_ms, timing.ci_low_ms, timing.ci_high_ms, timing.n,
                    str(device), threads, layout if backend == "torch" else "onnx", backend, clock)

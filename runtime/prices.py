@@ -26,7 +26,7 @@ from space import ArchConfig, build_model
 from space.blocks import block_keys
 from space.config import parse_kernels
 
-from .backends import describe_backend, runner, time_network
+from .backends import describe_backend, runner, runs_onnx, time_network
 from .latency_table import LatencyTableError
 from .timing import Protocol, run_protocol
 
@@ -118,7 +118,7 @@ def block_prices(base: ArchConfig, backend: str) -> dict[str, Price]:
     for i, (unit, info) in enumerate(zip(net.blocks, net.blocks_info)):
         shape = (info["out_channels"], info["resolution"], info["resolution"])
         block, call = (time_network(m, shape, backend=backend, threads=1, protocol=BLOCK, name=f"MCA block {i}",
-                                    cold=backend == "onnxruntime") for m in (unit.mca, _Call().eval()))
+                                    cold=runs_onnx(backend)) for m in (unit.mca, _Call().eval()))
         prices[f"mca={i}"] = Price(block.median_ms - call.median_ms, block.ci_low_ms - call.ci_high_ms,
                                    block.ci_high_ms - call.ci_low_ms)
     return prices

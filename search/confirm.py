@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from cli_kit import Parser, UserError, require_at_least, run_main
-from record.rundir import CONFIRM_FILE, CONFIRM_TABLE_FILE, AppendTable, open_confirm
+from record.rundir import CONFIRM_FILE, CONFIRM_TABLE_FILE, INT8_COLUMNS, AppendTable, open_confirm
 from search.watchdog import job_of
 from search.retrain import (RetrainWriter, add_execution_flags, again_command, checked_data, execution_of, locked_table,
                             run_recipe, train_jobs, with_run_backend)
@@ -49,6 +49,9 @@ def build_parser() -> Parser:
     t.add_argument("--budget", default=None, help="trainer preset smoke|cpu|gpu (default: the run's)")
     t.add_argument("--train-size", type=int, default=None, help="training images (default: the whole training split)")
     t.add_argument("--data-dir", default=None, help="CIFAR-10 (default: the run's data directory)")
+    t.add_argument("--int8", action="store_true",
+                   help="also quantize each trained network to int8 (ONNX Runtime, runtime.quantize): its test accuracy, "
+                        "agreement with fp32 and latency beside fp32's (CPU latency; kept for the trainings to come)")
     add_execution_flags(p)
     return p
 
@@ -132,15 +135,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = [seed0 + i for i in range(args.seeds)]
     with locked_table(data.path, CONFIRM_FILE, open_confirm) as (rundir, table):
         done = {(r["system"], int(r["seed"])) for r in table.rows}
+        if args.int8:  # a pair confirmed without int8 trains again; its new row is the one the table reads
+            done = {(r["system"], int(r["seed"])) for r in table.rows if r["test_acc_int8"] != "" or r["status"] != "ok"}
         jobs = [{"arch": arch.to_dict(), "seed": s, "system": name}
                 for name, arch in todo_systems for s in seeds if (name, s) not in done]
         print(f"{PROG}: picked {', '.join(picks)}; {len(todo_systems)} systems x {len(seeds)} seeds, {len(jobs)} "
               f"to train for {budget.epochs} epochs ({budget.trained_as()}), scored on the test batch, latency in "
-              f"{execution.latency_backend}; results in {table.path}", flush=True)
+              f"{execution.latency_backend}{' and int8 (onnxruntime-int8)' if args.int8 else ''}; results in "
+              f"{table.path}", flush=True)
         if jobs:
             train_jobs(execution, rundir, _Writer(table, len(jobs), budget), jobs, name=f"confirm-{len(table.rows)}",
                        data_dir=data_dir, budget=budget, seed=seed0, split_images=split_images, evaluate_on="test",
-                       again=again_command(PROG, argv))
+                       again=again_command(PROG, argv), int8=args.int8)
     return summary(data.path, data.meta.get("backbone", "ghostnet"))
 
 
@@ -158,8 +164,11 @@ class _Writer(RetrainWriter):
                "test_acc": acc, "macs": result.get("macs"), "params": result.get("params"),
                "latency_ms": result.get("latency_ms"), "epochs": result.get("epochs"),
                "train_images": self.budget.train_size or "all", "budget": self.budget.name,
-               "train_seconds": result.get("train_seconds"), "error": error}
+               "train_seconds": result.get("train_seconds"), "error": error,
+               **{c: result.get(c) for c in INT8_COLUMNS}}
         shown = f"test_acc={100 * acc:.2f}%" if acc is not None else error
+        if acc is not None and result.get("test_acc_int8") is not None:
+            shown += f" int8 {100 * result['test_acc_int8']:.2f}% (agrees {100 * result['int8_agreement']:.1f}%)"
         return row, f"{job['system']} seed={job['seed']} {shown}"
 
 

@@ -23,7 +23,7 @@ from space.search_space import DEFAULT_KERNEL_SETS, DEFAULT_RATIOS, parse_ints, 
 
 # runtime.backends.BACKENDS, spelled here so parsing flags imports no torch (tests/test_latency_backends.py
 # keeps the two equal).
-LATENCY_BACKENDS = ("onnxruntime", "torch")
+LATENCY_BACKENDS = ("onnxruntime", "onnxruntime-int8", "torch")
 
 SAMPLERS = ("nsga2", "tpe", "random", "qmc")  # qmc: scrambled Sobol, spreads the menu evenly for analysis.effects
 SCHEDULERS = ("fifo", "moasha")

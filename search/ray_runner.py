@@ -259,7 +259,7 @@ def check_request(execution: Execution) -> None:
 
 
 def trial_context(execution: Execution, data_dir: Path | str, budget, seed: int, latency_table=None,
-                  evaluate_on: str = "val"):
+                  evaluate_on: str = "val", int8: bool = False):
     """What every training of one command shares (`search.trainable.TrialContext`), picklable for the workers."""
     from search.trainable import TrialContext
 
@@ -267,7 +267,7 @@ def trial_context(execution: Execution, data_dir: Path | str, budget, seed: int,
         data_dir=str(Path(data_dir).resolve()), budget=budget, seed=seed, device=execution.device,
         threads=execution.threads, latency_threads=execution.latency_threads, latency_table=latency_table,
         latency_backend=execution.latency_backend,
-        evaluate_on=evaluate_on,
+        evaluate_on=evaluate_on, int8=int8,
         # Test hook: trainings of these keys raise (the failure path, end to end through real Ray).
         fail_keys=tuple(k for k in os.environ.get("GHOSTNAS_FAIL_KEYS", "").split(";") if k),
     )

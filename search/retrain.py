@@ -93,7 +93,7 @@ def locked_table(run_path: Path, name: str,
 
 def train_jobs(execution: Execution, rundir: RunDir, writer, jobs: Sequence[dict[str, Any]], *, name: str,
                data_dir: Path, budget, seed: int, split_images: int, evaluate_on: str = "val",
-               again: str = "the same command") -> None:
+               again: str = "the same command", int8: bool = False) -> None:
     """Train `jobs` (each {"arch": ..., "seed": ...}) on Ray, `writer` recording each finished one.
 
     On the CPU it first says how long that takes, from the calibration's CPU-seconds per training, for
@@ -104,7 +104,7 @@ def train_jobs(execution: Execution, rundir: RunDir, writer, jobs: Sequence[dict
 
     try:
         _train(execution, rundir, writer, jobs, name=name, data_dir=data_dir, budget=budget, seed=seed,
-               split_images=split_images, evaluate_on=evaluate_on)
+               split_images=split_images, evaluate_on=evaluate_on, int8=int8)
     except KeyboardInterrupt as exc:
         raise interrupted(exc, len(writer.table.rows), writer.total, again) from None
     except (DiskFull, DiskLow) as exc:  # the same command continues (it trains what its table lacks)
@@ -120,7 +120,7 @@ def again_command(prog: str, argv: Sequence[str] | None) -> str:
 
 
 def _train(execution: Execution, rundir: RunDir, writer, jobs: Sequence[dict[str, Any]], *, name: str,
-           data_dir: Path, budget, seed: int, split_images: int, evaluate_on: str) -> None:
+           data_dir: Path, budget, seed: int, split_images: int, evaluate_on: str, int8: bool = False) -> None:
     import dataclasses
 
     from search.ray_runner import check_request, concurrent_trainings, fit, make_tuner, ray_session, trial_context
@@ -132,7 +132,7 @@ def _train(execution: Execution, rundir: RunDir, writer, jobs: Sequence[dict[str
             execution = dataclasses.replace(execution, max_concurrent=concurrent_trainings(execution))
             print(wrap(CPU_FIDELITY.duration_line(len(jobs), execution.max_concurrent, budget,
                                                   budget.train_size or split_images)), flush=True)
-        ctx = trial_context(execution, data_dir, budget, seed, evaluate_on=evaluate_on)
+        ctx = trial_context(execution, data_dir, budget, seed, evaluate_on=evaluate_on, int8=int8)
         fit(make_tuner(execution, ctx, name=name, storage_path=rundir.ray_dir, callbacks=[writer], configs=jobs,
                        events=rundir.events_path))
 

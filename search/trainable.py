@@ -43,6 +43,7 @@ class TrialContext:
     latency_table: LatencyTable | None = None  # predict latency_ms from it instead of measuring
     latency_backend: str = "torch"  # the runtime a measured latency_ms is timed in (runtime.backends)
     evaluate_on: str = "val"  # "test": score on the test batch (search.confirm); "val_acc" then holds it
+    int8: bool = False  # search.confirm --int8: also the int8 model's test accuracy and latency (search.int8)
     # search.oneshot: {"files": {seed: supernet file}} scores architectures with inherited weights instead of
     # training them; {"space", "path_sampling", "meta"} describes the supernets its first phase trains.
     oneshot: dict[str, Any] | None = None
@@ -126,9 +127,20 @@ def _train(arch: ArchConfig, ctx: TrialContext, report: Report, seed: int, resum
                     "train_seconds": stats.seconds, **attempt.metrics(stats.epoch)}, state)
             slot.pause()
 
+        after = None
+        if ctx.int8:
+            from search.int8 import int8_metrics
+
+            after = functools.partial(int8_metrics, threads=ctx.latency_threads, tta=ctx.budget.tta, name=arch.key,
+                                      alone=slot.exclusive)
+            if ctx.budget.proxy_width != 1.0:  # trained narrower: the latency is the architecture's, at full width
+                base["latency_ms_int8"] = latency_metrics(arch, build_model(arch), torch.device("cpu"),
+                                                          ctx.latency_threads, None, slot, "onnxruntime-int8")["latency_ms"]
         result = train_proxy(arch, worker_dataset(ctx.data_dir), ctx.budget, device, seed=seed,
-                             resume=resume, on_checkpoint=on_checkpoint, evaluate_on=ctx.evaluate_on)
+                             resume=resume, on_checkpoint=on_checkpoint, evaluate_on=ctx.evaluate_on,
+                             after_training=after)
     return {
+        **result.extra,
         **base,
         "status": result.status,
         "val_acc": result.val_acc if result.status == "ok" else None,

@@ -54,7 +54,8 @@ def _searched_key(run: Path) -> str:
 
 @pytest.mark.e2e
 def test_confirm_trains_five_systems_with_seeds_and_resumes_after_sigkill(run, ray_cluster, browser, tmp_path):
-    args = [str(run), "--keys", _searched_key(run), *TINY, "--address", ray_cluster]
+    """With --int8: every training's int8 model is scored too, and the table and the report show both."""
+    args = [str(run), "--keys", _searched_key(run), *TINY, "--int8", "--address", ray_cluster]
     proc = subprocess.Popen([sys.executable, "-m", "search.confirm", *args], cwd=REPO, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
@@ -72,10 +73,15 @@ def test_confirm_trains_five_systems_with_seeds_and_resumes_after_sigkill(run, r
     assert len(pairs) == 10 and max(pairs.values()) == 1
     assert {s for s, _ in pairs} == {"chosen", "cnn", "ghostnet", "all_mca", "selective_mca"}
     assert all(r["status"] == "ok" and 0 <= float(r["test_acc"]) <= 1 for r in after)
-    assert f"{10 - len(before)} to train" in done.stdout
-    assert re.search(r"^\[\d+/10\] elapsed \S+ ETA \S+ \| ok +\w+ seed=\d+ test_acc=[\d.]+%$", done.stdout, re.M), done.stdout
+    assert all(0 <= float(r["test_acc_int8"]) <= 1 and 0 <= float(r["int8_agreement"]) <= 1 and
+               float(r["latency_ms_int8"]) > 0 and r["int8_plan"] in ("all", "mca-fp32", "fp32") for r in after)
+    assert "mca-fp32" not in {r["int8_plan"] for r in after if r["system"] in ("cnn", "ghostnet")}, "they have no MCA"
+    assert f"{10 - len(before)} to train" in done.stdout and "and int8 (onnxruntime-int8)" in done.stdout
+    assert re.search(r"^\[\d+/10\] elapsed \S+ ETA \S+ \| ok +\w+ seed=\d+ test_acc=[\d.]+% int8 [\d.]+% "
+                     r"\(agrees [\d.]+%\)$", done.stdout, re.M), done.stdout
     table = (run / "confirm.md").read_text()
     assert "Δ vs ghostnet [95 % CI, Welch]" in table and "| ghostnet |" in table and "reference" in table
+    assert "int8 test accuracy mean ± SD (n)" in table and "int8 Δ vs ghostnet [95 % CI, Welch]" in table
     assert "Most accurate for its cost" in done.stdout and table.strip().splitlines()[-1] in done.stdout
     again = confirm(*args)  # everything is there: nothing to train, the same table
     assert again.returncode == 0 and "0 to train" in again.stdout and len(rows(run)) == 10
@@ -121,7 +127,7 @@ def test_report_without_the_reference_says_so_and_draws_no_answer(tmp_path):
 def test_a_corrupt_confirm_table_is_one_line_exit_2(tmp_path):
     run = build_run(tmp_path / "run", 2)
     (run / "confirm.csv").write_text(",".join(open_confirm(tmp_path / "x.csv").columns) + "\n"
-                                     "ghostnet,k,0,ok,not-a-number,1,1,1,1,all,smoke,1,,\n")
+                                     "ghostnet,k,0,ok,not-a-number,1,1,1,1,all,smoke,1,,,,,,\n")
     done = in_process("analysis.report", str(run), "-o", str(tmp_path / "r.html"))
     assert done.returncode == 2 and "confirm.csv has a malformed value" in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "r.html").exists()
@@ -157,3 +163,74 @@ def _contents(run: Path) -> dict[str, tuple[bytes, int]]:
 def test_confirm_of_a_missing_run_exits_2(tmp_path):
     done = in_process("search.confirm", str(tmp_path / "nope"))
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+
+
+def _confirm_row(system: str, seed: int, acc: float, int8: float | None = None) -> dict:
+    out = {"system": system, "key": f"key-{system}", "seed": seed, "status": "ok", "test_acc": acc, "macs": 1e6,
+           "params": 1e5, "latency_ms": 1.0, "epochs": 1, "train_images": "all", "budget": "smoke",
+           "train_seconds": 1.0, "error": ""}
+    if int8 is not None:
+        out.update(test_acc_int8=int8, int8_agreement=0.9, int8_plan="all", latency_ms_int8=0.5)
+    return out
+
+
+def test_int8_columns_sit_beside_fp32_with_their_own_interval_and_the_newest_row_of_a_pair_counts(tmp_path):
+    from analysis.confirm import study_answer
+
+    table = open_confirm(tmp_path / "confirm.csv")
+    table.append(_confirm_row("cnn", 0, 0.50))  # confirmed before --int8: superseded by the row --int8 trained
+    for seed, (g, g8, c, c8) in enumerate([(0.60, 0.58, 0.51, 0.40), (0.62, 0.60, 0.53, 0.42)]):
+        table.append(_confirm_row("ghostnet", seed, g, g8))
+        table.append(_confirm_row("cnn", seed, c, c8))
+    summary, text, sentence = study_answer(tmp_path, "ghostnet")
+    cnn = summary.set_index("system").loc["cnn"]
+    assert cnn["n"] == 2 and cnn["mean"] == pytest.approx(0.52) and cnn["mean_int8"] == pytest.approx(0.41)
+    assert cnn["diff_int8"].delta == pytest.approx(0.41 - 0.59)
+    head = text.splitlines()[0]
+    assert "int8 latency ms (onnxruntime-int8)" in head and "int8 agrees with fp32" in head
+    assert "| cnn | 0.10M | 1.00M | 1.000 | 52.00 ± 1.41 % (2) |" in text and "| 0.500 | 41.00 ± 1.41 % (2) | 90.0 % |" in text
+    assert "in int8, cnn is below ghostnet (-18.00 p" in sentence
+
+
+def test_a_confirm_table_from_before_int8_reads_and_gains_the_columns(tmp_path):
+    from record.rundir import CONFIRM_COLUMNS, CONFIRM_COLUMNS_V1, read_confirm
+
+    path = tmp_path / "confirm.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(CONFIRM_COLUMNS_V1)
+        w.writerow([_confirm_row("ghostnet", 0, 0.6).get(c, "2026-01-01T00:00:00Z") for c in CONFIRM_COLUMNS_V1])
+    assert read_confirm(path)[0]["test_acc_int8"] == "" and read_confirm(path)[0]["test_acc"] == "0.6"
+    table = open_confirm(path)
+    assert path.read_text().splitlines()[0].split(",") == CONFIRM_COLUMNS and len(table.rows) == 1
+    table.append(_confirm_row("ghostnet", 1, 0.61, 0.6))
+    assert [r["test_acc_int8"] for r in read_confirm(path)] == ["", "0.6"]
+
+
+def test_int8_metrics_score_a_trained_network_and_its_agreement_with_fp32(cifar_dir):
+    """Real CIFAR images, a briefly trained network: the int8 model is calibrated on training images and
+    scored on test images one at a time; what it returns is checked, not how accurate it is."""
+    import dataclasses
+
+    import torch
+
+    from search.int8 import int8_metrics
+    from space import PRESETS
+    from trainer.budget import get_budget
+    from trainer.data import load_cifar10
+    from trainer.proxy import train_proxy
+
+    data = load_cifar10(cifar_dir)
+    budget = dataclasses.replace(get_budget("smoke"), epochs=1, train_size=256)
+    seen = {}
+
+    def after(model, calibration, evaluation):
+        seen.update(int8_metrics(model, calibration, evaluation, name="ghostnet"))
+        return seen
+
+    torch.set_num_threads(1)
+    result = train_proxy(PRESETS["ghostnet"], data, budget, "cpu", seed=0, evaluate_on="test",
+                         after_training=after)
+    assert result.status == "ok" and result.extra == seen
+    assert 0 <= seen["test_acc_int8"] <= 1 and seen["int8_plan"] in ("all", "fp32") and seen["latency_ms_int8"] > 0
+    assert seen["int8_agreement"] >= 0.5, "int8 classifies mostly as fp32 does"

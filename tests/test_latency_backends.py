@@ -63,11 +63,11 @@ def _logit_difference(arch: ArchConfig) -> float:
 def test_backend_names_are_spelled_once_and_defaults_follow_the_device():
     from search.options import LATENCY_BACKENDS
 
-    assert LATENCY_BACKENDS == BACKENDS == ("onnxruntime", "torch")
+    assert LATENCY_BACKENDS == BACKENDS == ("onnxruntime", "onnxruntime-int8", "torch")
     assert default_backend("cpu") == "onnxruntime" and default_backend("cuda") == "torch"
     info = describe_backend("onnxruntime", 1)
     assert info["version"] == onnxruntime.__version__ and info["label"] == f"onnxruntime {onnxruntime.__version__}, 1 thread"
-    with pytest.raises(ValueError, match="must be one of onnxruntime, torch"):
+    with pytest.raises(ValueError, match="must be one of onnxruntime, onnxruntime-int8, torch"):
         check_backend("tvm", "cpu")
     with pytest.raises(ValueError, match="times on the CPU"):
         check_backend("onnxruntime", "cuda")

@@ -34,6 +34,7 @@ class ProxyResult:
     seconds: float = 0.0
     images_per_s: float = 0.0
     error: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # what `after_training` measured on the trained network
 
 
 def proxy_split(data: Cifar10, budget: Budget, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,17 +66,21 @@ def train_proxy(arch: ArchConfig | nn.Module, data: Cifar10, budget: Budget, dev
                 seed: int = 0, on_epoch: Callable[[EpochStats], None] | None = None,
                 eval_every: int = 1, resume: dict[str, Any] | None = None,
                 on_checkpoint: Callable[[EpochStats, dict[str, Any]], None] | None = None,
-                evaluate_on: str = "val") -> ProxyResult:
+                evaluate_on: str = "val",
+                after_training: Callable[[nn.Module, DeviceLoader, DeviceLoader], dict[str, Any]] | None = None
+                ) -> ProxyResult:
     """Train `arch` for `budget.epochs` and report validation accuracy after each epoch.
 
     Before each validation the BatchNorm statistics are recomputed on
     `budget.bn_images` training images (see `recalibrate_bn`).  A loss that
     turns NaN/inf ends the training with status "diverged" and the reason.
-    `on_checkpoint` gets, after each epoch, the state that `resume` takes to
-    go on from there (a search training restarted on another node).
-    `evaluate_on="test"` scores on the CIFAR-10 test batch instead (the
-    confirmation of chosen architectures, `search.confirm`): the training
-    images are the same, the validation split is never seen.
+    `on_checkpoint` gets, after each epoch, the state that `resume` takes
+    (a search training restarted on another node).  `evaluate_on="test"`
+    scores on the CIFAR-10 test batch (`search.confirm`; the validation
+    split is never seen).  `after_training(model, calibration, evaluation)`
+    measures the trained network further (`search.confirm --int8`) on the
+    un-augmented training images BN was recalibrated on and the evaluation
+    loader; its metrics land in `ProxyResult.extra`.
     """
     device = torch.device(device)
     torch.manual_seed(seed)
@@ -103,9 +108,10 @@ def train_proxy(arch: ArchConfig | nn.Module, data: Cifar10, budget: Budget, dev
 
     result = fit(training, evaluate, start_epoch=done.epochs, on_epoch=after_epoch, eval_every=eval_every)
     ok = result.status == "ok"
+    extra = after_training(model, bn, val) if ok and after_training is not None else {}
     return ProxyResult(result.status, done.val_accs[-1] if ok and done.val_accs else None, done.train_losses,
                        done.val_accs, len(done.val_accs), done.seconds + result.seconds, result.images_per_s,
-                       result.error)
+                       result.error, extra)
 
 
 def training_loaders(data: Cifar10, budget: Budget, seed: int, device: torch.device, evaluate_on: str,

@@ -20,7 +20,7 @@ from space import ArchConfig, SearchSpace, build_model, count_params, get_backbo
 from space.blocks import block_keys, menu_configs, network_blocks
 from space.config import DEFAULT_BACKBONE
 
-from ..backends import LEGACY_BACKEND, check_backend, default_backend, describe_backend, time_network
+from ..backends import LEGACY_BACKEND, check_backend, default_backend, describe_backend, runs_onnx, time_network
 from ..timing import Protocol, clock_for
 from .format import COMPATIBLE, OVERHEAD_METHOD, TABLE_FORMAT, TABLE_VERSION
 from .table import LatencyTable
@@ -96,7 +96,7 @@ def open_for_build(path: Path, device: dict[str, Any], *, backbone: str, batch_s
     if not path.exists():
         return fresh
     old = LatencyTable.load(path)
-    if old.backend != backend or (old.backend == "onnxruntime" and old.backend_label != fresh.backend_label):
+    if old.backend != backend or (runs_onnx(old.backend) and old.backend_label != fresh.backend_label):
         raise UserError(f"{path} holds a latency table timed in {old.backend_label} (now {fresh.backend_label}); "
                         "its entries cannot be kept: choose another -o or remove it")
     theirs = {k: old.data.get(k) for k in COMPATIBLE}
@@ -171,7 +171,7 @@ def _measure_missing(table: LatencyTable, path: Path, todo: dict[str, ArchConfig
             if block.key in table.entries or todo.get(block.key) != config:
                 continue
             timing = timer(block.module, block.input_shape, name=f"block {block.key}",
-                           cold=table.backend == "onnxruntime")
+                           cold=runs_onnx(table.backend))
             table.entries[block.key] = {
                 "kind": block.kind, "index": block.index, "input_shape": list(block.input_shape),
                 "params": count_params(block.module), **timing.to_dict(),

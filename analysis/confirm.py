@@ -86,6 +86,7 @@ def welch(a: list[float], b: list[float]) -> Difference | None:
 
 def summarise(df: pd.DataFrame, reference: str) -> pd.DataFrame:
     """One row per system: costs, mean and SD of test accuracy over its seeds, n, and the difference."""
+    df = df.assign(**{c: math.nan for c in ("test_acc_int8", "int8_agreement", "latency_ms_int8") if c not in df})
     ref = df.loc[df["system"] == reference, "test_acc"].tolist()
     ref8 = df.loc[df["system"] == reference, "test_acc_int8"].dropna().tolist()
     rows = []

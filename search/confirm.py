@@ -51,7 +51,7 @@ def build_parser() -> Parser:
     t.add_argument("--data-dir", default=None, help="CIFAR-10 (default: the run's data directory)")
     t.add_argument("--int8", action="store_true",
                    help="also quantize each trained network to int8 (ONNX Runtime, runtime.quantize): its test accuracy, "
-                        "agreement with fp32 and latency beside fp32's (CPU latency; kept for the trainings to come)")
+                        "agreement with fp32 and latency beside fp32's (pairs confirmed without it train again)")
     add_execution_flags(p)
     return p
 

@@ -30,7 +30,7 @@ def add_execution_flags(p: argparse.ArgumentParser) -> None:
     e.add_argument("--max-concurrent", type=int, default=None, help="trainings at once (default: as many as fit)")
     e.add_argument("--max-restarts", type=int, default=3, help="restarts after a lost node (default %(default)s)")
     e.add_argument("--latency-backend", default=None, metavar="NAME",
-                   help="runtime latency_ms is timed in: onnxruntime or torch (default: the run's, so every "
+                   help="runtime latency_ms is timed in: onnxruntime, onnxruntime-int8 or torch (default: the run's, so every "
                         "latency of a run is of one runtime; torch for a run from before latency backends)")
     e.add_argument("--latency-threads", type=int, default=1, help="CPU threads of the latency runtime (default 1)")
 

@@ -414,4 +414,4 @@ def test_a_table_of_the_other_backend_is_refused_in_one_line(cifar_dir, small_ta
     capsys.readouterr()
     assert main(_search_args(cifar_dir, storage, "refused", "--latency-backend", "tensorrt")) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "unknown --latency-backend 'tensorrt'; choose from onnxruntime, torch" in err[0], err
+    assert len(err) == 1 and "unknown --latency-backend 'tensorrt'; choose from onnxruntime, onnxruntime-int8, torch" in err[0], err

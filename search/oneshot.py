@@ -125,8 +125,8 @@ def train_supernets(plan, rundir: RunDir, execution, attempt: int) -> dict[str, 
                    f"{opts.supernet_epochs} epochs each of {plan.sizes['train']:,} images, path sampling "
                    f"{opts.path_sampling}, up to {execution.max_concurrent} at once{eta}"), flush=True)
         writer = SupernetWriter()
-        fit(make_tuner(execution, ctx, name=f"supernets-{attempt}", storage_path=rundir.ray_dir,
-                       callbacks=[writer], configs=todo, events=rundir.events_path))
+        fit(lambda: make_tuner(execution, ctx, name=f"supernets-{attempt}", storage_path=rundir.ray_dir,
+                               callbacks=[writer], configs=todo, events=rundir.events_path))
         missing = [seed for seed, path in files.items() if not path.exists()]
         if missing:
             why = "; ".join(f"seed {s}: {writer.failed.get(s, 'not finished')}" for s in missing)

@@ -376,12 +376,16 @@ def _stop_on_signals(stopper: StopOnSignal) -> Iterator[None]:
 def fit(tuner) -> None:
     """Run the trainings; Ctrl-C or SIGTERM ends them (finished ones recorded) and raises `Interrupted`; a
     disk that is (nearly) full ends them the same way and raises the `DiskGuard`'s one line.
-    Ray's deprecation and resource warnings are not the user's business."""
+    Ray's deprecation and resource warnings are not the user's business.  `tuner` may be a zero-argument
+    function that builds it: Tune writes the experiment folder when a Tuner is built, so a signal from then
+    on must already meet the handler (a signal in between ended a command without its one line)."""
     SIGNALLED.signum = None
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # see StopOnSignal
     with warnings.catch_warnings(), _stop_on_signals(SIGNALLED):
         warnings.simplefilter("ignore")
         try:
+            if not hasattr(tuner, "fit"):
+                tuner = tuner()
             tuner.fit()
         except Exception as exc:  # a write of Tune's own (its logs, its state) met the full disk
             if GUARD.error is None and not is_full_disk(exc):

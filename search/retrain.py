@@ -133,8 +133,8 @@ def _train(execution: Execution, rundir: RunDir, writer, jobs: Sequence[dict[str
             print(wrap(CPU_FIDELITY.duration_line(len(jobs), execution.max_concurrent, budget,
                                                   budget.train_size or split_images)), flush=True)
         ctx = trial_context(execution, data_dir, budget, seed, evaluate_on=evaluate_on, int8=int8)
-        fit(make_tuner(execution, ctx, name=name, storage_path=rundir.ray_dir, callbacks=[writer], configs=jobs,
-                       events=rundir.events_path))
+        fit(lambda: make_tuner(execution, ctx, name=name, storage_path=rundir.ray_dir, callbacks=[writer],
+                               configs=jobs, events=rundir.events_path))
 
 
 class RetrainWriter(FinishedTrainings):

@@ -323,12 +323,11 @@ def search(plan: Plan, rundir: RunDir) -> int:
         from search.oneshot import train_supernets
 
         ctx = replace(ctx, oneshot={"files": train_supernets(plan, rundir, execution, attempt)})
-    tuner = make_tuner(execution, ctx, name=f"attempt-{attempt}", storage_path=rundir.ray_dir,
-                       callbacks=[writer], searcher=searcher, trials=remaining, scheduler=scheduler,
-                       events=rundir.events_path)
     _print_start(plan, scheduler, remaining, execution.max_concurrent)
     try:
-        fit(tuner)
+        fit(lambda: make_tuner(execution, ctx, name=f"attempt-{attempt}", storage_path=rundir.ray_dir,
+                               callbacks=[writer], searcher=searcher, trials=remaining, scheduler=scheduler,
+                               events=rundir.events_path))
     finally:
         close_study(plan, rundir, ledger)
     if exhausted:

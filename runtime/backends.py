@@ -94,7 +94,9 @@ def backend_label(backend: str, version: str, threads: int | None) -> str:
 def describe_backend(backend: str, threads: int | None) -> dict[str, Any]:
     """What a table, run.json and a report record of the runtime."""
     info: dict[str, Any] = {"name": backend, "version": runtime_version(backend), "threads": threads}
-    if runs_onnx(backend):
+    if not runs_onnx(backend):
+        info.update(layout=LAYOUT)
+    else:
         info.update(opset=OPSET, graph_optimization="all", exporter=f"torch {torch.__version__} (TorchScript)",
                     block_cache_flush_bytes=FLUSH_BYTES)
     if backend == "onnxruntime-int8":
@@ -102,8 +104,6 @@ def describe_backend(backend: str, threads: int | None) -> dict[str, Any]:
 
         info["quantization"] = {**SETTINGS, "plans": [p.describe() for p in PLANS], "chosen": "the fastest, timed",
                                 "calibration_inputs": f"{LATENCY_CALIBRATION} seeded normal (latency only)"}
-    else:
-        info.update(layout=LAYOUT)
     info["label"] = backend_label(backend, info["version"], threads)
     return info
 

@@ -97,7 +97,7 @@ def main() -> int:
                       "all": ort_session(quantize(data, calib, QUANTIZE_ALL, name=name), args.threads)}
             models["mca-fp32"] = (ort_session(quantize(data, calib, MCA_FP32, name=name), args.threads)
                                   if any(arch.mca) else models["all"])
-            chosen, plan, _ = int8_session(data, calib, threads=args.threads, name=name)
+            chosen, plan, _, _ = int8_session(data, calib, threads=args.threads, name=name)
             models["chosen"] = chosen
             feed = {"input": np.random.default_rng(1).standard_normal((1, *shape)).astype(np.float32)}
             rounds: dict[str, list[float]] = {k: [] for k in models}

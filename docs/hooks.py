@@ -28,6 +28,7 @@ COMMANDS = {
     "analysis.effects": "analysis.effects.cli",
     "trainer.train": "trainer.train",
     "runtime.export": "runtime.export",
+    "search.int8": "search.int8",
     "runtime.latency_table": "runtime.latency_table.cli",
     "runtime.latency_table export-blocks": "runtime.block_export",
     "space.describe": "space.describe",

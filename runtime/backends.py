@@ -125,8 +125,8 @@ def runner(module: nn.Module, input_shape: tuple[int, ...], *, backend: str, dev
             if backend == "onnxruntime-int8":
                 from .quantize import int8_session, latency_calibration
 
-                session, _, _ = int8_session(data, latency_calibration(input_shape), threads=threads or 1, name=name,
-                                             alone=alone)
+                session = int8_session(data, latency_calibration(input_shape), threads=threads or 1, name=name,
+                                       alone=alone).session
             feed = {session.get_inputs()[0].name: torch.randn(1, *input_shape).numpy()}
             yield lambda: session.run(None, feed)
             return

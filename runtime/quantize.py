@@ -37,7 +37,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Iterator, Sequence
+from typing import Any, Callable, ContextManager, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -177,9 +177,18 @@ def _median_ms(session, feed: dict[str, np.ndarray], runs: int, now: Callable[[]
     return float(np.median(times)) * 1e3
 
 
+class Int8Choice(NamedTuple):
+    """The model `int8_session` ships: its session, its plan's name, every plan's median ms, its bytes (to write)."""
+
+    session: Any
+    plan: str
+    timings: dict[str, float]
+    model: bytes
+
+
 def int8_session(fp32: bytes, calibration: np.ndarray, *, threads: int = 1, name: str = "network",
-                 alone: Callable[[], ContextManager] | None = None):
-    """(session, plan name, {plan: ms}) of the model that pays most among `PLANS` (module docstring).
+                 alone: Callable[[], ContextManager] | None = None) -> Int8Choice:
+    """The model that pays most among `PLANS` (module docstring), as an `Int8Choice`.
 
     MCA_FP32 is built only where the network has MCA nodes (else it is QUANTIZE_ALL's model); each plan
     is timed `SELECT_RUNS` times per round over `SELECT_ROUNDS` interleaved rounds (after a warm-up) and
@@ -203,7 +212,8 @@ def int8_session(fp32: bytes, calibration: np.ndarray, *, threads: int = 1, name
                 rounds[i].append(_median_ms(sessions[i], feed, SELECT_RUNS, now))
     medians = [float(np.median(x)) for x in rounds]
     best = int(np.argmin(medians))
-    return sessions[best], plans[best].name, {p.name: m for p, m in zip(plans, medians)}
+    return Int8Choice(sessions[best], plans[best].name, {p.name: m for p, m in zip(plans, medians)},
+                      models[plans[best].name])
 
 
 def logits(session, images: np.ndarray) -> np.ndarray:
@@ -221,5 +231,5 @@ def top1(session, images: np.ndarray, tta: bool = False) -> np.ndarray:
     return out.argmax(1)
 
 
-__all__ = ["ACCURACY_CALIBRATION", "Int8Rule", "LATENCY_CALIBRATION", "MCA_FP32", "NOTHING", "PLANS", "QUANTIZE_ALL", "QuantizeError",
+__all__ = ["ACCURACY_CALIBRATION", "Int8Choice", "Int8Rule", "LATENCY_CALIBRATION", "MCA_FP32", "NOTHING", "PLANS", "QUANTIZE_ALL", "QuantizeError",
            "SETTINGS", "applies", "check_calibration", "int8_session", "latency_calibration", "logits", "quantize", "quantize_plans", "top1"]

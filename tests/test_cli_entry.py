@@ -13,7 +13,8 @@ import pytest
 from commands import in_process, python_m
 
 COMMANDS = ["search.run", "search.confirm", "search.fidelity", "trainer.train", "runtime.latency_table",
-            "runtime.export", "analysis.report", "analysis.select", "analysis.effects", "space.describe"]
+            "runtime.export", "search.int8", "analysis.report", "analysis.select", "analysis.effects",
+            "space.describe"]
 
 
 @pytest.mark.parametrize("module", COMMANDS)

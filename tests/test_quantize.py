@@ -66,11 +66,11 @@ def test_int8_computes_the_network_fp32_computes(selective):
 
 
 def test_int8_session_ships_the_fastest_plan_and_keeps_the_mca_fp32_only_where_there_is_one(selective):
-    """(An MCA network's three plans are chosen between in tests/test_confirm.py's e2e confirmation.)"""
+    """(An MCA network's three plans are chosen between in tests/test_int8_export.py.)"""
     data, _, calib, _ = selective
     plain, _, _ = export_checked(calibrated(presets_for("ghostnet")["ghostnet"]), SHAPE, name="ghostnet")
     assert applies(MCA_FP32, data) and not applies(MCA_FP32, plain)
-    _, plan, timings = int8_session(plain, calib)
+    _, plan, timings, _ = int8_session(plain, calib)
     assert set(timings) == {"all", "fp32"}, "no MCA: MCA_FP32 would be the all-int8 model again"
     assert plan in timings and all(0 < ms < 1e3 for ms in timings.values()) and timings[plan] == min(timings.values())
 

@@ -1,20 +1,23 @@
-"""PyTorch eager against ONNX Runtime: how far apart, and in which order, do they time the same networks?
+"""PyTorch eager, ONNX Runtime and its int8 models: how far apart, and in which order, do they time the same networks?
 
     python benchmarks/latency_backends.py [--archs 12] [--rounds 5] [--threads 1] [--seed 0] [--max-seconds 2]
 
 The backbone's four presets and `--archs` seeded random architectures of the
 default menu (MCA density uniform per architecture, as in
-`benchmarks/latency_table.py`) are timed in both backends (`runtime.backends`)
+`benchmarks/latency_table.py`) are timed in every backend (`runtime.backends`:
+PyTorch eager, ONNX Runtime fp32, and ONNX Runtime int8 as shipped — each
+network quantized, its plan chosen by `runtime.quantize.int8_session`)
 with `runtime.timing`'s protocol: batch 1, 32x32, `--threads` threads, after
 warm-up.  Interleaved: every round visits the architectures in a fresh order
-and times each in both runtimes back to back (which one first alternates),
-so a burst of load from other processes hits both.  Each network is exported
+and times each in every runtime back to back (the order alternates),
+so a burst of load from other processes hits them all.  Each network is exported
 once (its ONNX Runtime logits checked against PyTorch's).
 
 Printed: per architecture and backend the median over rounds of the round
 medians and the run-to-run spread (coefficient of variation over rounds),
-the ratio eager / ONNX Runtime; then the ratios' range, Kendall τ(torch,
-onnxruntime) with a bootstrap 95 % interval (architectures resampled), and
+the ratios to fp32 ONNX Runtime; then the ratios' range, Kendall τ between
+every pair of backends with a bootstrap 95 % interval (architectures
+resampled), and
 the load average before and after — on a shared machine, read the figures
 with it.
 """
@@ -61,27 +64,33 @@ def time_all(calls: dict[str, list], names: list[str], rounds: int, protocol: Pr
 
 
 def report(names: list[str], rounds: dict[str, list[list[float]]], args) -> None:
+    """Per network and backend: median of round medians and CV over rounds; ratios to fp32 ONNX Runtime;
+    Kendall tau between every pair of backends with its bootstrap interval; preset ratios to ghostnet."""
     med = {b: [statistics.median(r) for r in rounds[b]] for b in BACKENDS}
     spread = {b: [cv(r) for r in rounds[b]] for b in BACKENDS}
-    ratios = [t / o for t, o in zip(med["torch"], med["onnxruntime"])]
-    print("\n| architecture | PyTorch eager (ms) | CV over rounds | ONNX Runtime (ms) | CV over rounds | ratio |")
-    print("|---|---|---|---|---|---|")
+    ratio = {b: [x / o for x, o in zip(med[b], med["onnxruntime"])] for b in BACKENDS if b != "onnxruntime"}
+    print("\n| architecture | " + " | ".join(f"{b} (ms) | CV over rounds" for b in BACKENDS) + " | "
+          + " | ".join(f"{b} / onnxruntime" for b in ratio) + " |")
+    print("|---|" + "---|---|" * len(BACKENDS) + "---|" * len(ratio))
     for i, name in enumerate(names):
-        print(f"| {name} | {med['torch'][i]:.2f} | {spread['torch'][i]:.1%} | {med['onnxruntime'][i]:.2f} | "
-              f"{spread['onnxruntime'][i]:.1%} | {ratios[i]:.1f}x |")
-    tau = kendall_tau(med["torch"], med["onnxruntime"])
-    lo, hi = bootstrap_interval(kendall_tau, med["torch"], med["onnxruntime"], n_boot=2000, seed=args.seed)
-    print(f"\nratio eager / ONNX Runtime: median {statistics.median(ratios):.1f}x, range {min(ratios):.1f}-"
-          f"{max(ratios):.1f}x over {len(names)} architectures")
-    print(f"Kendall tau(torch, onnxruntime) = {tau:.2f}  [95% bootstrap CI {lo:.2f}, {hi:.2f}]")
+        cells = " | ".join(f"{med[b][i]:.2f} | {spread[b][i]:.1%}" for b in BACKENDS)
+        print(f"| {name} | {cells} | " + " | ".join(f"{ratio[b][i]:.2f}x" for b in ratio) + " |")
+    print()
+    for b, r in ratio.items():
+        print(f"ratio {b} / onnxruntime: median {statistics.median(r):.2f}x, range {min(r):.2f}-{max(r):.2f}x "
+              f"over {len(names)} architectures")
+    for i, a in enumerate(BACKENDS):
+        for b in BACKENDS[i + 1:]:
+            tau = kendall_tau(med[a], med[b])
+            lo, hi = bootstrap_interval(kendall_tau, med[a], med[b], n_boot=2000, seed=args.seed)
+            print(f"Kendall tau({a}, {b}) = {tau:.2f}  [95% bootstrap CI {lo:.2f}, {hi:.2f}]")
     for b in BACKENDS:
         print(f"run-to-run spread ({b}): CV over {args.rounds} rounds median {statistics.median(spread[b]):.1%}, "
               f"max {max(spread[b]):.1%}")
     g = names.index("ghostnet")
     for other in ("cnn", "all_mca", "selective_mca"):
         j = names.index(other)
-        print(f"{other} / ghostnet: eager {med['torch'][j] / med['torch'][g]:.2f}x, "
-              f"ONNX Runtime {med['onnxruntime'][j] / med['onnxruntime'][g]:.2f}x")
+        print(f"{other} / ghostnet: " + ", ".join(f"{b} {med[b][j] / med[b][g]:.2f}x" for b in BACKENDS))
 
 
 def main() -> int:

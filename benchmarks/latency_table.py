@@ -1,6 +1,6 @@
 """Does the per-block latency table rank and predict whole networks? Validation against measurement.
 
-    python benchmarks/latency_table.py [--latency-backend onnxruntime|torch] [--table table.json] [--device cpu]
+    python benchmarks/latency_table.py [--latency-backend onnxruntime|onnxruntime-int8|torch] [--table table.json] [--device cpu]
         [--threads 1] [--archs 30] [--seed 0]
 
 1. builds the table for the menu (or extends / reuses `--table`, resumable);
@@ -40,7 +40,7 @@ from analysis.rank import bootstrap_interval, kendall_tau  # noqa: E402
 from space import ArchConfig, SearchSpace, build_model, count_macs, presets_for  # noqa: E402
 from space.search_space import DEFAULT_KERNEL_SETS, DEFAULT_RATIOS, parse_ints, parse_kernel_sets  # noqa: E402
 from runtime.latency_table import LatencyTable, Progress, build_table, predict_latency  # noqa: E402
-from runtime.backends import runner  # noqa: E402
+from runtime.backends import BACKENDS, runner  # noqa: E402
 from runtime.timing import Protocol, clock_for, run_protocol  # noqa: E402
 
 
@@ -69,7 +69,7 @@ def main() -> int:
     p.add_argument("--table", default=None,
                    help="table to build / extend / reuse (default <tmp>/ghostnas-latency-table-<device>-<threads>t.json)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--latency-backend", default="onnxruntime", choices=["onnxruntime", "torch"])
+    p.add_argument("--latency-backend", default="onnxruntime", choices=BACKENDS)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--backbone", default="ghostnet")
     p.add_argument("--kernel-sets", default=DEFAULT_KERNEL_SETS)

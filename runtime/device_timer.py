@@ -13,6 +13,10 @@ fit the table's overhead constant.  The table it writes is the one
 `search.run --latency-table` reads.  Re-running with the same -o keeps the
 entries already measured (an interrupted run continues).  A missing or
 corrupt file is one line and exit status 2.
+
+A folder written with `export-blocks --int8` holds each block's and preset's
+int8 plans beside its fp32 file: each plan is timed, the fastest is the
+entry (its plan recorded), and the table is `onnxruntime-int8`'s.
 """
 import argparse
 import json
@@ -106,6 +110,16 @@ def time_model(sess, args, flush=None):
             "n": len(values), "converged": converged, "clock": clock}
 
 
+def fastest(folder, model, args, flush=None):
+    """The timing of `model` (a block or preset of the manifest): its one file, or the fastest of its int8 plans,
+    with the plan's name."""
+    plans = model.get("plans") or {"": model["file"]}
+    timed = {plan: time_model(session(os.path.join(folder, file), args.threads), args, flush)
+             for plan, file in plans.items()}
+    best = min(timed, key=lambda plan: timed[plan]["median_ms"])
+    return timed[best] | ({"plan": best} if best else {})
+
+
 def read_manifest(folder):
     path = os.path.join(folder, "manifest.json")
     try:
@@ -121,10 +135,13 @@ def read_manifest(folder):
 def new_table(manifest, args):
     name = cpu_name()
     threads = f"{args.threads} thread{'s' if args.threads != 1 else ''}"
-    backend = {"name": "onnxruntime", "version": ort.__version__, "threads": args.threads,
+    runtime = manifest.get("backend", "onnxruntime")
+    backend = {"name": runtime, "version": ort.__version__, "threads": args.threads,
                "opset": manifest["opset"], "graph_optimization": "all", "exporter": manifest["exporter"],
-               "block_cache_flush_bytes": manifest["block_cache_flush_bytes"],
-               "label": f"onnxruntime {ort.__version__}, {threads}"}
+               "block_cache_flush_bytes": manifest["block_cache_flush_bytes"]}
+    if "quantization" in manifest:
+        backend["quantization"] = {**manifest["quantization"], "chosen": "the fastest, timed on the device"}
+    backend["label"] = f"{runtime} {ort.__version__}, {threads}"
     return {"format": "ghostnas-latency-table", "version": 1, "backbone": manifest["backbone"],
             "device": {"type": "cpu", "name": name, "threads": args.threads, "cpu_count": os.cpu_count(),
                        "label": f"cpu {name}, {threads}", "timed_by": "time_blocks.py (export-blocks)"},
@@ -171,13 +188,13 @@ def run(args):
     todo = [k for k in manifest["blocks"] if k not in table["entries"]]
     for done, key in enumerate(todo, 1):
         block = manifest["blocks"][key]
-        timing = time_model(session(os.path.join(args.dir, block["file"]), args.threads), args, flush)
+        timing = fastest(args.dir, block, args, flush)
         table["entries"][key] = {k: block[k] for k in ("kind", "index", "input_shape", "params")} | timing
         save(table, args.output)
         print(f"\r{done}/{len(todo)} blocks", end="", file=sys.stderr, flush=True)
     fit = []
     for name, preset in manifest["presets"].items():
-        whole = time_model(session(os.path.join(args.dir, preset["file"]), args.threads), args)["median_ms"]
+        whole = fastest(args.dir, preset, args)["median_ms"]
         blocks = sum(table["entries"][k]["median_ms"] for k in preset["blocks"])
         fit.append({"preset": name, "key": preset["key"], "measured_ms": whole, "blocks_ms": round(blocks, 6),
                     "residual_ms": round(whole - blocks, 6)})

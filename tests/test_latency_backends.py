@@ -252,6 +252,48 @@ def test_blocks_timed_on_a_device_without_torch_make_a_table_the_search_takes(tm
     assert not (tmp_path / "other.json").exists()
 
 
+@pytest.mark.e2e  # quantizes every block of a network and its whole (a minute of CPU)
+def test_int8_blocks_timed_on_a_device_keep_each_blocks_fastest_plan_and_an_fp32_run_refuses_the_table(
+        tmp_path, cifar_dir, capsys, monkeypatch):
+    """export-blocks --int8 on one network's blocks (the selective_mca preset: MCA and plain bottlenecks; the
+    menu's other blocks go through the same code), timed by the torch-free timer."""
+    import runtime.block_export as block_export
+    from runtime.latency_table import LatencyTable
+    from runtime.latency_table.cli import main as table_main
+    from search.run import main as search_main
+
+    selective = presets_for("ghostnet")["selective_mca"]
+    monkeypatch.setattr(block_export, "table_configs", lambda space: [selective])
+    monkeypatch.setattr(block_export, "presets_for", lambda backbone: {"selective_mca": selective})
+    folder = tmp_path / "blocks8"
+    assert run_main(table_main, ["export-blocks", str(folder), "--kernel-sets", "3-5-7", "--ratios", "2", "--int8"],
+                    prog="runtime.latency_table") == 0
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["backend"] == "onnxruntime-int8" and manifest["quantization"]["format"] == "QDQ"
+    plans = {key: set(b["plans"]) for key, b in manifest["blocks"].items()}
+    mca = {key for key in plans if "|mca=" in key and "|mca=-" not in key}
+    assert mca and all(plans[k] == {"fp32", "all", "mca-fp32"} for k in mca), "an MCA block has three plans"
+    assert all(plans[k] == {"fp32", "all"} for k in set(plans) - mca), "a block without MCA has two"
+    assert set(manifest["presets"]["selective_mca"]["plans"]) == {"fp32", "all", "mca-fp32"}
+
+    done = _on_device(folder, "-o", str(tmp_path / "table8.json"))
+    assert done.returncode == 0, done.stderr
+    table = LatencyTable.load(tmp_path / "table8.json")
+    assert table.backend == "onnxruntime-int8"
+    assert table.backend_label == f"onnxruntime-int8 {onnxruntime.__version__}, 1 thread"
+    assert set(table.entries) == set(manifest["blocks"]) and table.overhead_ms is not None
+    assert all(table.entries[k]["plan"] in plans[k] for k in plans), "each entry is one of its block's plans"
+    # An int8 table given to a run that measures fp32: one line, exit 2, nothing written.
+    storage = tmp_path / "runs"
+    capsys.readouterr()
+    code = search_main(["--budget", "smoke", "--data-dir", str(cifar_dir), "--storage-path", str(storage),
+                        "--name", "x", "--latency-table", str(tmp_path / "table8.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "this run times in onnxruntime: use --latency-backend onnxruntime-int8" in err[0], err
+    assert not storage.exists() or list(storage.iterdir()) == []
+
+
 def test_export_blocks_refuses_a_folder_in_use_in_one_line(tmp_path, capsys):
     from runtime.latency_table.cli import main as table_main
 

@@ -115,27 +115,38 @@ def runner(module: nn.Module, input_shape: tuple[int, ...], *, backend: str, dev
     """A callable running `module` once at batch 1 in `backend`; module mode and torch threads restored after.
 
     onnxruntime exports and checks the module first (ExportError names `name`); onnxruntime-int8 then
-    times its plans to pick one (`runtime.quantize.int8_session`), holding `alone()` while it does.
+    times its plans to pick one (`runtime.quantize.int8_session`), holding `alone()` while it does; the
+    callable's `plan` attribute names the plan (None for the other backends).
     """
     was_training = module.training
     old_threads = torch.get_num_threads()
     try:
         if runs_onnx(backend):
             data, session, _ = export_checked(module, input_shape, name=name, threads=threads or 1)
+            plan = None
             if backend == "onnxruntime-int8":
                 from .quantize import int8_session, latency_calibration
 
-                session = int8_session(data, latency_calibration(input_shape), threads=threads or 1, name=name,
-                                       alone=alone).session
+                session, plan, _, _ = int8_session(data, latency_calibration(input_shape), threads=threads or 1,
+                                                   name=name, alone=alone)
             feed = {session.get_inputs()[0].name: torch.randn(1, *input_shape).numpy()}
-            yield lambda: session.run(None, feed)
+
+            def call() -> Any:
+                return session.run(None, feed)
+
+            call.plan = plan  # type: ignore[attr-defined]
+            yield call
             return
         if threads:
             torch.set_num_threads(threads)
         device = torch.device(device)
         model, x = in_layout(module.eval().to(device), torch.randn(1, *input_shape, device=device), layout)
+        def forward() -> Any:
+            return model(x)
+
+        forward.plan = None  # type: ignore[attr-defined]
         with torch.no_grad():
-            yield lambda: model(x)
+            yield forward
     finally:
         module.train(was_training)
         torch.set_num_threads(old_threads)

@@ -14,7 +14,7 @@ from torch import nn
 
 from cli_kit import run_main
 from space import ArchConfig, SearchSpace, build_model, presets_for
-from runtime.backends import BACKENDS, check_backend, default_backend, describe_backend, time_network
+from runtime.backends import BACKENDS, check_backend, default_backend, describe_backend, runner, time_network
 from runtime.latency import measure_latency
 from runtime.onnx_export import TOLERANCE, ExportError, export_checked, ort_session
 from runtime.timing import Protocol
@@ -119,6 +119,8 @@ def test_onnxruntime_times_the_network_and_says_so():
     for backend in BACKENDS:
         timed = time_network(model, (3, 32, 32), backend=backend, protocol=QUICK)
         assert timed.n == 10 and 0 < timed.median_ms, backend
+        with runner(model, (3, 32, 32), backend=backend) as call:  # int8 names its plan (no MCA: two to choose)
+            assert call.plan in ({"all", "fp32"} if backend == "onnxruntime-int8" else {None}), (backend, call.plan)
 
 
 def test_a_run_keeps_its_backend_on_resume_and_one_from_before_backends_keeps_torch():

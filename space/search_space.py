@@ -170,4 +170,4 @@ class SearchSpace:
         if unknown:
             raise ValueError(f"SearchSpace has no field {', '.join(map(repr, unknown))}; "
                              f"allowed: {', '.join(_FIELDS)}")
-        return cls(**{k: tuple(v) if k in ("kernel_sets", "ratios") else v for k, v in data.items()})
+        return cls(**data)  # __post_init__ turns JSON lists into the tuples the space holds

@@ -344,3 +344,14 @@ def test_search_space_size_and_validation() -> None:
     with pytest.raises(ValueError):
         SearchSpace(kernel_sets=((3, 5, 7), (7, 5, 3)))
     assert SearchSpace.from_dict(SearchSpace().to_dict()) == SearchSpace()
+
+
+def test_a_space_from_json_holds_tuples_and_names_unknown_fields():
+    """run.json stores the space as JSON lists; a field this version does not know is refused by name."""
+    space = SearchSpace.from_dict({"kernel_sets": [[3, 5, 7], [5, 7, 11]], "ratios": [2, 4]})
+    assert space.kernel_sets == ((3, 5, 7), (5, 7, 11)) and space.ratios == (2, 4)
+    assert hash(space) == hash(SearchSpace(kernel_sets=((3, 5, 7), (5, 7, 11)), ratios=(2, 4)))
+    with pytest.raises(ValueError) as err:
+        SearchSpace.from_dict({"kernel_sets": [[3, 5, 7]], "bogus": 1, "alpha": 2})
+    assert str(err.value) == ("SearchSpace has no field 'alpha', 'bogus'; "
+                              "allowed: kernel_sets, ratios, width, dw_size, backbone")

@@ -63,3 +63,14 @@ def test_summary_row_holds_the_means_their_error_and_the_seed_count():
     failed = ledger.summary_row("F")
     assert math.isnan(failed["val_acc"]) and math.isnan(failed["val_acc_se"]) and failed["n_seeds"] == 0
     assert [r["key"] for r in ledger.front_rows()] == ["A"]
+
+
+def test_a_second_seed_that_moves_a_mean_rebuilds_the_front_in_first_seen_order():
+    ledger = Ledger.from_rows([row("A", 0.60, 100), row("D", 0.50, 90), row("E", 0.59, 100)],
+                              OBJECTIVES, DIRECTIONS, n_val=1000)
+    assert ledger.front == ["A", "D"], "E is dominated by A"
+    ledger.record(row("A", 0.50, 100, seed=1))  # A's mean falls to 0.55: E now dominates it
+    assert ledger.values("A") == [pytest.approx(0.55), 100.0]
+    assert ledger.front == ["D", "E"]
+    ledger.record(row("E", 0.30, 100, seed=1))  # E's mean falls to 0.445: A (0.55) is back, E is off
+    assert ledger.front == ["A", "D"]

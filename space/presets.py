@@ -43,14 +43,13 @@ def _backbone_presets(backbone: str) -> dict[str, ArchConfig]:
     }
 
 
-_BY_BACKBONE: dict[str, dict[str, ArchConfig]] = {
-    name: PRESETS if name == DEFAULT_BACKBONE else _backbone_presets(name) for name in BACKBONE_NAMES
-}
-
-
 def presets_for(backbone: str = DEFAULT_BACKBONE) -> dict[str, ArchConfig]:
-    """The presets of `backbone` by name (GhostNet: `PRESETS` itself); ValueError names the backbones."""
-    return _BY_BACKBONE[parse_backbone(backbone)]
+    """The presets of `backbone` by name (GhostNet: `PRESETS` itself); ValueError names the backbones.
+
+    Built at each call (four small frozen configs), not at import: what is built at import is out of reach
+    of the mutation run's planted changes (benchmarks/mutation.py)."""
+    name = parse_backbone(backbone)
+    return PRESETS if name == DEFAULT_BACKBONE else _backbone_presets(name)
 
 
 def get_preset(name: str, backbone: str = DEFAULT_BACKBONE) -> ArchConfig:
@@ -78,7 +77,7 @@ def load_arch(spec: str | Path) -> ArchConfig:
     if path.is_file():
         return ArchConfig.load(path)
     backbone, colon, name = text.partition(":")
-    if colon and backbone in _BY_BACKBONE:
+    if colon and backbone in BACKBONE_NAMES:
         return get_preset(name, backbone)
     if path.exists():
         raise ValueError(f"arch {text!r} is not a preset and not a regular file")

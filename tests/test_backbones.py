@@ -252,7 +252,7 @@ def test_presets_per_backbone_and_load_arch_spellings() -> None:
         assert list(presets) == ["plain", "ghost", "all_mca", "selective_mca"]
         assert presets["plain"].ratio == 1 and presets["ghost"].ratio == 2 and not any(presets["ghost"].mca)
         assert all(presets["all_mca"].mca) and presets["selective_mca"].kernels == (3, 5, 7)
-        assert load_arch(f"{backbone}:selective_mca") is presets["selective_mca"]
+        assert load_arch(f"{backbone}:selective_mca") == presets["selective_mca"]
     assert load_arch("ghostnet:cnn") is PRESETS["cnn"] and load_arch("cnn") is PRESETS["cnn"]
 
 

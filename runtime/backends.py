@@ -141,6 +141,7 @@ def runner(module: nn.Module, input_shape: tuple[int, ...], *, backend: str, dev
             torch.set_num_threads(threads)
         device = torch.device(device)
         model, x = in_layout(module.eval().to(device), torch.randn(1, *input_shape, device=device), layout)
+
         def forward() -> Any:
             return model(x)
 

@@ -84,14 +84,17 @@ def export_bytes(module: nn.Module, input_shape: tuple[int, ...], *, name: str,
         raise ExportError(f"cannot export {name} to ONNX (opset {OPSET}): {_first_line(exc)}") from None
     finally:
         module.train(was_training)
-    return _with_metadata(buffer.getvalue(), metadata) if metadata else buffer.getvalue()
+    return with_metadata(buffer.getvalue(), metadata) if metadata else buffer.getvalue()
 
 
-def _with_metadata(data: bytes, metadata: Mapping[str, Any]) -> bytes:
+def with_metadata(data: bytes, metadata: Mapping[str, Any]) -> bytes:
+    """`data` with `metadata` in its metadata_props, each key set once (an existing entry of a key is replaced)."""
     import onnx
 
     model = onnx.load_from_string(data)
-    for key, value in metadata.items():
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key not in metadata]
+    del model.metadata_props[:]
+    for key, value in [*kept, *metadata.items()]:
         entry = model.metadata_props.add()
         entry.key, entry.value = str(key), str(value)
     return model.SerializeToString()
@@ -142,5 +145,5 @@ def export_checked(module: nn.Module, input_shape: tuple[int, ...], *, name: str
     return data, session, diff
 
 
-__all__ = ["ExportError", "OPSET", "TOLERANCE", "export_bytes", "export_checked", "max_abs_difference",
+__all__ = ["ExportError", "OPSET", "TOLERANCE", "export_bytes", "export_checked", "with_metadata", "max_abs_difference",
            "ort_session"]

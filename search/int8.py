@@ -29,7 +29,7 @@ from torch import nn
 from cli_kit import Parser, UserError, run_main
 from host.files import write_atomic
 from runtime.export import check_writable, load_source
-from runtime.onnx_export import export_checked
+from runtime.onnx_export import export_checked, with_metadata
 from runtime.quantize import ACCURACY_CALIBRATION, SETTINGS, Int8Choice, int8_session, top1
 from space import get_backbone
 
@@ -93,17 +93,6 @@ def build_parser() -> Parser:
     return p
 
 
-def _with_metadata(model: bytes, meta: dict[str, str]) -> bytes:
-    """The quantizer keeps no metadata_props: the int8 file says what it is, as runtime.export's files do."""
-    import onnx
-
-    m = onnx.load_from_string(model)
-    del m.metadata_props[:]
-    for key, value in meta.items():
-        m.metadata_props.add(key=key, value=value)
-    return m.SerializeToString()
-
-
 def _report(out: Path, key: str, what: str, chosen: Int8Choice, diff: float, n_calib: int, right32: np.ndarray,
             right8: np.ndarray, agree: float) -> None:
     delta, low, high = paired_delta(right32, right8)
@@ -144,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                              name=arch.key, calibrate=args.calibration, metadata=meta)
     quantization = json.dumps({**SETTINGS, "plan": chosen.plan, "calibration_images": n_calib})
     try:
-        write_atomic(out, _with_metadata(chosen.model, {**meta, "quantization": quantization}))
+        write_atomic(out, with_metadata(chosen.model, {**meta, "quantization": quantization}))
     except OSError as exc:
         raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
     pred32, pred8 = top1(fp32, images), top1(chosen.session, images)
